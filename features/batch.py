@@ -1,0 +1,330 @@
+"""Whole table -> feature frame, point-in-time correct and vectorised.
+
+Payments are put in (timestamp, transaction_id) order once. For each entity the rows are then
+grouped (a stable sort keeps time order inside a group) and every window becomes a pair of
+indices found by binary search on a (group, time rank) key, so counts and sums are differences
+of cumulative sums. Amounts are summed as integer cents: the sums are exact, which is what lets
+the online executor agree to the last bit. A payment never sees itself or anything after it,
+and label features see a label only once its `label_time` has passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.registry import ENTITY_COLUMN, FEATURES, Feature, available
+from features.transforms import NS_PER_S, ROW_TRANSFORMS, haversine_km
+
+_ROW_TIMESTAMPS = ("account_created_at", "credential_changed_at")
+
+
+def to_ns(series: pd.Series) -> np.ndarray:
+    """UTC timestamps -> int64 ns since the epoch (NaT must be handled by the caller)."""
+    return series.to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def optional_ns(series: pd.Series) -> np.ndarray:
+    """Optional timestamps -> float64 ns with NaN for missing (what row transforms expect)."""
+    out = to_ns(series).astype(np.float64)
+    out[series.isna().to_numpy()] = np.nan
+    return out
+
+
+def to_cents(amount: np.ndarray) -> np.ndarray:
+    """Amounts as exact integer cents (round half to even, as Python's round does)."""
+    return np.rint(np.asarray(amount, dtype=np.float64) * 100.0).astype(np.int64)
+
+
+def _codes(values: pd.Series) -> np.ndarray:
+    codes, _ = pd.factorize(values, use_na_sentinel=True)
+    return codes.astype(np.int64)
+
+
+@dataclass
+class _Grouped:
+    """Rows of one entity, sorted by (group, time order); positions refer to time order."""
+
+    pos: np.ndarray  # time-order position of each grouped element
+    key: np.ndarray  # group * (n_ranks + 1) + time rank: sorted ascending
+    group: np.ndarray
+    first: np.ndarray  # index (in grouped order) of the group's first element
+    n_ranks: int
+
+    @classmethod
+    def build(cls, codes: np.ndarray, rank: np.ndarray, n_ranks: int) -> _Grouped:
+        keep = np.flatnonzero(codes >= 0)
+        order = keep[np.argsort(codes[keep], kind="stable")]
+        group = codes[order]
+        key = group * (n_ranks + 1) + rank[order]
+        is_first = np.ones(len(order), dtype=bool)
+        is_first[1:] = group[1:] != group[:-1]
+        first = np.maximum.accumulate(np.where(is_first, np.arange(len(order)), 0))
+        return cls(order, key, group, first, n_ranks)
+
+    def index_after(self, rank_bound: np.ndarray) -> np.ndarray:
+        """Per element: index of the first element of its group with time rank >= rank_bound."""
+        return np.searchsorted(self.key, self.group * (self.n_ranks + 1) + rank_bound, "left")
+
+
+class _Context:
+    """Shared, sorted inputs for one batch run."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        keys = pd.DataFrame({"ts": to_ns(frame["timestamp"]), "id": frame["transaction_id"]})
+        order = keys.sort_values(["ts", "id"], kind="stable").index.to_numpy()
+        self.order = order
+        self.frame = frame
+        self.ts = to_ns(frame["timestamp"])[order]
+        self.uniq = np.unique(self.ts)
+        self.rank = np.searchsorted(self.uniq, self.ts)
+        self.n = len(order)
+        self._groups: dict[str, _Grouped] = {}
+        self._cents: np.ndarray | None = None
+
+    def col(self, name: str) -> pd.Series:
+        return self.frame[name].iloc[self.order].reset_index(drop=True)
+
+    @property
+    def cents(self) -> np.ndarray:
+        if self._cents is None:
+            self._cents = to_cents(self.col("amount").to_numpy())
+        return self._cents
+
+    def grouped(self, name: str, codes: Callable[[], np.ndarray]) -> _Grouped:
+        if name not in self._groups:
+            self._groups[name] = _Grouped.build(codes(), self.rank, len(self.uniq))
+        return self._groups[name]
+
+    def entity(self, entity: str) -> _Grouped:
+        return self.grouped(entity, lambda: _codes(self.col(ENTITY_COLUMN[entity])))
+
+    def rank_after(self, bound_ns: np.ndarray) -> np.ndarray:
+        """Time rank of the first timestamp strictly greater than each bound."""
+        return np.searchsorted(self.uniq, bound_ns, "right")
+
+    def window_start(self, g: _Grouped, window_s: int) -> np.ndarray:
+        """Per grouped element: index of the first prior element with ts > t - window."""
+        bound = self.ts[g.pos] - window_s * NS_PER_S
+        return g.index_after(self.rank_after(bound))
+
+
+def _scatter(n: int, g: _Grouped, values: np.ndarray) -> np.ndarray:
+    out = np.full(n, np.nan)
+    out[g.pos] = values
+    return out
+
+
+def _window_matrix(
+    starts: np.ndarray, stops: np.ndarray, values: np.ndarray, pad: int
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Gather values[starts[i]:stops[i]] as padded rows, bucketed by width (powers of two).
+
+    Returns (row indices, matrix, widths) per bucket; padding is `pad`, wide enough to sort last.
+    """
+    widths = stops - starts
+    out = []
+    nonempty = np.flatnonzero(widths > 0)
+    if len(nonempty) == 0:
+        return out
+    bucket = np.ceil(np.log2(widths[nonempty])).astype(np.int64)
+    for b in np.unique(bucket):
+        rows = nonempty[bucket == b]
+        width = 1 << int(b)
+        offs = np.arange(width)
+        for chunk in np.array_split(rows, max(1, len(rows) * width // 4_000_000 + 1)):
+            idx = starts[chunk, None] + offs[None, :]
+            valid = offs[None, :] < widths[chunk, None]
+            mat = np.where(valid, values[np.minimum(idx, len(values) - 1)], pad)
+            out.append((chunk, mat, widths[chunk]))
+    return out
+
+
+def _card_amount_stats(ctx: _Context, f: Feature) -> np.ndarray:
+    g = ctx.entity(f.entity)
+    idx = np.arange(len(g.pos))
+    start = ctx.window_start(g, f.window)
+    cents = ctx.cents[g.pos]
+    n = (idx - start).astype(np.int64)
+    csum = np.concatenate(([0], np.cumsum(cents)))
+    s = csum[idx] - csum[start]
+    a = cents
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if f.aggregation == "sum":
+            res = s / 100.0
+        elif f.aggregation == "mean_ratio":
+            res = np.where((n > 0) & (s > 0), (a * n) / s, np.nan)
+        elif f.aggregation == "zscore":
+            # int64 cumulative sums of squares may wrap around; window differences stay exact.
+            csq = np.concatenate(([0], np.cumsum(cents * cents)))
+            ss = csq[idx] - csq[start]
+            var_n2 = n * ss - s * s  # n^2 * variance, exact in integers
+            res = np.where((n >= 2) & (var_n2 > 0), (n * a - s) / np.sqrt(var_n2), np.nan)
+        elif f.aggregation == "median_ratio":
+            med = np.full(len(idx), np.nan)
+            big = np.iinfo(np.int64).max
+            for rows, mat, w in _window_matrix(start, idx, cents, big):
+                mat.sort(axis=1)
+                lo = mat[np.arange(len(rows)), (w - 1) // 2]
+                hi = mat[np.arange(len(rows)), w // 2]
+                med[rows] = (lo + hi) / 2
+            res = np.where(med > 0, a / med, np.nan)
+        else:  # count
+            res = n.astype(np.float64)
+    return _scatter(ctx.n, g, res)
+
+
+def _count(ctx: _Context, f: Feature) -> np.ndarray:
+    g = ctx.entity(f.entity)
+    start = ctx.window_start(g, f.window)
+    return _scatter(ctx.n, g, (np.arange(len(g.pos)) - start).astype(np.float64))
+
+
+def _previous(ctx: _Context, f: Feature) -> np.ndarray:
+    g = ctx.entity(f.entity)
+    idx = np.arange(len(g.pos))
+    has_prev = ctx.window_start(g, f.window) < idx
+    prev = np.maximum(idx - 1, 0)
+    dt_s = (ctx.ts[g.pos] - ctx.ts[g.pos[prev]]) / NS_PER_S
+    if f.aggregation == "since_prev":
+        res = dt_s
+    else:
+        lat = ctx.col("merchant_lat").to_numpy(dtype=np.float64)[g.pos]
+        lon = ctx.col("merchant_lon").to_numpy(dtype=np.float64)[g.pos]
+        dist = haversine_km(lat[prev], lon[prev], lat, lon)
+        res = dist if f.aggregation == "prev_distance" else dist / (np.maximum(dt_s, 60.0) / 3600)
+    return _scatter(ctx.n, g, np.where(has_prev, res, np.nan))
+
+
+def _distinct_cards(ctx: _Context, f: Feature) -> np.ndarray:
+    g = ctx.entity(f.entity)
+    idx = np.arange(len(g.pos))
+    start = ctx.window_start(g, f.window)
+    cards = _codes(ctx.col("card_id"))[g.pos]
+    res = np.full(len(idx), np.nan)
+    big = np.iinfo(np.int64).max
+    for rows, mat, w in _window_matrix(start, idx + 1, cards, big):
+        mat.sort(axis=1)
+        new = np.ones_like(mat, dtype=bool)
+        new[:, 1:] = mat[:, 1:] != mat[:, :-1]
+        valid = np.arange(mat.shape[1])[None, :] < w[:, None]
+        res[rows] = (new & valid).sum(axis=1)
+    return _scatter(ctx.n, g, res)
+
+
+def _pair_new(ctx: _Context, f: Feature) -> np.ndarray:
+    def pair_codes() -> np.ndarray:
+        cust = _codes(ctx.col("customer_id"))
+        dev = _codes(ctx.col("device_id"))
+        pair = cust * (dev.max() + 2) + dev
+        codes = _codes(pd.Series(pair))
+        codes[(dev < 0) | (cust < 0)] = -1
+        return codes
+
+    g = ctx.grouped("customer_device", pair_codes)
+    start = ctx.window_start(g, f.window)
+    return _scatter(ctx.n, g, (start == np.arange(len(g.pos))).astype(np.float64))
+
+
+def _label_rate(ctx: _Context, f: Feature) -> np.ndarray:
+    """Known fraud / payments at the entity with ts in (t - delay - window, t - delay]."""
+    g = ctx.entity(f.entity)
+    t = ctx.ts[g.pos]
+    delay, window = f.label_delay * NS_PER_S, f.window * NS_PER_S
+    hi = g.index_after(ctx.rank_after(t - delay))
+    lo = g.index_after(ctx.rank_after(t - delay - window))
+    payments = (hi - lo).astype(np.float64)
+
+    # A fraud label at payment f counts for payment p when p's time lies in
+    # [max(ts_f + delay, label_time_f), ts_f + delay + window): an interval per label.
+    fraud = ctx.col("is_fraud").to_numpy(dtype=np.float64, na_value=np.nan)[g.pos] == 1
+    lt_col = ctx.col("label_time")
+    lt = np.where(lt_col.isna().to_numpy()[g.pos], np.iinfo(np.int64).max, to_ns(lt_col)[g.pos])
+    known = fraud & (lt != np.iinfo(np.int64).max)
+    ts_f = t[known]
+    begin = np.maximum(ts_f + delay, lt[known])
+    end = ts_f + delay + window
+    live = begin < end
+    grp = g.group[known][live]
+    begin, end = begin[live], end[live]
+    times = np.unique(np.concatenate((t, begin, end)))
+    span = len(times) + 1
+
+    def count_le(points: np.ndarray) -> np.ndarray:
+        """Per payment: labels of its group with point <= t."""
+        keys = np.sort(grp * span + np.searchsorted(times, points))
+        upto = np.searchsorted(keys, g.group * span + np.searchsorted(times, t), "right")
+        return upto - np.searchsorted(keys, g.group * span, "left")
+
+    frauds = (count_le(begin) - count_le(end)).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(payments > 0, frauds / payments, np.nan)
+    return _scatter(ctx.n, g, rate)
+
+
+_AGGREGATORS: dict[str, Callable[[_Context, Feature], np.ndarray]] = {
+    "count": lambda ctx, f: _count(ctx, f),
+    "sum": _card_amount_stats,
+    "mean_ratio": _card_amount_stats,
+    "median_ratio": _card_amount_stats,
+    "zscore": _card_amount_stats,
+    "since_prev": _previous,
+    "prev_distance": _previous,
+    "prev_speed": _previous,
+    "distinct_cards": _distinct_cards,
+    "pair_new": _pair_new,
+    "label_rate": _label_rate,
+}
+
+
+def row_inputs(ctx_cols: Callable[[str], pd.Series], columns: Sequence[str]) -> dict[str, object]:
+    """Contract columns in the form row transforms expect (see features.transforms)."""
+    out: dict[str, object] = {}
+    for name in columns:
+        s = ctx_cols(name)
+        if name == "timestamp":
+            out[name] = to_ns(s)
+        elif name in _ROW_TIMESTAMPS:
+            out[name] = optional_ns(s)
+        elif pd.api.types.is_numeric_dtype(s.dtype):
+            out[name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            out[name] = s.astype(object).where(s.notna(), None).to_numpy()
+    return out
+
+
+def compute(
+    frame: pd.DataFrame,
+    features: Sequence[Feature] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Features for every payment of a validated contract frame, in the frame's row order.
+
+    `features` defaults to every feature the frame's columns support. Returns a frame with
+    `transaction_id` and one float64 column per feature.
+    """
+    if features is None:
+        features = available(frame.columns).features
+    frame = frame.reset_index(drop=True)
+    ctx = _Context(frame)
+    result: dict[str, np.ndarray] = {}
+    for f in features:
+        if progress is not None:
+            progress(f.name)
+        if f.aggregation == "row":
+            cols = row_inputs(ctx.col, dict.fromkeys(("timestamp", "amount", *f.columns)))
+            values = np.asarray(ROW_TRANSFORMS[f.name](cols), dtype=np.float64)
+        else:
+            values = _AGGREGATORS[f.aggregation](ctx, f)
+        unsorted = np.empty(ctx.n)
+        unsorted[ctx.order] = values
+        result[f.name] = unsorted
+    out = pd.DataFrame(result)
+    out.insert(0, "transaction_id", frame["transaction_id"].to_numpy())
+    return out
+
+
+__all__ = ["FEATURES", "compute"]

@@ -1,0 +1,330 @@
+"""The one place a feature is declared.
+
+Each `Feature` says what it reads, over which entity and window, and how it aggregates. The batch
+executor (training) and the online executor (serving) both dispatch on these declarations, so a
+feature cannot be defined twice; `tests/features/test_parity.py` proves the two agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Entity = Literal["payment", "card", "customer", "merchant", "device", "ip", "email_domain"]
+Aggregation = Literal[
+    "row",  # computed from the payment alone (see features.transforms)
+    "count",  # prior payments of the entity in the window
+    "sum",  # sum of prior amounts in the window
+    "mean_ratio",  # amount / mean of prior amounts in the window
+    "median_ratio",  # amount / median of prior amounts in the window
+    "zscore",  # (amount - mean) / std of prior amounts in the window
+    "since_prev",  # seconds since the entity's previous payment within the window
+    "prev_distance",  # km from the previous payment's merchant location within the window
+    "prev_speed",  # implied km/h from the previous payment within the window
+    "distinct_cards",  # distinct cards on the entity in the window, this payment included
+    "pair_new",  # 1 if (customer, device) has no prior payment in the window
+    "label_rate",  # known fraud labels / payments in a window ending a label delay before
+]
+Group = Literal["amount", "time", "location", "identity", "velocity", "labels"]
+
+HOUR = 3_600
+DAY = 86_400
+
+# Entities and the contract column that keys them.
+ENTITY_COLUMN: dict[str, str] = {
+    "card": "card_id",
+    "customer": "customer_id",
+    "merchant": "merchant_id",
+    "device": "device_id",
+    "ip": "ip_hash",
+    "email_domain": "email_domain",
+}
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature's declaration.
+
+    `window` is in seconds. A prior payment belongs to the window when its timestamp is greater
+    than (payment time - window) and it comes strictly before the payment in (timestamp,
+    transaction_id) order. `label_delay` (seconds) shifts a label window back: labels count only
+    if known (label_time <= payment time).
+    `description` is a sentence template for explanations; `{value}` is the feature's value.
+    """
+
+    name: str
+    group: Group
+    entity: Entity
+    aggregation: Aggregation
+    columns: tuple[str, ...]
+    description: str
+    window: int = 0
+    reads_labels: bool = False
+    label_delay: int = 0
+
+
+def _velocity(entity: Entity, agg: Aggregation, window: int, label: str) -> Feature:
+    col = ENTITY_COLUMN[entity]
+    cols = (col, "amount") if agg == "sum" else (col,)
+    if agg == "count":
+        text = f"{{value:.0f}} earlier payments on this {entity} in {label}"
+    else:
+        text = f"{{value:.2f}} spent on this {entity} in {label}"
+    name = f"{entity}_{agg}_{label.replace(' ', '')}"
+    return Feature(name, "velocity", entity, agg, cols, text, window=window)
+
+
+FEATURES: tuple[Feature, ...] = (
+    # amount
+    Feature("log_amount", "amount", "payment", "row", ("amount",), "amount is {amount:.2f}"),
+    Feature(
+        "amount_to_card_median_30d",
+        "amount",
+        "card",
+        "median_ratio",
+        ("card_id", "amount"),
+        "amount is {value:.1f}x this card's 30-day median",
+        window=30 * DAY,
+    ),
+    Feature(
+        "amount_to_card_mean_30d",
+        "amount",
+        "card",
+        "mean_ratio",
+        ("card_id", "amount"),
+        "amount is {value:.1f}x this card's 30-day average",
+        window=30 * DAY,
+    ),
+    Feature(
+        "amount_zscore_card_30d",
+        "amount",
+        "card",
+        "zscore",
+        ("card_id", "amount"),
+        "amount is {value:.1f} standard deviations from this card's usual spend",
+        window=30 * DAY,
+    ),
+    # time
+    Feature("hour_of_day", "time", "payment", "row", ("timestamp",), "paid at {value:.0f}h UTC"),
+    Feature("is_night", "time", "payment", "row", ("timestamp",), "paid at night (00-06h UTC)"),
+    Feature("is_weekend", "time", "payment", "row", ("timestamp",), "paid at the weekend"),
+    Feature(
+        "seconds_since_card_prev",
+        "time",
+        "card",
+        "since_prev",
+        ("card_id",),
+        "{value:.0f} s since this card's previous payment",
+        window=30 * DAY,
+    ),
+    # location
+    Feature(
+        "billing_ip_mismatch",
+        "location",
+        "payment",
+        "row",
+        ("billing_country", "ip_country"),
+        "IP country {ip_country} differs from billing country {billing_country}",
+    ),
+    Feature(
+        "billing_shipping_mismatch",
+        "location",
+        "payment",
+        "row",
+        ("billing_country", "shipping_country"),
+        "shipping country {shipping_country} differs from billing country {billing_country}",
+    ),
+    Feature(
+        "billing_merchant_mismatch",
+        "location",
+        "payment",
+        "row",
+        ("billing_country", "merchant_country"),
+        "merchant country {merchant_country} differs from billing country {billing_country}",
+    ),
+    Feature(
+        "home_merchant_distance_km",
+        "location",
+        "payment",
+        "row",
+        ("customer_lat", "customer_lon", "merchant_lat", "merchant_lon"),
+        "merchant is {value:.0f} km from the customer's home",
+    ),
+    Feature(
+        "card_prev_distance_km",
+        "location",
+        "card",
+        "prev_distance",
+        ("card_id", "merchant_lat", "merchant_lon"),
+        "{value:.0f} km from this card's previous payment",
+        window=30 * DAY,
+    ),
+    Feature(
+        "card_prev_speed_kmh",
+        "location",
+        "card",
+        "prev_speed",
+        ("card_id", "merchant_lat", "merchant_lon"),
+        "implied travel speed {value:.0f} km/h since this card's previous payment",
+        window=30 * DAY,
+    ),
+    # identity
+    Feature(
+        "account_age_days",
+        "identity",
+        "payment",
+        "row",
+        ("account_created_at",),
+        "account opened {value:.0f} days ago",
+    ),
+    Feature(
+        "credential_change_age_hours",
+        "identity",
+        "payment",
+        "row",
+        ("credential_changed_at",),
+        "password or phone changed {value:.1f} h before the payment",
+    ),
+    Feature(
+        "device_new_for_customer",
+        "identity",
+        "customer",
+        "pair_new",
+        ("customer_id", "device_id"),
+        "first payment from this device for this customer in 30 days",
+        window=30 * DAY,
+    ),
+    Feature(
+        "distinct_cards_per_device_24h",
+        "identity",
+        "device",
+        "distinct_cards",
+        ("device_id", "card_id"),
+        "{value:.0f} different cards used on this device in 24 h",
+        window=DAY,
+    ),
+    Feature(
+        "distinct_cards_per_ip_24h",
+        "identity",
+        "ip",
+        "distinct_cards",
+        ("ip_hash", "card_id"),
+        "{value:.0f} different cards used from this IP address in 24 h",
+        window=DAY,
+    ),
+    Feature(
+        "email_domain_count_30d",
+        "identity",
+        "email_domain",
+        "count",
+        ("email_domain",),
+        "e-mail domain {email_domain} seen {value:.0f} times in 30 days",
+        window=30 * DAY,
+    ),
+    Feature(
+        "auth_failed",
+        "identity",
+        "payment",
+        "row",
+        ("auth_result",),
+        "3-D Secure / two-factor check failed",
+    ),
+    Feature(
+        "auth_not_attempted",
+        "identity",
+        "payment",
+        "row",
+        ("auth_result",),
+        "no 3-D Secure / two-factor check",
+    ),
+    # velocity
+    *(
+        _velocity("card", agg, w, label)
+        for agg in ("count", "sum")
+        for w, label in ((HOUR, "1h"), (DAY, "24h"), (7 * DAY, "7d"), (30 * DAY, "30d"))
+    ),
+    *(
+        _velocity(entity, "count", w, label)
+        for entity in ("merchant", "device", "ip")
+        for w, label in ((HOUR, "1h"), (DAY, "24h"))
+    ),
+    # labels
+    Feature(
+        "merchant_fraud_rate_30d",
+        "labels",
+        "merchant",
+        "label_rate",
+        ("merchant_id", "is_fraud", "label_time"),
+        "{value:.1%} of this merchant's payments turned out fraudulent",
+        window=30 * DAY,
+        reads_labels=True,
+        label_delay=7 * DAY,
+    ),
+)
+
+BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+GROUPS: tuple[Group, ...] = ("amount", "time", "location", "identity", "velocity", "labels")
+# The longest span any feature looks back: the online state keeps exactly this much history.
+MAX_LOOKBACK: int = max(f.window + f.label_delay for f in FEATURES)
+
+
+def feature_names(features: Iterable[Feature] = FEATURES) -> list[str]:
+    return [f.name for f in features]
+
+
+def feature_set_version(features: Sequence[Feature] = FEATURES) -> str:
+    """A digest of the declarations: a model trained on another definition is refused."""
+    payload = json.dumps([asdict(f) for f in features], sort_keys=True)
+    return "fs-" + hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Which features a data set supports, and why the others are skipped."""
+
+    features: tuple[Feature, ...]
+    skipped: dict[str, list[str]]  # feature name -> missing columns
+
+    def skipped_groups(self) -> dict[str, str]:
+        """Group -> reason, for groups that lost at least one feature."""
+        out: dict[str, set[str]] = {}
+        for name, missing in self.skipped.items():
+            out.setdefault(BY_NAME[name].group, set()).update(missing)
+        return {g: "missing " + ", ".join(sorted(cols)) for g, cols in sorted(out.items())}
+
+    def summary(self) -> str:
+        kept = {f.group for f in self.features}
+        lines = [f"{len(self.features)} of {len(FEATURES)} features will run."]
+        for group in GROUPS:
+            n_all = sum(1 for f in FEATURES if f.group == group)
+            n_kept = sum(1 for f in self.features if f.group == group)
+            state = "all" if n_kept == n_all else (f"{n_kept}/{n_all}" if group in kept else "none")
+            lines.append(f"  {group:<9} {state}")
+        for group, reason in self.skipped_groups().items():
+            lines.append(f"  skipped in {group}: {reason}")
+        return "\n".join(lines)
+
+
+def available(columns: Iterable[str], features: Sequence[Feature] = FEATURES) -> Availability:
+    """Features whose columns are all present; the rest with the columns they miss."""
+    have = set(columns)
+    kept: list[Feature] = []
+    skipped: dict[str, list[str]] = {}
+    for f in features:
+        missing = [c for c in f.columns if c not in have]
+        if missing:
+            skipped[f.name] = missing
+        else:
+            kept.append(f)
+    return Availability(tuple(kept), skipped)
+
+
+def select(names: Sequence[str]) -> tuple[Feature, ...]:
+    """Declarations for a model's feature list, in its order; unknown names are an error."""
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        raise KeyError(f"features not defined in this code: {', '.join(unknown)}")
+    return tuple(BY_NAME[n] for n in names)

@@ -1,0 +1,241 @@
+"""Per-entity history for the online executor, behind one small interface.
+
+`MemoryState` keeps each entity's recent payments in parallel, time-ordered lists and forgets
+what is older than the longest look-back (`registry.MAX_LOOKBACK`), so memory stays bounded.
+`SQLiteState` adds durability: every event is appended to an SQLite log (WAL) and replayed on
+open, so the state survives a restart. A shared backend (Redis) implements the same protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from bisect import bisect_right, insort
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from features.registry import MAX_LOOKBACK
+from features.transforms import NS_PER_S
+
+LOOKBACK_NS = MAX_LOOKBACK * NS_PER_S
+
+
+@dataclass(frozen=True)
+class PaymentEvent:
+    """What the state remembers of a scored payment (no amounts beyond cents, no PAN)."""
+
+    transaction_id: str
+    ts: int  # ns since the epoch
+    cents: int
+    card_id: str | None
+    customer_id: str | None
+    merchant_id: str | None
+    device_id: str | None
+    ip_hash: str | None
+    email_domain: str | None
+    merchant_lat: float
+    merchant_lon: float
+
+
+@dataclass
+class History:
+    """One entity's recent payments, oldest first; the lists are parallel."""
+
+    ts: list[int] = field(default_factory=list)
+    cents: list[int] = field(default_factory=list)
+    cards: list[str | None] = field(default_factory=list)
+    lat: list[float] = field(default_factory=list)
+    lon: list[float] = field(default_factory=list)
+    fraud_ts: list[int] = field(default_factory=list)  # payment times of known fraud (sorted)
+
+    def append(self, e: PaymentEvent) -> None:
+        self.ts.append(e.ts)
+        self.cents.append(e.cents)
+        self.cards.append(e.card_id)
+        self.lat.append(e.merchant_lat)
+        self.lon.append(e.merchant_lon)
+
+    def forget_before(self, bound: int) -> None:
+        """Drop events with ts <= bound (cheap when nothing is due)."""
+        if self.ts and self.ts[0] <= bound:
+            k = bisect_right(self.ts, bound)
+            del self.ts[:k], self.cents[:k], self.cards[:k], self.lat[:k], self.lon[:k]
+        if self.fraud_ts and self.fraud_ts[0] <= bound:
+            del self.fraud_ts[: bisect_right(self.fraud_ts, bound)]
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+EMPTY = History()
+
+# Entities the online executor keys history by; "customer_device" is the pair.
+ENTITY_OF: dict[str, str] = {
+    "card": "card_id",
+    "customer": "customer_id",
+    "merchant": "merchant_id",
+    "device": "device_id",
+    "ip": "ip_hash",
+    "email_domain": "email_domain",
+}
+
+
+def entity_keys(e: PaymentEvent) -> dict[str, str]:
+    keys = {ent: getattr(e, col) for ent, col in ENTITY_OF.items() if getattr(e, col) is not None}
+    if e.customer_id is not None and e.device_id is not None:
+        keys["customer_device"] = f"{e.customer_id}\x1f{e.device_id}"
+    return keys
+
+
+class StateStore(Protocol):
+    """What the online executor needs from a state backend."""
+
+    def history(self, entity: str, key: str) -> History: ...
+
+    def record_payment(self, event: PaymentEvent) -> None: ...
+
+    def record_label(self, transaction_id: str, is_fraud: bool, label_time: int) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryState:
+    """In-process state, bounded by the look-back window."""
+
+    def __init__(self) -> None:
+        self._hist: dict[str, dict[str, History]] = {}
+        self._payments: dict[str, tuple[str | None, int]] = {}  # txn -> (merchant, ts)
+        self._expiry: deque[tuple[int, str]] = deque()
+        self._now = 0
+
+    def history(self, entity: str, key: str) -> History:
+        return self._hist.get(entity, {}).get(key, EMPTY)
+
+    def _touch(self, entity: str, key: str) -> History:
+        table = self._hist.setdefault(entity, {})
+        h = table.get(key)
+        if h is None:
+            h = table[key] = History()
+        return h
+
+    def record_payment(self, event: PaymentEvent) -> None:
+        bound = event.ts - LOOKBACK_NS
+        for entity, key in entity_keys(event).items():
+            h = self._touch(entity, key)
+            h.forget_before(bound)
+            h.append(event)
+        self._payments[event.transaction_id] = (event.merchant_id, event.ts)
+        self._expiry.append((event.ts, event.transaction_id))
+        self._now = max(self._now, event.ts)
+        while self._expiry and self._expiry[0][0] <= bound:
+            self._payments.pop(self._expiry.popleft()[1], None)
+
+    def record_label(self, transaction_id: str, is_fraud: bool, label_time: int) -> bool:
+        """Apply a label; False when the payment is unknown or too old to matter."""
+        known = self._payments.get(transaction_id)
+        if known is None:
+            return False
+        merchant, ts = known
+        if is_fraud and merchant is not None:
+            insort(self._touch("merchant", merchant).fraud_ts, ts)
+        return True
+
+    def sizes(self) -> dict[str, int]:
+        """Entities held per kind (for metrics and the bounded-memory test)."""
+        return {k: len(v) for k, v in self._hist.items()}
+
+    def events_held(self) -> int:
+        return sum(len(h) for table in self._hist.values() for h in table.values())
+
+    def prune(self, now: int) -> None:
+        """Forget everything older than the look-back, including idle entities."""
+        bound = now - LOOKBACK_NS
+        for table in self._hist.values():
+            for key in list(table):
+                h = table[key]
+                h.forget_before(bound)
+                if not h.ts and not h.fraud_ts:
+                    del table[key]
+
+    def close(self) -> None:
+        return None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('payment', 'label')),
+    ts INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS state_events_ts ON state_events (ts);
+"""
+
+
+class SQLiteState(MemoryState):
+    """MemoryState whose events are logged to SQLite and replayed on open (survives restarts)."""
+
+    def __init__(self, path: str | Path, *, commit_every: int = 1) -> None:
+        super().__init__()
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._commit_every = commit_every
+        self._pending = 0
+        self._replay()
+
+    def _replay(self) -> None:
+        row = self._db.execute("SELECT max(ts) FROM state_events WHERE kind='payment'").fetchone()
+        if row[0] is None:
+            return
+        bound = int(row[0]) - LOOKBACK_NS
+        self._db.execute("DELETE FROM state_events WHERE ts <= ?", (bound,))
+        cur = self._db.execute(
+            "SELECT kind, body FROM state_events WHERE ts > ? ORDER BY seq", (bound,)
+        )
+        for kind, body in cur:
+            data = json.loads(body)
+            if kind == "payment":
+                super().record_payment(PaymentEvent(**data))
+            else:
+                super().record_label(data["transaction_id"], data["is_fraud"], data["label_time"])
+
+    def _log(self, kind: str, ts: int, body: dict[str, object]) -> None:
+        if self._pending == 0:
+            self._db.execute("BEGIN")
+        self._db.execute(
+            "INSERT INTO state_events (kind, ts, body) VALUES (?, ?, ?)",
+            (kind, ts, json.dumps(body, separators=(",", ":"))),
+        )
+        self._pending += 1
+        if self._pending >= self._commit_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._db.execute("COMMIT")
+            self._pending = 0
+
+    def record_payment(self, event: PaymentEvent) -> None:
+        self._log("payment", event.ts, event.__dict__)
+        super().record_payment(event)
+
+    def record_label(self, transaction_id: str, is_fraud: bool, label_time: int) -> bool:
+        known = super().record_label(transaction_id, is_fraud, label_time)
+        if known:
+            body = {
+                "transaction_id": transaction_id,
+                "is_fraud": is_fraud,
+                "label_time": label_time,
+            }
+            self._log("label", label_time, body)
+        return known
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()

@@ -1,0 +1,78 @@
+"""Row-level features: functions of one payment's own fields.
+
+Each takes numpy arrays (batch) or scalars (online) and uses only numpy operations, so the very
+same code runs in both executors. Timestamps arrive as int64 nanoseconds since the epoch
+(`timestamp`) or float64 nanoseconds with NaN for missing (optional timestamps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+NS_PER_S = 1_000_000_000
+NS_PER_HOUR = 3_600 * NS_PER_S
+NS_PER_DAY = 86_400 * NS_PER_S
+EARTH_RADIUS_KM = 6_371.0088
+
+Cols = Mapping[str, Any]
+
+
+def haversine_km(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
+    """Great-circle distance; NaN in, NaN out."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp = p2 - p1
+    dl = np.radians(lon2) - np.radians(lon1)
+    a = np.sin(dp / 2.0) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2.0) ** 2
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
+
+
+def _mismatch(a: Any, b: Any) -> Any:
+    """1.0 when both countries are known and differ, 0.0 when equal, NaN when either is missing."""
+    a_arr = np.asarray(a, dtype=object)
+    b_arr = np.asarray(b, dtype=object)
+    missing = np.equal(a_arr, None) | np.equal(b_arr, None)
+    out = np.not_equal(a_arr, b_arr).astype(np.float64)
+    return np.where(missing, np.nan, out)
+
+
+def _hour(ts: Any) -> Any:
+    return ((np.asarray(ts, dtype=np.int64) // NS_PER_HOUR) % 24).astype(np.float64)
+
+
+def _weekend(ts: Any) -> Any:
+    # 1970-01-01 was a Thursday: (days + 3) % 7 gives Monday = 0.
+    dow = (np.asarray(ts, dtype=np.int64) // NS_PER_DAY + 3) % 7
+    return (dow >= 5).astype(np.float64)
+
+
+def _auth_is(value: str) -> Callable[[Cols], Any]:
+    def fn(c: Cols) -> Any:
+        arr = np.asarray(c["auth_result"], dtype=object)
+        return np.where(np.equal(arr, None), np.nan, np.equal(arr, value).astype(np.float64))
+
+    return fn
+
+
+ROW_TRANSFORMS: dict[str, Callable[[Cols], Any]] = {
+    "log_amount": lambda c: np.log1p(np.asarray(c["amount"], dtype=np.float64)),
+    "hour_of_day": lambda c: _hour(c["timestamp"]),
+    "is_night": lambda c: (_hour(c["timestamp"]) < 6).astype(np.float64),
+    "is_weekend": lambda c: _weekend(c["timestamp"]),
+    "billing_ip_mismatch": lambda c: _mismatch(c["billing_country"], c["ip_country"]),
+    "billing_shipping_mismatch": lambda c: _mismatch(c["billing_country"], c["shipping_country"]),
+    "billing_merchant_mismatch": lambda c: _mismatch(c["billing_country"], c["merchant_country"]),
+    "home_merchant_distance_km": lambda c: haversine_km(
+        c["customer_lat"], c["customer_lon"], c["merchant_lat"], c["merchant_lon"]
+    ),
+    "account_age_days": lambda c: (
+        (np.asarray(c["timestamp"], dtype=np.float64) - c["account_created_at"]) / NS_PER_DAY
+    ),
+    "credential_change_age_hours": lambda c: (
+        (np.asarray(c["timestamp"], dtype=np.float64) - c["credential_changed_at"]) / NS_PER_HOUR
+    ),
+    "auth_failed": _auth_is("failed"),
+    "auth_not_attempted": _auth_is("not_attempted"),
+}
