@@ -1,0 +1,1 @@
+"""riskgate: serving."""

@@ -1,0 +1,262 @@
+"""`riskgate train`, `riskgate promote`: orchestration of the pure training code and MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from data.load import load, parse_duration, read_table, write_parquet_atomic
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    t = sub.add_parser("train", help="train, evaluate and register a challenger model")
+    t.add_argument("--data", required=True, help="CSV or Parquet with labels")
+    t.add_argument("--mapping", help="TOML column mapping")
+    t.add_argument("--config", help="TOML training config ([lightgbm], [business])")
+    t.add_argument("--labels", help="label events from the service to merge (CSV/Parquet)")
+    for name in ("train-start", "train-end", "test-start", "test-end"):
+        t.add_argument(f"--{name}", help="explicit period boundary (date, UTC)")
+    t.add_argument("--label-delay", default=None, help="gap for label delay, e.g. 7d (default 7d)")
+    t.add_argument("--metrics-out", help="write the metrics as JSON")
+    t.add_argument("--scores-out", help="write transaction_id, score, label of the test period")
+    t.add_argument("--no-mlflow", action="store_true", help="skip tracking (quick experiments)")
+    t.set_defaults(func=train)
+
+    p = sub.add_parser("promote", help="make the challenger the champion if it is better")
+    p.add_argument("--force", action="store_true", help="promote even if not better (recorded)")
+    p.add_argument("--reason", default="", help="why (recorded with --force)")
+    p.add_argument("--by", default="cli", help="who promotes (recorded)")
+    p.set_defaults(func=promote)
+
+
+def _ts(value: str | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError as exc:
+        raise SystemExit(f"error: {value!r} is not a date") from exc
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _print_table(metrics: dict[str, dict[str, float]]) -> None:
+    rows = [
+        ("average precision (PR-AUC)", "average_precision", "{:.3f}"),
+        ("ROC-AUC", "roc_auc", "{:.3f}"),
+        ("review rate", "review_rate", "{:.2%}"),
+        ("recall at budget", "recall", "{:.1%}"),
+        ("precision at budget", "precision", "{:.1%}"),
+        ("fraud amount caught", "amount_caught_share", "{:.1%}"),
+        ("good payments held", "good_held", "{:,.0f}"),
+        ("card precision@k", "card_precision_at_k", "{:.3f}"),
+        ("calibration error", "calibration_error", "{:.4f}"),
+    ]
+    policies = list(metrics)
+    print(f"\n{'metric (test period)':<28}" + "".join(f"{p:>14}" for p in policies))
+    for label, key, fmt in rows:
+        cells = []
+        for p in policies:
+            v = metrics[p].get(key)
+            cells.append(f"{fmt.format(v) if v is not None else '-':>14}")
+        print(f"{label:<28}" + "".join(cells))
+
+
+def _print_tradeoff(rows: list[dict[str, float]]) -> None:
+    head = ("capacity", "review", "decline", "fraud #", "fraud $", "good held")
+    print("\n" + " ".join(f"{h:>{w}}" for h, w in zip(head, (9, 8, 8, 8, 8, 10), strict=True)))
+    for r in rows:
+        print(
+            f"{r['capacity_share']:>9.2%} {r['review_rate']:>8.2%} {r['decline_rate']:>8.2%} "
+            f"{r['fraud_caught']:>8.1%} {r['fraud_amount_caught']:>8.1%} {r['good_held']:>10,.0f}"
+        )
+
+
+def train(args: argparse.Namespace) -> int:
+    from dataclasses import asdict, replace
+
+    from tqdm import tqdm
+
+    from training.config import load_config
+    from training.feedback import merge_labels, validate_labels
+    from training.pipeline import score_table
+    from training.pipeline import train as run_training
+
+    started = time.perf_counter()
+    config = load_config(args.config)
+    if args.label_delay:
+        try:
+            delay = parse_duration(args.label_delay)
+        except ValueError as exc:
+            print(f"error: --label-delay: {exc}", file=sys.stderr)
+            return 2
+        config = replace(config, label_delay_days=delay / pd.Timedelta(days=1))
+    frame = load(args.data, args.mapping)
+    if args.labels:
+        frame = merge_labels(frame, validate_labels(read_table(args.labels), args.labels))
+    periods = {
+        "train_start": _ts(args.train_start),
+        "train_end": _ts(args.train_end),
+        "test_start": _ts(args.test_start),
+        "test_end": _ts(args.test_end),
+    }
+    bar = tqdm(total=config.lightgbm.n_estimators, desc="boosting", unit="tree", file=sys.stderr)
+
+    def rounds(i: int, ap: float) -> None:
+        bar.update(i - bar.n)
+        bar.set_postfix_str(f"valid AP {ap:.3f}")
+
+    def say(msg: str) -> None:
+        tqdm.write(f"[{time.perf_counter() - started:6.1f}s] {msg}", file=sys.stderr)
+
+    try:
+        result = run_training(frame, config, periods=periods, progress=say, round_progress=rounds)
+    except ValueError as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar.close()
+    _print_table(result.metrics)
+    _print_tradeoff(result.tradeoff)
+    print(f"\nrule policy amount threshold X = {result.rule_threshold:,.2f}")
+
+    extra: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    if not args.no_mlflow:
+        from training import tracking
+
+        champ = tracking.load_alias("champion")
+        if champ is not None:
+            model, version = champ
+            tags["compared_with_champion"] = version
+            if model.feature_set_version != result.model.feature_set_version or any(
+                f not in result.features.columns for f in model.features
+            ):
+                tags["champion_comparable"] = "false"
+                say(f"champion v{version} uses other features: not comparable on this data")
+            else:
+                from sklearn.metrics import average_precision_score
+
+                from training.metrics import at_flagged, top_k_mask
+
+                te = result.parts == "test"
+                p = score_table(model, result.features.loc[te])
+                y = result.test_scores["label"].to_numpy()
+                amount = frame.loc[te, "amount"].to_numpy()
+                k = int(result.metrics["riskgate"]["flagged"])
+                extra["champion_average_precision"] = float(average_precision_score(y, p))
+                extra["champion_amount_caught"] = at_flagged(top_k_mask(p, k), y, amount)[
+                    "amount_caught"
+                ]
+                tags["champion_comparable"] = "true"
+                print(
+                    f"\nchampion v{version} on the same test period: AP "
+                    f"{extra['champion_average_precision']:.3f}, amount caught "
+                    f"{extra['champion_amount_caught']:,.2f} at the same review count"
+                )
+        k = int(result.metrics["riskgate"]["flagged"])
+        extra["challenger_amount_caught_at_k"] = result.metrics["riskgate"]["amount_caught"]
+        extra["review_count"] = float(k)
+        say("logging to MLflow")
+        with tempfile.TemporaryDirectory() as tmp:
+            figs = _figures(result, Path(tmp))
+            params = {
+                "data": args.data,
+                "rows": len(frame),
+                **{f"split_{k}": v for k, v in result.split.as_params().items()},
+                **{f"lgb_{k}": v for k, v in asdict(config.lightgbm).items()},
+                **{f"business_{k}": v for k, v in asdict(config.business).items()},
+                "label_delay_days": config.label_delay_days,
+                "seed": config.seed,
+                "features": len(result.model.features),
+                "feature_set_version": result.model.feature_set_version,
+                "threshold_review": result.model.thresholds.review,
+                "threshold_decline": result.model.thresholds.decline,
+            }
+            logged = tracking.log_training(result, params, figs, extra, tags)
+        print(f"\nregistered riskgate v{logged.version} (alias challenger), run {logged.run_id}")
+        print(
+            f"tracking: {tracking.tracking_uri()}  (mlflow ui --backend-store-uri ... --workers 1)"
+        )
+    if args.metrics_out:
+        payload: dict[str, Any] = {
+            "metrics": result.metrics,
+            "tradeoff": result.tradeoff,
+            "split": result.split.as_params(),
+            "thresholds": asdict(result.model.thresholds),
+            "rule_amount_threshold": result.rule_threshold,
+            **extra,
+        }
+        Path(args.metrics_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.metrics_out).write_text(json.dumps(payload, indent=2, default=str))
+    if args.scores_out:
+        write_parquet_atomic(result.test_scores, args.scores_out)
+    say("done")
+    return 0
+
+
+def _figures(result: Any, out: Path) -> dict[str, Path]:
+    from training import plots
+
+    c = result.curves
+    figs = {
+        "pr_curve": plots.pr_curves(
+            c["y_test"],
+            {"riskgate": c["p_test"], "logistic": c["p_logistic"], "rules": c["rule_score"]},
+            out / "pr_curve.png",
+        ),
+        "calibration": plots.calibration(c["y_test"], c["p_test"], out / "calibration.png"),
+        "tradeoff": plots.tradeoff(result.tradeoff, out / "threshold_tradeoff.png"),
+    }
+    if result.shap_sample is not None:
+        contrib, X = result.shap_sample
+        figs["shap"] = plots.shap_summary(
+            contrib, X, list(result.model.features), out / "shap_summary.png"
+        )
+    return figs
+
+
+def promote(args: argparse.Namespace) -> int:
+    from training import tracking
+    from training.promotion import decide
+
+    challenger = tracking.alias_version("challenger")
+    if challenger is None:
+        print("error: no challenger: run `riskgate train` first", file=sys.stderr)
+        return 2
+    champion = tracking.alias_version("champion")
+    version = str(challenger.version)
+    if champion is not None and str(champion.version) == version:
+        print(f"riskgate v{version} is already the champion")
+        return 0
+    metrics = tracking.run_metrics(challenger.tags.get("run_id", challenger.run_id))
+    verdict = decide(
+        metrics,
+        champion_version=None if champion is None else str(champion.version),
+        compared_with=challenger.tags.get("compared_with_champion"),
+        comparable=challenger.tags.get("champion_comparable") == "true",
+    )
+    print(verdict.reason)
+    if not verdict.promote and not args.force:
+        print("not promoted (use --force to override; it is recorded)", file=sys.stderr)
+        return 1
+    tags = {
+        "promoted_by": args.by,
+        "promoted_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "promotion_forced": str(bool(args.force and not verdict.promote)).lower(),
+        "promotion_reason": args.reason or verdict.reason,
+    }
+    if champion is not None:
+        tags["replaced_champion"] = str(champion.version)
+    tracking.set_alias("champion", version, tags)
+    print(
+        f"riskgate v{version} is now the champion"
+        + (" (forced)" if tags["promotion_forced"] == "true" else "")
+    )
+    return 0

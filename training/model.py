@@ -1,0 +1,112 @@
+"""The model artifact: LightGBM booster + calibration + feature list + thresholds, as one unit.
+
+Everything the service needs to score travels together, so a model can never be served with
+another model's thresholds or another feature definition. Stored as a directory of two files
+(`riskmodel.json`, `booster.txt`), which `training.tracking` logs to MLflow as one artifact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+ARTIFACT_FILES = ("riskmodel.json", "booster.txt")
+TIE_BREAK = 1e-6
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Calibrated probability cut-offs: below review -> approve; at or above decline -> decline."""
+
+    review: float
+    decline: float
+
+    def decide(self, p: float) -> str:
+        if p >= self.decline:
+            return "decline"
+        if p >= self.review:
+            return "review"
+        return "approve"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Isotonic (piecewise-linear through x/y) or Platt (sigmoid a*logit+b) on raw scores."""
+
+    method: str
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+    a: float = 1.0
+    b: float = 0.0
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, dtype=np.float64)
+        if self.method == "isotonic":
+            # A sliver of the raw score breaks isotonic plateaus, so thresholds can cut anywhere.
+            return np.interp(raw, self.x, self.y) * (1 - TIE_BREAK) + TIE_BREAK * raw
+        logit = np.log(np.clip(raw, 1e-12, 1 - 1e-12) / np.clip(1 - raw, 1e-12, 1.0))
+        return 1.0 / (1.0 + np.exp(-(self.a * logit + self.b)))
+
+
+@dataclass
+class RiskModel:
+    """A fitted fraud model. `predict_proba` takes a C-contiguous float64 matrix."""
+
+    booster: lgb.Booster
+    features: tuple[str, ...]
+    feature_set_version: str
+    calibration: Calibration
+    thresholds: Thresholds
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(X, num_threads=1), dtype=np.float64)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.calibration.apply(self.raw(X))
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per-feature SHAP values (log-odds of the raw model) plus the bias in the last column.
+
+        LightGBM's pred_contrib computes TreeSHAP exactly, the same numbers as shap's TreeExplainer.
+        """
+        return np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
+
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "booster.txt").write_text(self.booster.model_to_string())
+        meta = {
+            "features": list(self.features),
+            "feature_set_version": self.feature_set_version,
+            "calibration": asdict(self.calibration),
+            "thresholds": asdict(self.thresholds),
+            "metadata": self.metadata,
+        }
+        (d / "riskmodel.json").write_text(json.dumps(meta, indent=2, default=str))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RiskModel:
+        d = Path(directory)
+        meta = json.loads((d / "riskmodel.json").read_text())
+        cal = meta["calibration"]
+        return cls(
+            booster=lgb.Booster(model_str=(d / "booster.txt").read_text()),
+            features=tuple(meta["features"]),
+            feature_set_version=meta["feature_set_version"],
+            calibration=Calibration(
+                method=cal["method"],
+                x=tuple(cal["x"]),
+                y=tuple(cal["y"]),
+                a=cal["a"],
+                b=cal["b"],
+            ),
+            thresholds=Thresholds(**meta["thresholds"]),
+            metadata=meta.get("metadata", {}),
+        )
