@@ -10,7 +10,7 @@ import pandas as pd
 from data.load import load, write_parquet_atomic
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gen = sub.add_parser("generate", help="simulate payments (Parquet)")
     gen.add_argument("--rows", type=int, default=200_000, help="payments to generate")
     gen.add_argument("--days", type=int, default=90, help="length of the period")

@@ -20,15 +20,18 @@ The mapping is a small TOML file, so a data set with its own names (for example 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from data.schema import BY_NAME, Problem, ValidationError, validate
+from data.schema import BY_NAME, COLUMNS, Problem, ValidationError, validate
 
+TEXT_COLUMNS = tuple(c.name for c in COLUMNS if c.kind in ("str", "category"))
 _DEFAULT_KEYS = ("transaction_id", "card_id", "customer_id", "currency", "label_delay")
 
 
@@ -40,18 +43,17 @@ class Mapping:
     defaults: dict[str, str] = field(default_factory=dict)
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|min|s)")
+_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "min": 60, "s": 1}
+
+
 def parse_duration(text: str) -> pd.Timedelta:
-    """'7d', '12h', '30min', '2w' -> Timedelta; a precise error otherwise."""
-    raw = text.strip().lower()
-    if raw.endswith("w") and raw[:-1].strip().replace(".", "", 1).isdigit():
-        return pd.Timedelta(days=7 * float(raw[:-1]))
-    try:
-        value = pd.Timedelta(raw)
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not a duration (use e.g. 7d, 12h, 30min)") from exc
-    if value < pd.Timedelta(0):
-        raise ValueError(f"{text!r} is negative")
-    return value
+    """'7d', '12h', '30min', '2w', '90s' -> Timedelta; a precise error otherwise."""
+    match = _DURATION.fullmatch(str(text).strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration (use e.g. 7d, 12h, 30min, 2w)")
+    number, unit = match.groups()
+    return pd.to_timedelta(float(number) * _SECONDS[unit], unit="s")
 
 
 def read_mapping(path: str | Path) -> Mapping:
@@ -90,8 +92,11 @@ def read_mapping(path: str | Path) -> Mapping:
     return Mapping(columns=dict(columns), defaults=dict(defaults))
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """CSV or Parquet by extension; a precise error for anything else."""
+def read_table(path: str | Path, text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """CSV or Parquet by extension; a precise error for anything else.
+
+    `text_columns` are read from CSV as text, so ids keep their leading zeros ('0742').
+    """
     p = Path(path)
     if not p.exists():
         raise ValidationError([Problem(str(p), None, None, "file not found")])
@@ -100,7 +105,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(p)
         if suffix in (".csv", ".txt") or p.name.endswith(".csv.gz"):
-            return pd.read_csv(p, low_memory=False)
+            header = pd.read_csv(p, nrows=0).columns
+            dtype = {c: "str" for c in text_columns if c in header}
+            return pd.read_csv(p, low_memory=False, dtype=dtype)
     except (ValueError, OSError) as exc:
         raise ValidationError([Problem(str(p), None, None, f"cannot be read: {exc}")]) from None
     raise ValidationError([Problem(str(p), None, None, "unknown format (use .csv or .parquet)")])
@@ -129,7 +136,12 @@ def apply_mapping(frame: pd.DataFrame, mapping: Mapping, source: str) -> pd.Data
             renamed[key] = renamed[other]
     if "currency" not in renamed.columns and d.get("currency"):
         renamed["currency"] = d["currency"]
-    if "label_delay" in d and "label_time" not in renamed.columns and "is_fraud" in renamed:
+    if (
+        "label_delay" in d
+        and "label_time" not in renamed.columns
+        and "is_fraud" in renamed
+        and "timestamp" in renamed.columns
+    ):
         delay = parse_duration(d["label_delay"])
         ts = pd.to_datetime(renamed["timestamp"], utc=True, errors="coerce", format="ISO8601")
         renamed["label_time"] = (ts + delay).where(renamed["is_fraud"].notna())
@@ -138,9 +150,11 @@ def apply_mapping(frame: pd.DataFrame, mapping: Mapping, source: str) -> pd.Data
 
 def load(path: str | Path, mapping_path: str | Path | None = None) -> pd.DataFrame:
     """The one way a file enters riskgate: read, map, validate (raises ValidationError)."""
-    frame = read_table(path)
+    mapping = read_mapping(mapping_path) if mapping_path is not None else Mapping()
+    text = [mapping.columns.get(c, c) for c in TEXT_COLUMNS]
+    frame = read_table(path, text_columns=text)
     if mapping_path is not None:
-        frame = apply_mapping(frame, read_mapping(mapping_path), str(path))
+        frame = apply_mapping(frame, mapping, str(path))
     return validate(frame, source=str(path))
 
 

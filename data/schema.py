@@ -100,11 +100,12 @@ class Problem:
 class ValidationError(ValueError):
     """Raised when input breaks the contract; carries every problem found (up to a cap)."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], hidden: int = 0) -> None:
         self.problems = problems
         lines = [str(p) for p in problems[:MAX_ERRORS]]
-        if len(problems) > MAX_ERRORS:
-            lines.append(f"... and {len(problems) - MAX_ERRORS} more problems")
+        more = max(0, len(problems) - MAX_ERRORS) + hidden
+        if more:
+            lines.append(f"... and {more} more problems")
         super().__init__("\n".join(lines))
 
 
@@ -123,7 +124,10 @@ def luhn_valid(digits: str) -> bool:
 
 def looks_like_card_number(value: object) -> bool:
     """True for a string of 13-19 digits (spaces or dashes allowed) with a valid Luhn checksum."""
-    if not isinstance(value, str) or not _CARD_LIKE.match(value):
+    if not isinstance(value, str):
+        return False
+    value = value.strip()
+    if not _CARD_LIKE.match(value):
         return False
     digits = re.sub(r"[ -]", "", value)
     return 13 <= len(digits) <= 19 and luhn_valid(digits)
@@ -147,9 +151,12 @@ def _to_utc(series: pd.Series) -> pd.Series:
 def _as_str(series: pd.Series) -> pd.Series:
     """Text as pandas strings; ids read from CSV as numbers keep their text (123 -> '123')."""
     if pd.api.types.is_float_dtype(series.dtype):
-        whole = series.dropna()
-        if (whole == np.floor(whole)).all():
-            series = series.astype("Int64")
+        arr = series.to_numpy("float64", na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(arr) & (np.floor(arr) == arr) & (np.abs(arr) < 2.0**63)
+        text = series.astype("str")
+        text[whole] = arr[whole].astype(np.int64).astype(str)
+        series = text
     out = series.astype("str")
     return out.where(out.str.strip() != "", None).astype("str")
 
@@ -187,8 +194,13 @@ def validate(frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
     out = frame.copy()
 
+    hidden = 0
+
     def bad(mask: np.ndarray, column: str, reason: str | Callable[[object], str]) -> None:
-        for i in _rows(mask)[:MAX_ERRORS]:
+        nonlocal hidden
+        rows = _rows(mask)
+        hidden += max(0, len(rows) - MAX_ERRORS)
+        for i in rows[:MAX_ERRORS]:
             text = reason(_show(frame[column].iloc[i])) if callable(reason) else reason
             problems.append(Problem(source, int(i) + 1, column, text))
 
@@ -204,7 +216,11 @@ def validate(frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
             if col.kind == "category":
                 ok = (values.isna() | values.isin(col.allowed)).to_numpy()
                 allowed = ", ".join(col.allowed)
-                bad(~ok, col.name, lambda v, a=allowed: f"{v!r} is not one of {a}")
+
+                def not_allowed(v: object, a: str = allowed) -> str:
+                    return f"{v!r} is not one of {a}"
+
+                bad(~ok, col.name, not_allowed)
             out[col.name] = values
         elif col.kind == "float":
             num = pd.to_numeric(raw, errors="coerce").astype("float64")
@@ -245,11 +261,12 @@ def validate(frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
     if dup.any():
         first = ids.drop_duplicates(keep="first")
         first_row = dict(zip(first.to_numpy(), first.index + 1, strict=True))
-        bad(
-            dup,
-            "transaction_id",
-            lambda v: f"duplicate transaction_id {v!r} (first seen at row {first_row.get(str(v))})",
-        )
+        rows = _rows(dup)
+        hidden += max(0, len(rows) - MAX_ERRORS)
+        for i in rows[:MAX_ERRORS]:
+            v = ids.iloc[i]
+            text = f"duplicate transaction_id {v!r} (first seen at row {first_row[v]})"
+            problems.append(Problem(source, int(i) + 1, "transaction_id", text))
 
     if "label_time" in out.columns:
         lt, ts = out["label_time"], out["timestamp"]
@@ -275,7 +292,7 @@ def validate(frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
 
     if problems:
         problems.sort(key=lambda p: (p.row or 0, p.column or ""))
-        raise ValidationError(problems)
+        raise ValidationError(problems, hidden)
     return out
 
 
