@@ -1,0 +1,103 @@
+"""API keys with roles. Keys are kept only as SHA-256 digests; the audit log names the key's id.
+
+`RISKGATE_API_KEYS="backend:KEY,reviewer:alice:KEY,admin:KEY"`: role, optional name, key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["backend", "reviewer", "admin"]
+ROLES: tuple[Role, ...] = ("backend", "reviewer", "admin")
+MIN_KEY_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: role, a display name, and a stable id derived from the key's digest."""
+
+    role: Role
+    name: str
+    key_id: str
+
+
+class AuthError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Digest -> principal. Never holds a key in clear."""
+
+    entries: tuple[tuple[str, Principal], ...]
+
+    @classmethod
+    def parse(cls, spec: str) -> KeyRing:
+        """Parse the RISKGATE_API_KEYS format; errors name the offending entry (not the key)."""
+        entries: list[tuple[str, Principal]] = []
+        for n, item in enumerate((s.strip() for s in spec.split(",")), start=1):
+            if not item:
+                continue
+            parts = item.split(":")
+            if len(parts) == 2:
+                role, key = parts
+                name = ""
+            elif len(parts) == 3:
+                role, name, key = parts
+            else:
+                raise ValueError(f"RISKGATE_API_KEYS entry {n}: use role:KEY or role:name:KEY")
+            if role not in ROLES:
+                raise ValueError(f"RISKGATE_API_KEYS entry {n}: unknown role {role!r}")
+            if len(key) < MIN_KEY_LENGTH:
+                raise ValueError(
+                    f"RISKGATE_API_KEYS entry {n}: key shorter than {MIN_KEY_LENGTH} characters"
+                )
+            d = digest(key)
+            key_id = d[:12]
+            entries.append((d, Principal(role, name or f"{role}-{key_id[:6]}", key_id)))
+        if not entries:
+            raise ValueError("RISKGATE_API_KEYS holds no key")
+        return cls(tuple(entries))
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """`Authorization: Bearer KEY` -> principal, or AuthError(401)."""
+        if not authorization:
+            raise AuthError(401, "missing Authorization header (Bearer API key)")
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise AuthError(401, "Authorization must be 'Bearer <API key>'")
+        d = digest(key.strip())
+        found = None
+        for known, principal in self.entries:
+            if hmac.compare_digest(known, d):
+                found = principal
+        if found is None:
+            raise AuthError(401, "unknown API key")
+        return found
+
+
+def require(principal: Principal, allowed: tuple[Role, ...]) -> None:
+    if principal.role not in allowed:
+        raise AuthError(
+            403, f"role {principal.role!r} may not do this (needs {' or '.join(allowed)})"
+        )
+
+
+def development_keys() -> dict[Role, str]:
+    """Fresh random keys for a demo run without configured keys (printed once, never stored)."""
+    return {role: f"dev-{role}-{secrets.token_urlsafe(18)}" for role in ROLES}
+
+
+def spec_of(keys: dict[Role, str]) -> str:
+    return ",".join(f"{role}:{key}" for role, key in keys.items())

@@ -1,0 +1,181 @@
+"""Tables and the engine: SQLite (WAL) embedded by default, PostgreSQL by URL.
+
+Uniqueness that money depends on is enforced by the database, not by Python memory: one
+decision per transaction, one case per transaction, one idempotency key, one decision per case
+(optimistic `version`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+
+metadata = MetaData()
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("transaction_id", String(128), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("payment_time", DateTime(timezone=True), nullable=False),
+    Column("decision", String(16), nullable=False),  # approve | review | decline (at scoring)
+    Column("source", String(16), nullable=False),
+    Column("status", String(24), nullable=False),  # settled | held_for_review | declined
+    Column("status_at", DateTime(timezone=True), nullable=False),
+    Column("probability", Float),
+    Column("score", Integer),
+    Column("model_version", String(64)),
+    Column("amount", Float, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("merchant_id", String(128), nullable=False),
+    Column("card_id", String(128), nullable=False),
+    Column("response", JSON, nullable=False),
+    Index("decisions_card", "card_id", "payment_time"),
+)
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "transaction_id",
+        String(128),
+        ForeignKey("decisions.transaction_id"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sla_due", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # open | decided
+    Column("priority", Float, nullable=False),  # probability x amount: money at risk
+    Column("amount", Float, nullable=False),
+    Column("probability", Float),
+    Column("score", Integer),
+    Column("merchant_id", String(128), nullable=False),
+    Column("claimed_by", String(128)),
+    Column("claim_key_id", String(32)),
+    Column("claim_expires", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, default=0),
+    Column("decision", String(16)),
+    Column("decided_by", String(128)),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("note", Text),
+    Column("payment", JSON, nullable=False),
+    Column("features", JSON, nullable=False),
+    Column("factors", JSON, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Index("cases_queue", "status", "priority"),
+)
+
+idempotency = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("endpoint", String(64), nullable=False),
+    Column("body_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(200)),
+    Column("detail", JSON),
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("transaction_id", String(128), nullable=False),
+    Column("is_fraud", Boolean, nullable=False),
+    Column("label_time", DateTime(timezone=True), nullable=False),
+    Column("source", String(16), nullable=False),  # review | chargeback
+    Column("reason", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("transaction_id", "source", name="labels_one_per_source"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("transaction_id", String(128), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Index("outbox_due", "delivered_at", "next_attempt_at"),
+)
+
+settings_table = Table(
+    "settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+
+def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
+    """Engine with SQLite in WAL mode (readers never block the writer) and foreign keys on."""
+    kwargs: dict[str, Any] = {"future": True}
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    metadata.create_all(engine)

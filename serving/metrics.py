@@ -1,0 +1,46 @@
+"""Prometheus metrics for operators. Created on first use (nothing at import time)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+
+@cache
+def m() -> Any:
+    """The metric objects (bentoml.metrics: multi-process aware under `bentoml serve`)."""
+    import bentoml
+
+    class _M:
+        decisions = bentoml.metrics.Counter(
+            name="riskgate_decisions_total",
+            documentation="Scoring decisions by decision and source",
+            labelnames=["decision", "source"],
+        )
+        fallbacks = bentoml.metrics.Counter(
+            name="riskgate_fallbacks_total",
+            documentation="Payments decided by the fallback rules, by cause",
+            labelnames=["cause"],
+        )
+        latency = bentoml.metrics.Histogram(
+            name="riskgate_score_seconds",
+            documentation="Time to score one payment in-process (features, model, policy, write)",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+        stage = bentoml.metrics.Histogram(
+            name="riskgate_stage_seconds",
+            documentation="Time per scoring stage",
+            labelnames=["stage"],
+            buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25),
+        )
+        replays = bentoml.metrics.Counter(
+            name="riskgate_replays_total",
+            documentation="Requests answered from a stored decision (idempotency key or same id)",
+        )
+        reloads = bentoml.metrics.Counter(
+            name="riskgate_model_reloads_total",
+            documentation="Model reloads by outcome",
+            labelnames=["outcome"],
+        )
+
+    return _M

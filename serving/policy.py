@@ -1,0 +1,154 @@
+"""Lists and rules over the model's thresholds -> approve | review | decline. Pure.
+
+Order of authority: a block list declines; an allow list approves; hard rules can only make a
+decision stricter; the model's thresholds decide the rest. When the model is unavailable the
+fallback settles only small amounts and sends the rest to review: it never declines on its own.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from training.model import Thresholds
+
+Action = Literal["approve", "review", "decline"]
+LIST_FIELDS = ("card_id", "device_id", "ip_hash", "email_domain")
+SEVERITY: dict[str, int] = {"approve": 0, "review": 1, "decline": 2}
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "in": lambda a, b: a in b,
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`field op value -> action`, on a payment field or a computed feature."""
+
+    name: str
+    field: str
+    op: str
+    value: Any
+    action: Literal["review", "decline"]
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise ValueError(f"rule {self.name!r}: unknown op {self.op!r} (use {', '.join(_OPS)})")
+        if self.action not in ("review", "decline"):
+            raise ValueError(f"rule {self.name!r}: action must be review or decline")
+
+    def matches(self, facts: Mapping[str, Any]) -> bool:
+        v = facts.get(self.field)
+        if v is None or (isinstance(v, float) and v != v):
+            return False
+        try:
+            return bool(_OPS[self.op](v, self.value))
+        except TypeError:
+            return False
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    allow: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    block: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    fallback_max_amount: float = 50.0  # the fallback settles only payments up to this amount
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Action
+    source: Literal["model", "rules", "fallback"]
+    rules: tuple[str, ...] = ()
+
+
+def _list_hit(lists: Mapping[str, frozenset[str]], payment: Mapping[str, Any]) -> str | None:
+    for name in LIST_FIELDS:
+        v = payment.get(name)
+        if v is not None and v in lists.get(name, frozenset()):
+            return name
+    return None
+
+
+def decide(
+    payment: Mapping[str, Any],
+    features: Mapping[str, float],
+    probability: float | None,
+    thresholds: Thresholds | None,
+    config: PolicyConfig,
+) -> Outcome:
+    """The decision for one payment. `probability is None` means the model failed: fallback."""
+    blocked = _list_hit(config.block, payment)
+    if blocked:
+        return Outcome("decline", "rules", (f"block list: {blocked}",))
+    allowed = _list_hit(config.allow, payment)
+    if allowed:
+        return Outcome("approve", "rules", (f"allow list: {allowed}",))
+
+    if probability is None or thresholds is None:
+        amount = float(payment.get("amount") or 0.0)
+        base: Action = "approve" if amount <= config.fallback_max_amount else "review"
+        source: Literal["model", "rules", "fallback"] = "fallback"
+    else:
+        base = thresholds.decide(probability)  # type: ignore[assignment]
+        source = "model"
+
+    facts = {**features, **payment}
+    hits = [r for r in config.rules if r.matches(facts)]
+    if not hits:
+        return Outcome(base, source)
+    strictest = max(hits, key=lambda r: SEVERITY[r.action])
+    names = tuple(r.name for r in hits)
+    if SEVERITY[strictest.action] > SEVERITY[base]:
+        action: Action = strictest.action
+        if source == "fallback" and action == "decline":
+            action = "review"  # the fallback never declines on its own
+        return Outcome(action, "rules" if source == "model" else source, names)
+    return Outcome(base, source, names)
+
+
+def parse_config(doc: Mapping[str, Any]) -> PolicyConfig:
+    """From JSON/TOML: {"allow": {"card_id": [...]}, "block": {...}, "rules": [...], ...}."""
+
+    def lists(key: str) -> dict[str, frozenset[str]]:
+        raw = doc.get(key, {}) or {}
+        unknown = [k for k in raw if k not in LIST_FIELDS]
+        if unknown:
+            raise ValueError(f"{key}: unknown list {unknown[0]!r} (use {', '.join(LIST_FIELDS)})")
+        return {k: frozenset(str(x) for x in v) for k, v in raw.items()}
+
+    rules = tuple(
+        Rule(
+            name=str(r["name"]),
+            field=str(r["field"]),
+            op=str(r["op"]),
+            value=r["value"],
+            action=r["action"],
+        )
+        for r in doc.get("rules", []) or []
+    )
+    return PolicyConfig(
+        allow=lists("allow"),
+        block=lists("block"),
+        rules=rules,
+        fallback_max_amount=float(doc.get("fallback_max_amount", 50.0)),
+    )
+
+
+def to_doc(config: PolicyConfig) -> dict[str, Any]:
+    return {
+        "allow": {k: sorted(v) for k, v in config.allow.items()},
+        "block": {k: sorted(v) for k, v in config.block.items()},
+        "rules": [
+            {"name": r.name, "field": r.field, "op": r.op, "value": r.value, "action": r.action}
+            for r in config.rules
+        ],
+        "fallback_max_amount": config.fallback_max_amount,
+    }

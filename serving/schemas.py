@@ -1,0 +1,155 @@
+"""The HTTP contract: pydantic models for requests and responses.
+
+A payment carries the transaction contract's fields at the top level of the JSON body, as a
+payment backend sends them. Unknown fields are refused (a stray `pan` field must never be stored),
+and every text field is checked for something that looks like a raw card number.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from data.schema import CURRENCIES, looks_like_card_number
+
+MAX_BATCH = 1_000
+MAX_NOTE = 2_000
+
+Decision = Literal["approve", "review", "decline"]
+Source = Literal["model", "rules", "fallback"]
+Id = Field(min_length=1, max_length=128)
+Country = Field(default=None, min_length=2, max_length=3)
+ShortText = Field(default=None, min_length=1, max_length=256)
+
+_TEXT_FIELDS = (
+    "transaction_id",
+    "card_id",
+    "customer_id",
+    "merchant_id",
+    "billing_country",
+    "ip_country",
+    "shipping_country",
+    "merchant_country",
+    "mcc",
+    "device_id",
+    "ip_hash",
+    "email_domain",
+)
+
+
+class PaymentIn(BaseModel):
+    """One payment, as the backend sends it (see the transaction contract in data/schema.py)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    transaction_id: str = Id
+    timestamp: datetime
+    card_id: str = Id
+    customer_id: str = Id
+    merchant_id: str = Id
+    amount: float = Field(ge=0, le=1e9, allow_inf_nan=False)
+    currency: str = Field(min_length=3, max_length=3)
+    billing_country: str | None = Country
+    ip_country: str | None = Country
+    shipping_country: str | None = Country
+    merchant_country: str | None = Country
+    mcc: str | None = Field(default=None, pattern=r"^\d{4}$")
+    channel: Literal["card_present", "online"] | None = None
+    customer_lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    customer_lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    merchant_lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    merchant_lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    device_id: str | None = ShortText
+    ip_hash: str | None = ShortText
+    email_domain: str | None = ShortText
+    account_created_at: datetime | None = None
+    credential_changed_at: datetime | None = None
+    auth_result: Literal["passed", "failed", "not_attempted"] | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, v: str) -> str:
+        code = v.upper()
+        if code not in CURRENCIES:
+            raise ValueError(f"unknown currency {v!r} (ISO 4217 code expected)")
+        return code
+
+    @field_validator("timestamp", "account_created_at", "credential_changed_at")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        if v is None:
+            return None
+        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+
+    @field_validator(*_TEXT_FIELDS)
+    @classmethod
+    def _no_card_number(cls, v: str | None) -> str | None:
+        if v is not None and looks_like_card_number(v):
+            raise ValueError("looks like a raw card number (refused: send a token or keyed hash)")
+        return v
+
+    def contract(self) -> dict[str, Any]:
+        """The payment as a contract record (what features and storage read)."""
+        return self.model_dump()
+
+
+class Reason(BaseModel):
+    """One factor behind a score, in words the reviewer reads."""
+
+    feature: str
+    value: float | None
+    contribution: float  # SHAP value in log-odds; > 0 pushes towards fraud
+    text: str
+
+
+class ScoreOut(BaseModel):
+    transaction_id: str
+    decision: Decision
+    decision_source: Source
+    probability: float | None
+    score: int | None = Field(default=None, ge=0, le=99)
+    reasons: list[Reason]
+    rules: list[str] = []
+    model_version: str | None
+    case_id: int | None = None
+    status: Literal["settled", "held_for_review", "declined"]
+    replayed: bool = False
+    review_threshold: float | None = None
+    capacity_adjusted: bool = False
+    elapsed_ms: float
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payments: list[PaymentIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> BatchIn:
+        seen: set[str] = set()
+        for i, p in enumerate(self.payments):
+            if p.transaction_id in seen:
+                raise ValueError(f"payments[{i}].transaction_id {p.transaction_id!r} repeats")
+            seen.add(p.transaction_id)
+        return self
+
+
+class BatchOut(BaseModel):
+    results: list[ScoreOut]
+    elapsed_ms: float
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: Any = None
+
+
+def clean_float(v: float) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

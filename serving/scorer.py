@@ -1,0 +1,362 @@
+"""The online flow for one payment: features -> model -> policy -> durable write -> response.
+
+Dependencies are passed in (engine, model holder, online features, policy), so the same code runs
+under BentoML, in tests with fakes, and in the benchmarks. Scoring is serialised by a lock: the
+online state must see payments one at a time, in order, for its windows to equal the batch ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from features.online import OnlineFeatures, prepare
+from features.registry import feature_set_version
+from features.registry import select as select_features
+from features.state import StateStore
+from serving import db, explain
+from serving.auth import Principal
+from serving.metrics import m
+from serving.policy import PolicyConfig, decide
+from serving.schemas import PaymentIn, now_utc
+from serving.settings import Settings
+from training.model import RiskModel
+
+STATUS_OF = {"approve": "settled", "review": "held_for_review", "decline": "declined"}
+
+
+class ArtifactMismatchError(RuntimeError):
+    """The model was trained on feature definitions this code does not have."""
+
+
+def check_artifact(model: RiskModel) -> None:
+    """Refuse an artifact whose feature list or definitions differ from the code's."""
+    try:
+        declared = select_features(model.features)
+    except KeyError as exc:
+        raise ArtifactMismatchError(str(exc)) from None
+    expected = feature_set_version(declared)
+    if expected != model.feature_set_version:
+        raise ArtifactMismatchError(
+            f"model feature-set version {model.feature_set_version} differs from this code's "
+            f"{expected} for the same feature names: retrain with this code"
+        )
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model with the online executor for its feature list (swapped together on reload)."""
+
+    model: RiskModel | None
+    version: str | None
+    online: OnlineFeatures
+
+
+class ModelHolder:
+    """The serving model; `swap` replaces it atomically (in-flight requests keep theirs)."""
+
+    def __init__(self, store: StateStore, model: RiskModel | None, version: str | None) -> None:
+        self._store = store
+        self._loaded = self._build(model, version)
+
+    def _build(self, model: RiskModel | None, version: str | None) -> Loaded:
+        if model is None:
+            from features.registry import FEATURES
+
+            return Loaded(None, None, OnlineFeatures(self._store, FEATURES))
+        check_artifact(model)
+        return Loaded(model, version, OnlineFeatures(self._store, select_features(model.features)))
+
+    @property
+    def current(self) -> Loaded:
+        return self._loaded
+
+    def swap(self, model: RiskModel, version: str) -> None:
+        self._loaded = self._build(model, version)
+
+
+def body_hash(payload: Mapping[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def mask_card(card_id: str) -> str:
+    """Show at most the first six and last four characters."""
+    if len(card_id) <= 10:
+        return card_id[:2] + "*" * max(len(card_id) - 4, 1) + card_id[-2:]
+    return card_id[:6] + "*" * (len(card_id) - 10) + card_id[-4:]
+
+
+def masked_payment(payment: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in payment.items()}
+    out["card_id"] = mask_card(str(payment["card_id"]))
+    return out
+
+
+class Scorer:
+    """Scores payments and records every decision before answering."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        holder: ModelHolder,
+        policy: Callable[[], PolicyConfig],
+        settings: Settings,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self.engine = engine
+        self.holder = holder
+        self.policy = policy
+        self.settings = settings
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="model")
+
+    # -- the model call, under its deadline ---------------------------------------------------
+    def _predict(self, model: RiskModel, X: np.ndarray) -> tuple[float | None, str | None]:
+        deadline = self.settings.model_deadline_ms / 1000.0
+        try:
+            if deadline <= 0:
+                p = float(model.predict_proba(X)[0])
+            else:
+                p = float(self._pool.submit(model.predict_proba, X).result(timeout=deadline)[0])
+        except FutureTimeout:
+            return None, "deadline"
+        except Exception:  # a broken model must not stop payments: the fallback decides
+            return None, "error"
+        if not np.isfinite(p):
+            return None, "error"
+        return p, None
+
+    # -- one payment ----------------------------------------------------------------------------
+    def score(
+        self, payment: PaymentIn, principal: Principal, idempotency_key: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body). 200 with the decision; 422 for a reused key with another body."""
+        started = time.perf_counter()
+        record = payment.contract()
+        digest = body_hash(payment.model_dump(mode="json"))
+        with self._lock:
+            replay = self._replay(payment.transaction_id, idempotency_key, digest, principal)
+            if replay is not None:
+                return replay
+            status, body, prepared, online = self._decide(record, started)
+            try:
+                self._write(record, body, idempotency_key, digest, principal, status)
+            except IntegrityError:
+                # Another replica decided this payment (or used this key) first: answer with it.
+                replay = self._replay(payment.transaction_id, idempotency_key, digest, principal)
+                if replay is not None:
+                    return replay
+                raise
+            online.update(prepared)
+        m().latency.observe(time.perf_counter() - started)
+        return status, body
+
+    def _replay(
+        self, transaction_id: str, key: str | None, digest: str, principal: Principal
+    ) -> tuple[int, dict[str, Any]] | None:
+        with self.engine.connect() as conn:
+            if key is not None:
+                row = conn.execute(
+                    select(db.idempotency).where(db.idempotency.c.key == key)
+                ).first()
+                if row is not None:
+                    if row.body_hash != digest:
+                        return 422, {
+                            "error": "Idempotency-Key was already used with a different body",
+                            "detail": [{"loc": ["header", "Idempotency-Key"], "msg": "reused"}],
+                        }
+                    m().replays.inc()
+                    return int(row.status_code), {**row.response, "replayed": True}
+            row = conn.execute(
+                select(db.decisions.c.response, db.decisions.c.status).where(
+                    db.decisions.c.transaction_id == transaction_id
+                )
+            ).first()
+        if row is None:
+            return None
+        m().replays.inc()
+        body = {**row.response, "replayed": True, "status": row.status}
+        if key is not None:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        insert(db.idempotency).values(
+                            key=key,
+                            endpoint="score",
+                            body_hash=digest,
+                            status_code=200,
+                            response=row.response,
+                            created_at=self.clock(),
+                        )
+                    )
+            except IntegrityError:
+                pass
+        return 200, body
+
+    def _decide(
+        self, record: dict[str, Any], started: float
+    ) -> tuple[int, dict[str, Any], dict[str, Any], OnlineFeatures]:
+        loaded = self.holder.current
+        prepared = prepare(record)
+        t_feat = time.perf_counter()
+        values = loaded.online.compute(prepared)
+        m().stage.labels(stage="features").observe(time.perf_counter() - t_feat)
+        names = loaded.online.names
+        features = dict(zip(names, (float(v) for v in values), strict=True))
+        model = loaded.model
+        probability: float | None = None
+        cause: str | None = "no_model"
+        X = np.ascontiguousarray(values.reshape(1, -1), dtype=np.float64)
+        if model is not None:
+            t_model = time.perf_counter()
+            probability, cause = self._predict(model, X)
+            m().stage.labels(stage="model").observe(time.perf_counter() - t_model)
+        config = self.policy()
+        outcome = decide(record, features, probability, model.thresholds if model else None, config)
+        if outcome.source == "fallback":
+            m().fallbacks.labels(cause=cause or "unknown").inc()
+        m().decisions.labels(decision=outcome.decision, source=outcome.source).inc()
+
+        reasons: list[dict[str, Any]] = []
+        factors: list[dict[str, Any]] = []
+        if model is not None and probability is not None and outcome.decision != "approve":
+            t_exp = time.perf_counter()
+            contrib = model.contributions(X)[0, :-1].tolist()
+            vals = values.tolist()
+            factors = explain.all_factors(names, vals, contrib, record)
+            reasons = explain.reasons(names, vals, contrib, record, top=self.settings.explain_top)
+            m().stage.labels(stage="explain").observe(time.perf_counter() - t_exp)
+        if not reasons and outcome.rules:
+            reasons = [
+                {"feature": "rule", "value": None, "contribution": 0.0, "text": r}
+                for r in outcome.rules
+            ]
+        if outcome.source == "fallback":
+            reasons.append(
+                {
+                    "feature": "fallback",
+                    "value": None,
+                    "contribution": 0.0,
+                    "text": f"model unavailable ({cause}): fallback rules decided",
+                }
+            )
+        body: dict[str, Any] = {
+            "transaction_id": record["transaction_id"],
+            "decision": outcome.decision,
+            "decision_source": outcome.source,
+            "probability": probability,
+            "score": None if probability is None else min(99, int(probability * 100)),
+            "reasons": reasons,
+            "rules": list(outcome.rules),
+            "model_version": loaded.version,
+            "case_id": None,
+            "status": STATUS_OF[outcome.decision],
+            "replayed": False,
+            "review_threshold": model.thresholds.review if model else None,
+            "capacity_adjusted": False,
+            "elapsed_ms": 0.0,
+            "_features": features,
+            "_factors": factors,
+        }
+        body["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return 200, body, prepared, loaded.online
+
+    def _write(
+        self,
+        record: dict[str, Any],
+        body: dict[str, Any],
+        key: str | None,
+        digest: str,
+        principal: Principal,
+        status: int,
+    ) -> None:
+        now = self.clock()
+        features = body.pop("_features")
+        factors = body.pop("_factors")
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(db.decisions).values(
+                    transaction_id=record["transaction_id"],
+                    created_at=now,
+                    payment_time=record["timestamp"],
+                    decision=body["decision"],
+                    source=body["decision_source"],
+                    status=body["status"],
+                    status_at=now,
+                    probability=body["probability"],
+                    score=body["score"],
+                    model_version=body["model_version"],
+                    amount=record["amount"],
+                    currency=record["currency"],
+                    merchant_id=record["merchant_id"],
+                    card_id=record["card_id"],
+                    response=body,
+                )
+            )
+            if body["decision"] == "review":
+                p = body["probability"]
+                risk = p if p is not None else 0.05  # unknown risk (fallback): a modest prior
+                result = conn.execute(
+                    insert(db.cases).values(
+                        transaction_id=record["transaction_id"],
+                        created_at=now,
+                        sla_due=now + timedelta(minutes=self.settings.sla_minutes),
+                        status="open",
+                        priority=risk * float(record["amount"]),
+                        amount=record["amount"],
+                        probability=p,
+                        score=body["score"],
+                        merchant_id=record["merchant_id"],
+                        version=0,
+                        payment=masked_payment(record),
+                        features={k: (None if v != v else v) for k, v in features.items()},
+                        factors=factors,
+                        reasons=body["reasons"],
+                    )
+                )
+                assert result.inserted_primary_key is not None
+                body["case_id"] = int(result.inserted_primary_key[0])
+                conn.execute(
+                    db.decisions.update()
+                    .where(db.decisions.c.transaction_id == record["transaction_id"])
+                    .values(response=body)
+                )
+            if key is not None:
+                conn.execute(
+                    insert(db.idempotency).values(
+                        key=key,
+                        endpoint="score",
+                        body_hash=digest,
+                        status_code=status,
+                        response=body,
+                        created_at=now,
+                    )
+                )
+            conn.execute(
+                insert(db.audit_log).values(
+                    at=now,
+                    actor=principal.name,
+                    role=principal.role,
+                    key_id=principal.key_id,
+                    action="score",
+                    target=record["transaction_id"],
+                    detail={"decision": body["decision"], "source": body["decision_source"]},
+                )
+            )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

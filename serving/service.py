@@ -1,0 +1,111 @@
+"""The BentoML service: builds the real dependencies at start-up and delegates; no logic here.
+
+`/score` and `/score_batch` are typed BentoML APIs (pydantic in, pydantic out, in the OpenAPI at
+/docs.json); the review, payment-status, label and admin routes are a FastAPI app mounted into
+the same server; /healthz, /readyz and /metrics come from BentoML.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import bentoml
+from starlette.responses import JSONResponse
+
+from serving.api import create_app
+from serving.auth import AuthError, KeyRing, Principal, require
+from serving.schemas import BatchOut, PaymentIn, ScoreOut
+
+http_app = create_app()
+
+
+def _reply(ctx: bentoml.Context, body: dict[str, Any], status: int) -> JSONResponse:
+    """BentoML copies ctx.response.status_code onto the response: set it there."""
+    ctx.response.status_code = status
+    return JSONResponse(body, status_code=status)
+
+
+def _console_app() -> Any:
+    from serving.console import create_console
+
+    return create_console()
+
+
+@bentoml.service(
+    name="riskgate",
+    logging={"access": {"enabled": False}},
+    traffic={"timeout": 30, "max_concurrency": 512},
+)
+@bentoml.asgi_app(_console_app(), path="/console")
+@bentoml.asgi_app(http_app, path="/")
+class Riskgate:
+    """Scores payments for the backend; serves reviewers and operators."""
+
+    def __init__(self) -> None:
+        from serving.runtime import build
+        from serving.settings import Settings
+
+        settings = Settings()
+        if not settings.api_keys:
+            raise RuntimeError("RISKGATE_API_KEYS is not set (use `riskgate serve` for demo keys)")
+        self.rt = build(settings, KeyRing.parse(settings.api_keys))
+        http_app.state.runtime = self.rt
+
+    def __is_ready__(self) -> bool:
+        return bool(self.rt.ready())
+
+    @bentoml.on_shutdown
+    def _close(self) -> None:
+        self.rt.close()
+
+    def _auth(self, ctx: bentoml.Context) -> Principal | JSONResponse:
+        try:
+            who = self.rt.keys.authenticate(ctx.request.headers.get("authorization"))
+            require(who, ("backend",))
+        except AuthError as exc:
+            return _reply(ctx, {"error": exc.message}, exc.status)
+        return who
+
+    @bentoml.api(route="/score", input_spec=PaymentIn, output_spec=ScoreOut)
+    async def score(self, ctx: bentoml.Context, **payment: Any) -> Any:
+        """Score one payment: approve (settle now), review (hold, case created) or decline."""
+        who = self._auth(ctx)
+        if isinstance(who, JSONResponse):
+            return who
+        key = ctx.request.headers.get("idempotency-key")
+        if key is not None and not 1 <= len(key) <= 200:
+            return _reply(ctx, {"error": "Idempotency-Key must be 1-200 characters"}, 400)
+        status, body = self.rt.scorer.score(PaymentIn.model_validate(payment), who, key)
+        return _reply(ctx, body, status)
+
+    @bentoml.api(route="/score_batch", output_spec=BatchOut)
+    async def score_batch(self, ctx: bentoml.Context, payments: list[PaymentIn]) -> Any:
+        """Score up to 1,000 payments in one call, in the order given."""
+        who = self._auth(ctx)
+        if isinstance(who, JSONResponse):
+            return who
+        limit = self.rt.settings.max_batch
+        if not 1 <= len(payments) <= limit:
+            error = {
+                "error": f"payments: send 1 to {limit} payments",
+                "detail": [{"loc": ["payments"]}],
+            }
+            return _reply(ctx, error, 400)
+        seen: set[str] = set()
+        for i, p in enumerate(payments):
+            if p.transaction_id in seen:
+                loc = ["payments", i, "transaction_id"]
+                error = {"error": f"payments[{i}].transaction_id repeats", "detail": [{"loc": loc}]}
+                return _reply(ctx, error, 400)
+            seen.add(p.transaction_id)
+        key = ctx.request.headers.get("idempotency-key")
+        started = time.perf_counter()
+        results = []
+        for i, p in enumerate(payments):
+            status, body = self.rt.scorer.score(p, who, None if key is None else f"{key}#{i}")
+            if status != 200:
+                return _reply(ctx, {**body, "index": i}, status)
+            results.append(body)
+        elapsed = round((time.perf_counter() - started) * 1000, 3)
+        return _reply(ctx, {"results": results, "elapsed_ms": elapsed}, 200)

@@ -1,0 +1,28 @@
+"""Service configuration, read once from the environment (RISKGATE_*) at start-up."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob an operator may turn; defaults run the embedded single-machine setup."""
+
+    model_config = SettingsConfigDict(env_prefix="RISKGATE_", frozen=True, extra="ignore")
+
+    api_keys: str | None = Field(default=None, description="role:KEY[,role:name:KEY...]")
+    db_url: str = "sqlite:///.riskgate/riskgate.db"
+    state_path: str = ".riskgate/state.db"
+    model_dir: str | None = Field(default=None, description="serve a local artifact directory")
+    model_alias: str = "champion"
+    model_deadline_ms: float = 200.0
+    policy_file: str | None = None
+    sla_minutes: float = 15.0
+    claim_minutes: float = 15.0
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    sqlite_synchronous: str = "NORMAL"
+    explain_top: int = 5
+    max_batch: int = 1_000
+    max_body_bytes: int = 2_000_000
