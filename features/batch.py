@@ -10,7 +10,7 @@ and label features see a label only once its `label_time` has passed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,16 +120,16 @@ def _scatter(n: int, g: _Grouped, values: np.ndarray) -> np.ndarray:
 
 def _window_matrix(
     starts: np.ndarray, stops: np.ndarray, values: np.ndarray, pad: int
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Gather values[starts[i]:stops[i]] as padded rows, bucketed by width (powers of two).
 
-    Returns (row indices, matrix, widths) per bucket; padding is `pad`, wide enough to sort last.
+    Yields (row indices, matrix, widths) per chunk; padding is `pad`, large enough to sort last.
+    Chunks hold at most a few million cells, so memory stays flat even for busy entities.
     """
     widths = stops - starts
-    out = []
     nonempty = np.flatnonzero(widths > 0)
     if len(nonempty) == 0:
-        return out
+        return
     bucket = np.ceil(np.log2(widths[nonempty])).astype(np.int64)
     for b in np.unique(bucket):
         rows = nonempty[bucket == b]
@@ -139,8 +139,7 @@ def _window_matrix(
             idx = starts[chunk, None] + offs[None, :]
             valid = offs[None, :] < widths[chunk, None]
             mat = np.where(valid, values[np.minimum(idx, len(values) - 1)], pad)
-            out.append((chunk, mat, widths[chunk]))
-    return out
+            yield chunk, mat, widths[chunk]
 
 
 def _card_amount_stats(ctx: _Context, f: Feature) -> np.ndarray:
@@ -200,18 +199,31 @@ def _previous(ctx: _Context, f: Feature) -> np.ndarray:
 
 
 def _distinct_cards(ctx: _Context, f: Feature) -> np.ndarray:
+    """Distinct cards in the window, this payment included, in O(n log n) without gathering.
+
+    An element k whose card already appeared at prv_k (same group) is a duplicate for every
+    later element i whose window still contains prv_k. Window starts never decrease in grouped
+    order, so those i form an interval [k, e_k): add +1/-1 there and take a cumulative sum.
+    """
     g = ctx.entity(f.entity)
-    idx = np.arange(len(g.pos))
+    m = len(g.pos)
+    idx = np.arange(m)
     start = ctx.window_start(g, f.window)
     cards = _codes(ctx.col("card_id"))[g.pos]
-    res = np.full(len(idx), np.nan)
-    big = np.iinfo(np.int64).max
-    for rows, mat, w in _window_matrix(start, idx + 1, cards, big):
-        mat.sort(axis=1)
-        new = np.ones_like(mat, dtype=bool)
-        new[:, 1:] = mat[:, 1:] != mat[:, :-1]
-        valid = np.arange(mat.shape[1])[None, :] < w[:, None]
-        res[rows] = (new & valid).sum(axis=1)
+    by_card = np.lexsort((idx, cards, g.group))
+    prv = np.full(m, -1)
+    same = (g.group[by_card][1:] == g.group[by_card][:-1]) & (
+        cards[by_card][1:] == cards[by_card][:-1]
+    )
+    prv[by_card[1:][same]] = by_card[:-1][same]
+    has = (prv >= 0) & (cards >= 0)
+    k = idx[has]
+    e = np.maximum(np.searchsorted(start, prv[has], "right"), k)
+    diff = np.zeros(m + 1, dtype=np.int64)
+    np.add.at(diff, k, 1)
+    np.add.at(diff, e, -1)
+    dup = np.cumsum(diff[:-1])
+    res = np.where(cards >= 0, (idx - start + 1) - dup, np.nan).astype(np.float64)
     return _scatter(ctx.n, g, res)
 
 
@@ -315,7 +327,7 @@ def compute(
         if progress is not None:
             progress(f.name)
         if f.aggregation == "row":
-            cols = row_inputs(ctx.col, dict.fromkeys(("timestamp", "amount", *f.columns)))
+            cols = row_inputs(ctx.col, list(dict.fromkeys(("timestamp", "amount", *f.columns))))
             values = np.asarray(ROW_TRANSFORMS[f.name](cols), dtype=np.float64)
         else:
             values = _AGGREGATORS[f.aggregation](ctx, f)

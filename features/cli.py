@@ -9,7 +9,7 @@ import time
 from data.load import load, write_parquet_atomic
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd = sub.add_parser("features", help="compute the feature table of a payments file")
     cmd.add_argument("--data", required=True, help="CSV or Parquet")
     cmd.add_argument("--mapping", help="TOML column mapping")

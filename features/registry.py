@@ -303,8 +303,8 @@ class Availability:
             n_kept = sum(1 for f in self.features if f.group == group)
             state = "all" if n_kept == n_all else (f"{n_kept}/{n_all}" if group in kept else "none")
             lines.append(f"  {group:<9} {state}")
-        for group, reason in self.skipped_groups().items():
-            lines.append(f"  skipped in {group}: {reason}")
+        for name, reason in self.skipped_groups().items():
+            lines.append(f"  skipped in {name}: {reason}")
         return "\n".join(lines)
 
 

@@ -66,7 +66,7 @@ def replay(
     records = frame.to_dict("records")
     from features.online import prepare  # local: keeps this module's import light
 
-    prepared = [prepare(r) for r in records]
+    prepared = [prepare({str(k): v for k, v in r.items()}) for r in records]
     out = np.full((len(frame), len(features)), np.nan)
     is_fraud = (
         frame["is_fraud"].to_numpy(dtype=np.float64, na_value=np.nan)

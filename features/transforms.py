@@ -33,7 +33,7 @@ def _mismatch(a: Any, b: Any) -> Any:
     """1.0 when both countries are known and differ, 0.0 when equal, NaN when either is missing."""
     a_arr = np.asarray(a, dtype=object)
     b_arr = np.asarray(b, dtype=object)
-    missing = np.equal(a_arr, None) | np.equal(b_arr, None)
+    missing = (a_arr == None) | (b_arr == None)  # noqa: E711 (elementwise on objects)
     out = np.not_equal(a_arr, b_arr).astype(np.float64)
     return np.where(missing, np.nan, out)
 
@@ -51,7 +51,7 @@ def _weekend(ts: Any) -> Any:
 def _auth_is(value: str) -> Callable[[Cols], Any]:
     def fn(c: Cols) -> Any:
         arr = np.asarray(c["auth_result"], dtype=object)
-        return np.where(np.equal(arr, None), np.nan, np.equal(arr, value).astype(np.float64))
+        return np.where(arr == None, np.nan, (arr == value).astype(np.float64))  # noqa: E711
 
     return fn
 

@@ -80,8 +80,7 @@ def serve(args: argparse.Namespace) -> int:
         args.host,
         "--port",
         str(args.port),
-        "--workers",
-        str(args.workers),
     ]
+    env["RISKGATE_WORKERS"] = str(args.workers)
     os.execvpe(argv[0], argv, env)
     return 0  # not reached

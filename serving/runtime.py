@@ -123,6 +123,11 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
             "no model under alias %r: every payment goes to the fallback", settings.model_alias
         )
     holder = ModelHolder(store, model, version)
+    if model is not None:  # warm the booster so the first payment is not the slow one
+        import numpy as np
+
+        model.predict_proba(np.zeros((1, len(model.features))))
+        model.contributions(np.zeros((1, len(model.features))))
     runtime = Runtime(
         settings,
         engine,

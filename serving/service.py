@@ -7,6 +7,7 @@ the same server; /healthz, /readyz and /metrics come from BentoML.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -36,6 +37,7 @@ def _console_app() -> Any:
     name="riskgate",
     logging={"access": {"enabled": False}},
     traffic={"timeout": 30, "max_concurrency": 512},
+    workers=int(os.environ.get("RISKGATE_WORKERS", "1")),  # set by `riskgate serve --workers`
 )
 @bentoml.asgi_app(_console_app(), path="/console")
 @bentoml.asgi_app(http_app, path="/")

@@ -15,7 +15,7 @@ import pandas as pd
 from data.load import load, parse_duration, read_table, write_parquet_atomic
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t = sub.add_parser("train", help="train, evaluate and register a challenger model")
     t.add_argument("--data", required=True, help="CSV or Parquet with labels")
     t.add_argument("--mapping", help="TOML column mapping")

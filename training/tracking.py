@@ -56,9 +56,9 @@ def connect(uri: str | None = None) -> Any:
 
 
 def _pyfunc_class() -> type:
-    import mlflow.pyfunc
+    from mlflow.pyfunc import PythonModel
 
-    class _Model(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
+    class _Model(PythonModel):
         """Generic MLflow entry: a DataFrame of the model's features -> calibrated probability."""
 
         def load_context(self, context: Any) -> None:

@@ -34,8 +34,10 @@ def random_frame(
             "card_id": [f"c{c}" for c in card],
             "customer_id": [f"u{c // 2}" for c in card],
             "merchant_id": [f"m{m}" for m in rng.integers(0, n_merchants, n)],
-            "amount": np.round(rng.choice([0.5, 1.0, 10.0, 10.0, 99.99, 1234.56], n)
-                               * rng.choice([1, 1, 1, 2], n), 2),
+            "amount": np.round(
+                rng.choice([0.5, 1.0, 10.0, 10.0, 99.99, 1234.56], n) * rng.choice([1, 1, 1, 2], n),
+                2,
+            ),
             "currency": "EUR",
         }
     )
@@ -58,7 +60,9 @@ def random_frame(
         frame["device_id"] = devices[rng.integers(0, 4, n)]
         ips = np.array(["i1", "i2", None], dtype=object)
         frame["ip_hash"] = ips[rng.integers(0, 3, n)]
-        frame["email_domain"] = np.array(["a.com", "b.org", None], dtype=object)[rng.integers(0, 3, n)]
+        frame["email_domain"] = np.array(["a.com", "b.org", None], dtype=object)[
+            rng.integers(0, 3, n)
+        ]
         created = ts - rng.integers(1, 1000, n) * 86_400 * 1_000_000_000
         frame["account_created_at"] = pd.Series(pd.to_datetime(created, utc=True)).where(
             rng.random(n) < 0.9
