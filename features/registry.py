@@ -69,10 +69,16 @@ class Feature:
 def _velocity(entity: Entity, agg: Aggregation, window: int, label: str) -> Feature:
     col = ENTITY_COLUMN[entity]
     cols = (col, "amount") if agg == "sum" else (col,)
+    where = {
+        "card": "on this card",
+        "merchant": "at this merchant",
+        "device": "from this device",
+        "ip": "from this IP address",
+    }[entity]
     if agg == "count":
-        text = f"{{value:.0f}} earlier payments on this {entity} in {label}"
+        text = f"{{value:.0f}} earlier payment(s) {where} in {label}"
     else:
-        text = f"{{value:.2f}} spent on this {entity} in {label}"
+        text = f"{{value:.2f}} spent {where} in {label}"
     name = f"{entity}_{agg}_{label.replace(' ', '')}"
     return Feature(name, "velocity", entity, agg, cols, text, window=window)
 
@@ -276,8 +282,12 @@ def feature_names(features: Iterable[Feature] = FEATURES) -> list[str]:
 
 
 def feature_set_version(features: Sequence[Feature] = FEATURES) -> str:
-    """A digest of the declarations: a model trained on another definition is refused."""
-    payload = json.dumps([asdict(f) for f in features], sort_keys=True)
+    """A digest of the declarations (not their wording): a model trained on another definition
+    is refused, while rewording a description does not invalidate models."""
+    payload = json.dumps(
+        [{k: v for k, v in asdict(f).items() if k != "description"} for f in features],
+        sort_keys=True,
+    )
     return "fs-" + hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

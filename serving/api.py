@@ -85,6 +85,12 @@ ReviewerOrAdmin = Depends(role("reviewer", "admin"))
 BackendOrAdmin = Depends(role("backend", "admin"))
 
 
+@router.get("/whoami", tags=["auth"])
+def whoami(who: Principal = Depends(role("backend", "reviewer", "admin"))) -> dict[str, str]:
+    """The caller's role and name (the console's sign-in check)."""
+    return {"role": who.role, "name": who.name, "key_id": who.key_id}
+
+
 @router.get("/cases", tags=["review"])
 def list_cases(
     request: Request,

@@ -39,8 +39,8 @@ def _console_app() -> Any:
     traffic={"timeout": 30, "max_concurrency": 512},
     workers=int(os.environ.get("RISKGATE_WORKERS", "1")),  # set by `riskgate serve --workers`
 )
+@bentoml.asgi_app(http_app, path="/")  # mounted last: the catch-all after /console
 @bentoml.asgi_app(_console_app(), path="/console")
-@bentoml.asgi_app(http_app, path="/")
 class Riskgate:
     """Scores payments for the backend; serves reviewers and operators."""
 
