@@ -308,6 +308,14 @@ def _cidx(code: str) -> int:
     return _COUNTRIES.index(code)
 
 
+def _country_choice(
+    rng: np.random.Generator, table: Sequence[tuple[str, float]], n: int
+) -> np.ndarray:
+    """n country positions drawn from a (code, weight) table."""
+    codes = np.array([_cidx(c) for c, _ in table], dtype=np.int64)
+    return rng.choice(codes, size=n, p=_probs([x for _, x in table]))
+
+
 def _allocate(total: int, shares: Sequence[float]) -> np.ndarray:
     """Split `total` into integer parts proportional to `shares` (largest remainder, exact)."""
     raw = np.asarray(shares, dtype=np.float64) * total
@@ -385,11 +393,12 @@ def _decimal_ids(prefix: str, values: np.ndarray, width: int) -> pa.Array:
 
 def _hex_ids(prefix: str, codes: np.ndarray, salt: np.uint64) -> pa.Array:
     """Keyed-hash-looking ids (16 hex digits) for raw codes; negative codes are missing."""
-    hexdigits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    byte = np.arange(256)
+    pairs = np.stack([digits[byte >> 4], digits[byte & 15]], axis=1)  # byte -> two hex digits
     h = _mix64(codes.astype(np.int64).view(np.uint64) ^ salt)
-    shifts = np.arange(60, -1, -4, dtype=np.uint64)
-    body = hexdigits[((h[:, None] >> shifts) & np.uint64(15)).astype(np.intp)]
-    return _fixed_width(prefix, body, codes < 0)
+    big_endian = h.astype(">u8").view(np.uint8).reshape(len(h), 8)
+    return _fixed_width(prefix, pairs[big_endian].reshape(len(h), 16), codes < 0)
 
 
 def _labels(values: Sequence[str], codes: np.ndarray) -> pd.Series:
@@ -865,11 +874,7 @@ def _legit(
 
     # IP: home wi-fi or a carrier's shared address; hotel wi-fi abroad; some VPN users
     vpn = online & ~trip & (rng.random(n) < 0.02)
-    vpn_country = rng.choice(
-        np.array([_cidx(c) for c, _ in _VPN_COUNTRIES]),
-        size=n,
-        p=_probs([x for _, x in _VPN_COUNTRIES]),
-    )
+    vpn_country = _country_choice(rng, _VPN_COUNTRIES, n)
     trip_city = np.maximum(w.c_trip_city[cust], 0)
     ip_country = np.where(trip, w.city_country[trip_city], home)
     ip_country = np.where(vpn, vpn_country, ip_country)
@@ -886,11 +891,7 @@ def _legit(
     # shipping: goods bought online go home, a few are gifts sent elsewhere
     ships = online & w.cat_ships[w.m_cat[merch]]
     gift = rng.random(n) < 0.04
-    gift_to = rng.choice(
-        np.array([_cidx(c) for c, _ in _HOME_COUNTRIES]),
-        size=n,
-        p=_probs([x for _, x in _HOME_COUNTRIES]),
-    )
+    gift_to = _country_choice(rng, _HOME_COUNTRIES, n)
     ship = np.where(ships, np.where(gift, gift_to, home), -1)
 
     # 3-D Secure: small amounts and US merchants often skip it; a few failures still go through
@@ -925,13 +926,6 @@ def _legit(
 
 
 # === fraud ======================================================================================
-def _country_choice(
-    rng: np.random.Generator, table: Sequence[tuple[str, float]], n: int
-) -> np.ndarray:
-    codes = np.array([_cidx(c) for c, _ in table], dtype=np.int64)
-    return rng.choice(codes, size=n, p=_probs([x for _, x in table]))
-
-
 def _victims(rng: np.random.Generator, w: _World, n: int) -> np.ndarray:
     """Customers hit by fraud events: the busier a card, the likelier its data leaks."""
     old_enough = w.c_created < w.end - 2 * _DAY
@@ -958,6 +952,16 @@ def _event_times(
     return np.clip(t0, w.start, hi)
 
 
+def _burst_times(w: _World, t0: np.ndarray, sizes: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """Row times of bursts starting at t0 with the given gaps, shifted back to end in the period."""
+    if len(sizes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    ts = np.repeat(t0, sizes) + _within(gaps.astype(np.int64) + 1000, sizes)
+    last = np.maximum.reduceat(ts, np.cumsum(sizes) - sizes)
+    overflow = np.maximum(last - (w.end - 1), 0)
+    return ts - np.repeat(overflow, sizes)
+
+
 def _bursts(
     rng: np.random.Generator,
     w: _World,
@@ -966,14 +970,9 @@ def _bursts(
     gap_mean: float,
     gap_max: int,
 ) -> np.ndarray:
-    """Row times for bursts starting at t0 with exponential gaps, kept inside the period."""
-    n = int(sizes.sum())
-    gaps = np.minimum(rng.exponential(gap_mean, n), gap_max).astype(np.int64) + 1000
-    ts = np.repeat(t0, sizes) + _within(gaps, sizes)
-    starts = np.cumsum(sizes) - sizes
-    last = np.maximum.reduceat(ts, starts) if n else ts
-    overflow = np.maximum(last - (w.end - 1), 0)
-    return ts - np.repeat(overflow, sizes)
+    """Row times for bursts starting at t0 with exponential gaps (capped at gap_max)."""
+    gaps = np.minimum(rng.exponential(gap_mean, int(sizes.sum())), gap_max)
+    return _burst_times(w, t0, sizes, gaps)
 
 
 def _pick_card(rng: np.random.Generator, w: _World, cust: np.ndarray) -> np.ndarray:
@@ -1094,9 +1093,8 @@ def _account_takeover(
     n = int(sizes.sum())
     victims = _victims(rng, w, n_ev)
     t0 = _event_times(rng, cfg, w, victims, 8 * _HOUR)
-    changed = t0 - np.exp(rng.uniform(np.log(5 * _MINUTE), np.log(6 * _HOUR), n_ev)).astype(
-        np.int64
-    )
+    lead = np.exp(rng.uniform(np.log(5 * _MINUTE), np.log(6 * _HOUR), n_ev))
+    changed = t0 - lead.astype(np.int64)
     ts = _bursts(rng, w, t0, sizes, 20 * _MINUTE, 3 * _HOUR)
     changed = np.minimum(changed, ts[np.cumsum(sizes) - sizes] - _MINUTE) if n_ev else changed
     cust = np.repeat(victims, sizes)
@@ -1125,17 +1123,12 @@ def _card_testing(rng: np.random.Generator, cfg: SimulationConfig, w: _World, ta
     starts = np.cumsum(sizes) - sizes
     pos = np.arange(n) - np.repeat(starts, sizes)
     large = pos == np.repeat(sizes - 1, sizes)
-    gaps = (
-        np.where(
-            large,
-            np.minimum(rng.exponential(30 * _MINUTE, n), 6 * _HOUR) + _MINUTE,
-            np.minimum(rng.exponential(40_000, n), 10 * _MINUTE),
-        ).astype(np.int64)
-        + 1000
+    gaps = np.where(
+        large,
+        np.minimum(rng.exponential(30 * _MINUTE, n), 6 * _HOUR) + _MINUTE,  # then cash out
+        np.minimum(rng.exponential(40_000, n), 10 * _MINUTE),  # tests seconds apart
     )
-    ts = t0.repeat(sizes) + _within(gaps, sizes)
-    overflow = np.maximum(np.maximum.reduceat(ts, starts) - (w.end - 1), 0) if n else ts
-    ts = ts - np.repeat(overflow, sizes)
+    ts = _burst_times(w, t0, sizes, gaps)
     cust = np.repeat(victims, sizes)
     zeros = np.zeros(n_ev, dtype=np.int64)
     tester_a = w.testing.draw(rng, zeros)
@@ -1161,13 +1154,15 @@ def _compromised_merchant(
 ) -> _Rows:
     """Merchants leak card data for a window; the cards are used elsewhere days later, mildly.
 
-    Compromised merchants are added (busy ones first, at random) until enough cards passed
+    Compromised shops are added (busy ones likelier, at random) until enough cards passed
     through them; the fraud is stolen-card-like but with smaller amounts and more proxies.
     """
     sizes = _burst_sizes(rng, target, lambda k: 1 + np.minimum(rng.poisson(0.8, k), 2))
     n_ev = len(sizes)
     n = int(sizes.sum())
+    # POS malware and skimmers: busy shops (card present) are the targets worth the effort
     volume = np.bincount(legit.merch, minlength=len(w.m_city)).astype(np.float64)
+    volume = np.where(w.m_kind != _ONLINE, volume, 0.0) ** 2
     order = _top_k(rng, volume, int((volume > 0).sum()))
     period = w.end - w.start
     cards: list[np.ndarray] = []
@@ -1205,6 +1200,7 @@ def _compromised_merchant(
     longest = np.clip(w.end - _DAY - visit, _HOUR, 20 * _DAY)
     shortest = np.minimum(2 * _DAY, longest // 2)
     t0 = visit + shortest + (rng.random(n_ev) * (longest - shortest)).astype(np.int64)
+    t0 = np.maximum(t0, w.c_created[ev_cust] + _HOUR)
     ts = _bursts(rng, w, t0, sizes, 40 * _MINUTE, 6 * _HOUR)
     cust = np.repeat(ev_cust, sizes)
     merch = w.fraud_online.draw(rng, np.zeros(n, dtype=np.int64))
@@ -1267,7 +1263,7 @@ def _label(rng: np.random.Generator, cfg: SimulationConfig, rows: _Rows) -> None
     if n == 0:
         return
     friendly = rows.scenario == SCENARIOS.index("friendly_fraud")
-    # payments of one card within a scenario's burst are disputed together
+    # a card's fraudulent payments less than two days apart are disputed together
     order = np.lexsort((rows.ts, rows.card))
     card, ts = rows.card[order], rows.ts[order]
     new_event = np.r_[True, (card[1:] != card[:-1]) | (ts[1:] - ts[:-1] > 2 * _DAY)]

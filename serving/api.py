@@ -83,10 +83,11 @@ Backend = Depends(role("backend"))
 Admin = Depends(role("admin"))
 ReviewerOrAdmin = Depends(role("reviewer", "admin"))
 BackendOrAdmin = Depends(role("backend", "admin"))
+AnyRole = Depends(role("backend", "reviewer", "admin"))
 
 
 @router.get("/whoami", tags=["auth"])
-def whoami(who: Principal = Depends(role("backend", "reviewer", "admin"))) -> dict[str, str]:
+def whoami(who: Principal = AnyRole) -> dict[str, str]:
     """The caller's role and name (the console's sign-in check)."""
     return {"role": who.role, "name": who.name, "key_id": who.key_id}
 

@@ -235,13 +235,19 @@ def test_surge_days_shift_behaviour_but_not_fraud(frame):
     surge = day.isin(CONFIG.surges)
     online = frame["channel"] == "online"
     assert online[surge].mean() > online[~surge].mean() + 0.1  # the promotion is online
-    assert frame.loc[surge, "amount"].median() > frame.loc[~surge, "amount"].median()
+    for channel in ("online", "card_present"):  # bigger baskets, whatever the channel
+        same = frame["channel"] == channel
+        assert (
+            frame.loc[surge & same, "amount"].median() > frame.loc[~surge & same, "amount"].median()
+        )
     opened = frame.groupby("customer_id")["account_created_at"].first()
     opened_day = ((opened - CONFIG.start_utc) // DAY).value_counts()
     new_per_day = opened_day.reindex(range(CONFIG.days), fill_value=0)
     assert new_per_day[list(CONFIG.surges)].mean() > 2 * new_per_day.median()
-    fraud = frame["is_fraud"] == 1
-    assert fraud[surge].mean() < 1.5 * fraud.mean()  # a legitimate shift, not a fraud wave
+    # the extra volume is genuine: a shift in behaviour, not a fraud wave
+    daily = day.value_counts()
+    extra = daily[list(CONFIG.surges)].sum() - len(CONFIG.surges) * daily.median()
+    assert (frame.loc[surge, "is_fraud"] == 1).sum() < 0.05 * extra
 
 
 def test_fewer_payments_at_night(frame):
@@ -267,7 +273,7 @@ def test_card_testing_is_bursts_of_tiny_amounts_then_one_large(fraud):
         bursts += 1
         typical += 5 <= len(tiny) <= 20
     assert bursts >= 3
-    assert typical >= 0.7 * bursts
+    assert typical >= bursts - 1  # only the last burst may be cut to fit the row count
 
 
 def test_account_takeover_follows_a_fresh_credential_change(fraud):
@@ -342,6 +348,14 @@ def test_no_single_signal_separates_fraud(frame, signal):
     assert precision > 2 * fraud.mean(), (recall, precision)
 
 
+@pytest.mark.parametrize("scenario", ["stolen_card", "account_takeover"])
+def test_no_single_signal_catches_almost_all_of_a_remote_fraud_scenario(frame, scenario):
+    rows = (frame["scenario"] == scenario).to_numpy()
+    for signal, flagged in single_signals(frame).items():
+        recall = flagged.to_numpy(dtype=bool)[rows].mean()
+        assert recall < 0.8, (signal, recall)
+
+
 def test_legitimate_payments_imitate_each_fraud_signal(legit):
     abroad = legit["ip_country"].notna() & (legit["ip_country"] != legit["billing_country"])
     assert abroad.mean() > 0.005  # travel and VPNs
@@ -350,7 +364,9 @@ def test_legitimate_payments_imitate_each_fraud_signal(legit):
     first_use = late.groupby(["customer_id", "device_id"])["timestamp"].min()
     early_pairs = legit[legit["timestamp"] < CONFIG.start_utc + 30 * DAY]
     early = set(zip(early_pairs["customer_id"], early_pairs["device_id"], strict=True))
-    assert sum(pair not in early for pair in first_use.index) > 0.01 * legit["customer_id"].nunique()
+    assert (
+        sum(pair not in early for pair in first_use.index) > 0.01 * legit["customer_id"].nunique()
+    )
 
 
 # --- configuration errors -----------------------------------------------------------------------
