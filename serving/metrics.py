@@ -37,6 +37,14 @@ def m() -> Any:
             name="riskgate_replays_total",
             documentation="Requests answered from a stored decision (idempotency key or same id)",
         )
+        capacity_adjusted = bentoml.metrics.Counter(
+            name="riskgate_capacity_adjusted_total",
+            documentation="Payments decided with a review band raised to fit review capacity",
+        )
+        review_threshold = bentoml.metrics.Gauge(
+            name="riskgate_review_threshold",
+            documentation="Review threshold in force (raised above the model's during a surge)",
+        )
         reloads = bentoml.metrics.Counter(
             name="riskgate_model_reloads_total",
             documentation="Model reloads by outcome",

@@ -28,11 +28,12 @@ from features.registry import select as select_features
 from features.state import StateStore
 from serving import db, explain
 from serving.auth import Principal
+from serving.capacity import CapacityConfig, CapacityGovernor
 from serving.metrics import m
 from serving.policy import PolicyConfig, decide
 from serving.schemas import PaymentIn, now_utc
 from serving.settings import Settings
-from training.model import RiskModel
+from training.model import RiskModel, Thresholds
 
 STATUS_OF = {"approve": "settled", "review": "held_for_review", "decline": "declined"}
 
@@ -123,6 +124,13 @@ class Scorer:
         self.clock = clock
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="model")
+        self.governor = CapacityGovernor(
+            CapacityConfig(
+                enabled=settings.capacity_enabled,
+                reviews_per_hour=settings.capacity_reviews_per_hour,
+                max_review_threshold=settings.capacity_max_review_threshold,
+            )
+        )
 
     # -- the model call, under its deadline ---------------------------------------------------
     def _predict(self, model: RiskModel, X: np.ndarray) -> tuple[float | None, str | None]:
@@ -226,7 +234,18 @@ class Scorer:
             probability, cause = self._predict(model, X)
             m().stage.labels(stage="model").observe(time.perf_counter() - t_model)
         config = self.policy()
-        outcome = decide(record, features, probability, model.thresholds if model else None, config)
+        thresholds = model.thresholds if model else None
+        adjusted = False
+        if thresholds is not None and probability is not None:
+            now_s = self.clock().timestamp()
+            band = self.governor.band(now_s, thresholds.review, thresholds.decline)
+            self.governor.observe(now_s, probability)
+            adjusted = band.adjusted
+            if adjusted:
+                thresholds = Thresholds(review=band.review, decline=band.decline)
+                m().capacity_adjusted.inc()
+            m().review_threshold.set(band.review)
+        outcome = decide(record, features, probability, thresholds, config)
         if outcome.source == "fallback":
             m().fallbacks.labels(cause=cause or "unknown").inc()
         m().decisions.labels(decision=outcome.decision, source=outcome.source).inc()
@@ -266,8 +285,8 @@ class Scorer:
             "case_id": None,
             "status": STATUS_OF[outcome.decision],
             "replayed": False,
-            "review_threshold": model.thresholds.review if model else None,
-            "capacity_adjusted": False,
+            "review_threshold": thresholds.review if thresholds else None,
+            "capacity_adjusted": adjusted,
             "elapsed_ms": 0.0,
             "_features": features,
             "_factors": factors,

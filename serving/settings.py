@@ -26,3 +26,6 @@ class Settings(BaseSettings):
     explain_top: int = 5
     max_batch: int = 1_000
     max_body_bytes: int = 2_000_000
+    capacity_enabled: bool = Field(default=False, description="adapt the review band to capacity")
+    capacity_reviews_per_hour: float = 30.0
+    capacity_max_review_threshold: float = 0.2

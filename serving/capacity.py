@@ -1,0 +1,71 @@
+"""Capacity-aware review band: during a surge, keep expected review inflow within staffed capacity.
+
+The model's review threshold assumes normal volume. When payments arrive faster, the same
+threshold sends more cases than the team can clear, and every good payment in the queue waits.
+The governor raises the review threshold just enough that the expected inflow (estimated from
+the recent score distribution and arrival rate) fits the capacity, never above a configured
+ceiling (the most risk it may let through), and never touches the decline threshold: the
+riskiest payments are still declined or reviewed. Pure logic with an injected clock; used by
+the service and by the review-delay simulator.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CapacityConfig:
+    enabled: bool = False
+    reviews_per_hour: float = 30.0  # what the staffed team clears per hour
+    window_s: float = 3_600.0  # how much recent traffic the estimate looks at
+    max_review_threshold: float = 0.2  # ceiling: never let through payments riskier than this
+    min_payments: int = 200  # below this many recent payments, do not adapt
+
+
+@dataclass(frozen=True)
+class Band:
+    review: float
+    decline: float
+    adjusted: bool
+    expected_per_hour: float
+
+
+class CapacityGovernor:
+    """Tracks recent (time, probability) and answers the review threshold to use now."""
+
+    def __init__(self, config: CapacityConfig, max_points: int = 200_000) -> None:
+        self.config = config
+        self._t: deque[float] = deque(maxlen=max_points)
+        self._p: deque[float] = deque(maxlen=max_points)
+
+    def observe(self, t: float, probability: float) -> None:
+        self._t.append(t)
+        self._p.append(probability)
+        horizon = t - self.config.window_s
+        while self._t and self._t[0] < horizon:
+            self._t.popleft()
+            self._p.popleft()
+
+    def band(self, t: float, review: float, decline: float) -> Band:
+        """The thresholds for a payment arriving at time t (seconds)."""
+        c = self.config
+        n = len(self._p)
+        if not c.enabled or n < c.min_payments:
+            return Band(review, decline, False, float("nan"))
+        span = max(t - self._t[0], 1.0)
+        rate = n / span * 3_600.0  # payments per hour
+        p = np.fromiter(self._p, dtype=np.float64, count=n)
+        expected = float((p >= review).mean()) * rate
+        if expected <= c.reviews_per_hour:
+            return Band(review, decline, False, expected)
+        # the threshold whose share of recent payments at or above it matches capacity
+        share = c.reviews_per_hour / rate
+        adjusted = float(np.quantile(p, 1.0 - share, method="higher"))
+        adjusted = min(max(adjusted, review), c.max_review_threshold, decline)
+        if adjusted <= review:
+            return Band(review, decline, False, expected)
+        return Band(adjusted, decline, True, float((p >= adjusted).mean()) * rate)
