@@ -49,13 +49,17 @@ class _Grouped:
     """Rows of one entity, sorted by (group, time order); positions refer to time order."""
 
     pos: np.ndarray  # time-order position of each grouped element
+    dest: np.ndarray  # the element's row in the caller's frame
     key: np.ndarray  # group * (n_ranks + 1) + time rank: sorted ascending
     group: np.ndarray
     first: np.ndarray  # index (in grouped order) of the group's first element
     n_ranks: int
 
     @classmethod
-    def build(cls, codes: np.ndarray, rank: np.ndarray, n_ranks: int) -> _Grouped:
+    def build(
+        cls, codes: np.ndarray, rank: np.ndarray, n_ranks: int, order: np.ndarray
+    ) -> _Grouped:
+        order_rows = order
         keep = np.flatnonzero(codes >= 0)
         order = keep[np.argsort(codes[keep], kind="stable")]
         group = codes[order]
@@ -63,7 +67,7 @@ class _Grouped:
         is_first = np.ones(len(order), dtype=bool)
         is_first[1:] = group[1:] != group[:-1]
         first = np.maximum.accumulate(np.where(is_first, np.arange(len(order)), 0))
-        return cls(order, key, group, first, n_ranks)
+        return cls(order, order_rows[order], key, group, first, n_ranks)
 
     def index_after(self, rank_bound: np.ndarray) -> np.ndarray:
         """Per element: index of the first element of its group with time rank >= rank_bound."""
@@ -74,16 +78,20 @@ class _Context:
     """Shared, sorted inputs for one batch run."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
-        keys = pd.DataFrame({"ts": to_ns(frame["timestamp"]), "id": frame["transaction_id"]})
-        order = keys.sort_values(["ts", "id"], kind="stable").index.to_numpy()
+        ts_raw = to_ns(frame["timestamp"])
+        order = _time_order(ts_raw, frame["transaction_id"])
         self.order = order
         self.frame = frame
-        self.ts = to_ns(frame["timestamp"])[order]
-        self.uniq = np.unique(self.ts)
-        self.rank = np.searchsorted(self.uniq, self.ts)
+        self.ts = ts_raw[order]
+        first = np.ones(len(self.ts), dtype=bool)
+        first[1:] = self.ts[1:] != self.ts[:-1]
+        self.uniq = self.ts[first]  # sorted already: no hashing needed
+        self.rank = np.cumsum(first) - 1
         self.n = len(order)
         self._groups: dict[str, _Grouped] = {}
         self._cents: np.ndarray | None = None
+        self._rank_after: dict[int, np.ndarray] = {}
+        self._starts: dict[tuple[str, int], np.ndarray] = {}
 
     def col(self, name: str) -> pd.Series:
         return self.frame[name].iloc[self.order].reset_index(drop=True)
@@ -96,25 +104,56 @@ class _Context:
 
     def grouped(self, name: str, codes: Callable[[], np.ndarray]) -> _Grouped:
         if name not in self._groups:
-            self._groups[name] = _Grouped.build(codes(), self.rank, len(self.uniq))
+            self._groups[name] = _Grouped.build(codes(), self.rank, len(self.uniq), self.order)
         return self._groups[name]
 
     def entity(self, entity: str) -> _Grouped:
-        return self.grouped(entity, lambda: _codes(self.col(ENTITY_COLUMN[entity])))
+        return self.grouped(entity, lambda: self.codes(ENTITY_COLUMN[entity]))
+
+    def codes(self, name: str) -> np.ndarray:
+        """Integer codes of a text column, in time order (-1 for missing)."""
+        return _codes(self.frame[name])[self.order]
 
     def rank_after(self, bound_ns: np.ndarray) -> np.ndarray:
         """Time rank of the first timestamp strictly greater than each bound."""
         return np.searchsorted(self.uniq, bound_ns, "right")
 
+    def window_rank(self, window_s: int) -> np.ndarray:
+        """Per payment (time order): rank of the first timestamp > t - window. The queries are
+        sorted, so the binary searches walk memory in order; cached per window."""
+        if window_s not in self._rank_after:
+            self._rank_after[window_s] = self.rank_after(self.ts - window_s * NS_PER_S)
+        return self._rank_after[window_s]
+
     def window_start(self, g: _Grouped, window_s: int) -> np.ndarray:
         """Per grouped element: index of the first prior element with ts > t - window."""
-        bound = self.ts[g.pos] - window_s * NS_PER_S
-        return g.index_after(self.rank_after(bound))
+        key = (str(id(g)), window_s)
+        if key not in self._starts:
+            self._starts[key] = g.index_after(self.window_rank(window_s)[g.pos])
+        return self._starts[key]
+
+
+def _time_order(ts: np.ndarray, ids: pd.Series) -> np.ndarray:
+    """Row order by (timestamp, transaction_id). A stable sort on time, then only the runs of
+    equal timestamps are re-sorted by id (ties are rare, string sorting is slow)."""
+    order = np.argsort(ts, kind="stable")
+    ts_sorted = ts[order]
+    tie = np.zeros(len(ts), dtype=bool)
+    same = ts_sorted[1:] == ts_sorted[:-1]
+    tie[1:] |= same
+    tie[:-1] |= same
+    if tie.any():
+        idx = np.flatnonzero(tie)
+        sub = order[idx]
+        id_rank, _ = pd.factorize(ids.to_numpy()[sub], sort=True)
+        order[idx] = sub[np.lexsort((id_rank, ts_sorted[idx]))]
+    return order
 
 
 def _scatter(n: int, g: _Grouped, values: np.ndarray) -> np.ndarray:
+    """Grouped-order values -> an array in the caller's row order (NaN where no entity)."""
     out = np.full(n, np.nan)
-    out[g.pos] = values
+    out[g.dest] = values
     return out
 
 
@@ -158,14 +197,26 @@ def _card_amount_stats(ctx: _Context, f: Feature) -> np.ndarray:
             res = np.where((n > 0) & (s > 0), (a * n) / s, np.nan)
         elif f.aggregation == "zscore":
             # int64 cumulative sums of squares may wrap around; window differences stay exact.
-            csq = np.concatenate(([0], np.cumsum(cents * cents)))
-            ss = csq[idx] - csq[start]
-            var_n2 = n * ss - s * s  # n^2 * variance, exact in integers
-            res = np.where((n >= 2) & (var_n2 > 0), (n * a - s) / np.sqrt(var_n2), np.nan)
+            overflow = bool(len(n)) and int(n.max()) ** 2 * int(np.abs(cents).max()) ** 2 >= 2**62
+            if overflow:  # e.g. IDR or VND amounts: exact Python integers instead of int64
+                cents_o = cents.astype(object)
+                csq = np.concatenate(([0], np.cumsum(cents_o * cents_o)))
+                c1 = np.concatenate(([0], np.cumsum(cents_o)))
+                s_o = c1[idx] - c1[start]
+                n_o = n.astype(object)
+                var_o = n_o * (csq[idx] - csq[start]) - s_o * s_o
+                num = (n_o * cents_o - s_o).astype(np.float64)
+                var_n2 = var_o.astype(np.float64)
+            else:
+                csq = np.concatenate(([0], np.cumsum(cents * cents)))
+                ss = csq[idx] - csq[start]
+                var_n2 = n * ss - s * s  # n^2 * variance, exact in integers
+                num = (n * a - s).astype(np.float64)
+            res = np.where((n >= 2) & (var_n2 > 0), num / np.sqrt(var_n2), np.nan)
         elif f.aggregation == "median_ratio":
             med = np.full(len(idx), np.nan)
-            big = np.iinfo(np.int64).max
-            for rows, mat, w in _window_matrix(start, idx, cents, big):
+            pad = np.iinfo(np.int64).max
+            for rows, mat, w in _window_matrix(start, idx, cents, pad):
                 mat.sort(axis=1)
                 lo = mat[np.arange(len(rows)), (w - 1) // 2]
                 hi = mat[np.arange(len(rows)), w // 2]
@@ -209,7 +260,7 @@ def _distinct_cards(ctx: _Context, f: Feature) -> np.ndarray:
     m = len(g.pos)
     idx = np.arange(m)
     start = ctx.window_start(g, f.window)
-    cards = _codes(ctx.col("card_id"))[g.pos]
+    cards = ctx.codes("card_id")[g.pos]
     by_card = np.lexsort((idx, cards, g.group))
     prv = np.full(m, -1)
     same = (g.group[by_card][1:] == g.group[by_card][:-1]) & (
@@ -229,9 +280,9 @@ def _distinct_cards(ctx: _Context, f: Feature) -> np.ndarray:
 
 def _pair_new(ctx: _Context, f: Feature) -> np.ndarray:
     def pair_codes() -> np.ndarray:
-        cust = _codes(ctx.col("customer_id"))
-        dev = _codes(ctx.col("device_id"))
-        pair = cust * (dev.max() + 2) + dev
+        cust = ctx.codes("customer_id")
+        dev = ctx.codes("device_id")
+        pair = cust * (dev.max(initial=-1) + 2) + dev
         codes = _codes(pd.Series(pair))
         codes[(dev < 0) | (cust < 0)] = -1
         return codes
@@ -322,19 +373,17 @@ def compute(
         features = available(frame.columns).features
     frame = frame.reset_index(drop=True)
     ctx = _Context(frame)
-    result: dict[str, np.ndarray] = {}
-    for f in features:
+    # One column-major block: each feature's column is contiguous and the frame wraps it as is.
+    result = np.empty((len(frame), len(features)), order="F")
+    for j, f in enumerate(features):
         if progress is not None:
             progress(f.name)
-        if f.aggregation == "row":
-            cols = row_inputs(ctx.col, list(dict.fromkeys(("timestamp", "amount", *f.columns))))
-            values = np.asarray(ROW_TRANSFORMS[f.name](cols), dtype=np.float64)
+        if f.aggregation == "row":  # row-local: no ordering needed
+            needed = list(dict.fromkeys(("timestamp", "amount", *f.columns)))
+            result[:, j] = ROW_TRANSFORMS[f.name](row_inputs(frame.__getitem__, needed))
         else:
-            values = _AGGREGATORS[f.aggregation](ctx, f)
-        unsorted = np.empty(ctx.n)
-        unsorted[ctx.order] = values
-        result[f.name] = unsorted
-    out = pd.DataFrame(result)
+            result[:, j] = _AGGREGATORS[f.aggregation](ctx, f)
+    out = pd.DataFrame(result, columns=[f.name for f in features], copy=False)
     out.insert(0, "transaction_id", frame["transaction_id"].to_numpy())
     return out
 

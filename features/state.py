@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +107,7 @@ class MemoryState:
     def __init__(self) -> None:
         self._hist: dict[str, dict[str, History]] = {}
         self._payments: dict[str, tuple[str | None, int]] = {}  # txn -> (merchant, ts)
+        self._fraud: set[str] = set()  # transactions counted as fraud (a label counts once)
         self._expiry: deque[tuple[int, str]] = deque()
         self._now = 0
 
@@ -130,7 +131,9 @@ class MemoryState:
         self._expiry.append((event.ts, event.transaction_id))
         self._now = max(self._now, event.ts)
         while self._expiry and self._expiry[0][0] <= bound:
-            self._payments.pop(self._expiry.popleft()[1], None)
+            gone = self._expiry.popleft()[1]
+            self._payments.pop(gone, None)
+            self._fraud.discard(gone)
 
     def record_label(self, transaction_id: str, is_fraud: bool, label_time: int) -> bool:
         """Apply a label; False when the payment is unknown or too old to matter."""
@@ -138,8 +141,16 @@ class MemoryState:
         if known is None:
             return False
         merchant, ts = known
-        if is_fraud and merchant is not None:
+        counted = transaction_id in self._fraud
+        if merchant is not None and is_fraud and not counted:
             insort(self._touch("merchant", merchant).fraud_ts, ts)
+            self._fraud.add(transaction_id)
+        elif merchant is not None and not is_fraud and counted:  # a fraud label reversed
+            fraud_ts = self._touch("merchant", merchant).fraud_ts
+            i = bisect_left(fraud_ts, ts)
+            if i < len(fraud_ts) and fraud_ts[i] == ts:
+                del fraud_ts[i]
+            self._fraud.discard(transaction_id)
         return True
 
     def sizes(self) -> dict[str, int]:

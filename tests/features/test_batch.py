@@ -1,0 +1,455 @@
+"""Batch executor boundary cases on tiny hand-written histories, values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data.schema import validate
+from features.batch import compute
+from features.registry import DAY, FEATURES, HOUR, available, select
+from tests.features.helpers import random_frame
+
+BASE = pd.Timestamp("2024-03-04 12:00", tz="UTC")  # a Monday
+NAN = math.nan
+MINUTE = 60
+
+
+def payments(*rows: dict, currency: str = "EUR") -> pd.DataFrame:
+    """A validated frame from rows like {"id": "a", "at": 60, "card": "c1", "amount": 10.0}.
+
+    `at` is seconds after BASE; `label_at` (seconds after BASE) with `fraud` adds a label.
+    Optional `device` adds the device_id column (None where a row has none).
+    """
+    data = {
+        "transaction_id": [r["id"] for r in rows],
+        "timestamp": [BASE + pd.Timedelta(seconds=r["at"]) for r in rows],
+        "card_id": [r.get("card", "c1") for r in rows],
+        "customer_id": [r.get("customer", "u1") for r in rows],
+        "merchant_id": [r.get("merchant", "m1") for r in rows],
+        "amount": [float(r.get("amount", 10.0)) for r in rows],
+        "currency": currency,
+    }
+    if any("device" in r for r in rows):
+        data["device_id"] = [r.get("device") for r in rows]
+    if any("fraud" in r for r in rows):
+        data["is_fraud"] = [r.get("fraud") for r in rows]
+        data["label_time"] = [
+            BASE + pd.Timedelta(seconds=r["label_at"]) if "label_at" in r else None for r in rows
+        ]
+    return validate(pd.DataFrame(data), source="test")
+
+
+def values(frame: pd.DataFrame, name: str) -> dict[str, float]:
+    """transaction_id -> value of one feature."""
+    out = compute(frame, select([name]))
+    assert out[name].dtype == np.float64
+    return dict(zip(out["transaction_id"], out[name], strict=True))
+
+
+def assert_values(frame: pd.DataFrame, name: str, expected: dict[str, float]) -> None:
+    got = values(frame, name)
+    assert set(got) == set(expected)
+    for txn, want in expected.items():
+        if math.isnan(want):
+            assert math.isnan(got[txn]), f"{name}[{txn}] = {got[txn]}, expected NaN"
+        else:
+            assert got[txn] == pytest.approx(want, rel=1e-12, abs=0), f"{name}[{txn}]"
+
+
+# --- what a payment sees: itself never, later never, ties by transaction_id ------------------
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        pytest.param([("a", 0)], {"a": 0}, id="a-payment-never-sees-itself"),
+        pytest.param([("b", 0), ("a", 10)], {"b": 0, "a": 1}, id="later-payment-not-seen"),
+        pytest.param([("b", 0), ("a", 0)], {"a": 0, "b": 1}, id="tie-smaller-id-seen-only"),
+        pytest.param([("c", 0), ("a", 0), ("b", 0)], {"a": 0, "b": 1, "c": 2}, id="three-way-tie"),
+        pytest.param(
+            [("t9", 0), ("t10", 0)], {"t10": 0, "t9": 1}, id="ids-compare-as-text-not-numbers"
+        ),
+        pytest.param([("b", 0), ("a", 0), ("c", 5)], {"a": 0, "b": 1, "c": 2}, id="tie-then-later"),
+    ],
+)
+def test_payment_sees_only_strictly_earlier_payments_in_time_then_id_order(rows, expected):
+    frame = payments(*({"id": i, "at": at} for i, at in rows))
+    for name in ("card_count_1h", "card_count_24h", "card_count_30d", "merchant_count_1h"):
+        assert_values(frame, name, {k: float(v) for k, v in expected.items()})
+
+
+def test_tie_with_larger_id_contributes_nothing_to_sums_or_previous():
+    frame = payments(
+        {"id": "b", "at": 0, "amount": 99.0},
+        {"id": "a", "at": 0, "amount": 1.0},
+    )
+    assert_values(frame, "card_sum_24h", {"a": 0.0, "b": 1.0})
+    assert_values(frame, "seconds_since_card_prev", {"a": NAN, "b": 0.0})
+    assert_values(frame, "amount_to_card_mean_30d", {"a": NAN, "b": 99.0})
+
+
+WINDOWED = [
+    ("card_count_1h", HOUR),
+    ("card_count_24h", DAY),
+    ("card_count_7d", 7 * DAY),
+    ("card_count_30d", 30 * DAY),
+    ("merchant_count_1h", HOUR),
+    ("merchant_count_24h", DAY),
+]
+
+
+@pytest.mark.parametrize(("name", "window"), WINDOWED)
+@pytest.mark.parametrize(
+    ("younger_by", "expected"),
+    [
+        pytest.param(0, 0.0, id="exactly-window-old-excluded"),
+        pytest.param(1, 1.0, id="one-second-younger-included"),
+    ],
+)
+def test_window_boundary(name, window, younger_by, expected):
+    # the prior payment "p" is (window - younger_by) seconds older than "q"
+    frame = payments({"id": "p", "at": 0}, {"id": "q", "at": window - younger_by})
+    assert_values(frame, name, {"p": 0.0, "q": expected})
+
+
+@pytest.mark.parametrize(
+    ("name", "window", "when_excluded", "when_included"),
+    [
+        ("card_sum_1h", HOUR, 0.0, 10.0),
+        ("card_sum_30d", 30 * DAY, 0.0, 10.0),
+        ("seconds_since_card_prev", 30 * DAY, NAN, 30.0 * DAY - 1),
+        ("amount_to_card_mean_30d", 30 * DAY, NAN, 2.0),
+        ("amount_to_card_median_30d", 30 * DAY, NAN, 2.0),
+    ],
+)
+def test_window_boundary_for_amount_and_time_features(name, window, when_excluded, when_included):
+    old = payments({"id": "p", "at": 0}, {"id": "q", "at": window, "amount": 20.0})
+    young = payments({"id": "p", "at": 0}, {"id": "q", "at": window - 1, "amount": 20.0})
+    assert values(old, name)["q"] == pytest.approx(when_excluded, nan_ok=True)
+    assert values(young, name)["q"] == pytest.approx(when_included, rel=1e-12)
+
+
+# --- card velocity ---------------------------------------------------------------------------
+
+VELOCITY_FRAME = (
+    {"id": "p1", "at": 0, "amount": 10.0},
+    {"id": "p2", "at": 30 * MINUTE, "amount": 20.0},
+    {"id": "p3", "at": HOUR, "amount": 5.0},
+    {"id": "p4", "at": DAY, "amount": 7.0},
+    {"id": "p5", "at": DAY + 1, "amount": 100.0, "card": "c2"},
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("card_count_1h", {"p1": 0, "p2": 1, "p3": 1, "p4": 0, "p5": 0}),
+        ("card_sum_1h", {"p1": 0, "p2": 10, "p3": 20, "p4": 0, "p5": 0}),
+        ("card_count_24h", {"p1": 0, "p2": 1, "p3": 2, "p4": 2, "p5": 0}),
+        ("card_sum_24h", {"p1": 0, "p2": 10, "p3": 30, "p4": 25, "p5": 0}),
+        ("card_count_7d", {"p1": 0, "p2": 1, "p3": 2, "p4": 3, "p5": 0}),
+        ("card_sum_7d", {"p1": 0, "p2": 10, "p3": 30, "p4": 35, "p5": 0}),
+        ("merchant_count_24h", {"p1": 0, "p2": 1, "p3": 2, "p4": 2, "p5": 3}),
+    ],
+)
+def test_card_count_and_sum_over_windows(name, expected):
+    frame = payments(*VELOCITY_FRAME)
+    assert_values(frame, name, {k: float(v) for k, v in expected.items()})
+
+
+def test_sums_are_exact_in_cents():
+    frame = payments(
+        *({"id": f"p{i}", "at": i, "amount": 0.1} for i in range(10)),
+        {"id": "q", "at": 100, "amount": 0.2},
+    )
+    assert values(frame, "card_sum_1h")["q"] == 1.0  # 10 x 0.1 in cents, not 0.9999999999999999
+
+
+# --- amount ratios and z-score ---------------------------------------------------------------
+
+
+def _history(prior: list[float], current: float) -> pd.DataFrame:
+    rows = [{"id": f"p{i}", "at": i * MINUTE, "amount": a} for i, a in enumerate(prior)]
+    rows.append({"id": "q", "at": len(prior) * MINUTE, "amount": current})
+    return payments(*rows)
+
+
+@pytest.mark.parametrize(
+    ("prior", "current", "median_ratio", "mean_ratio"),
+    [
+        pytest.param([], 30.0, NAN, NAN, id="no-history"),
+        pytest.param([10.0], 30.0, 3.0, 3.0, id="one-prior"),
+        pytest.param([60.0, 10.0, 20.0], 30.0, 1.5, 1.0, id="odd-count"),
+        pytest.param([100.0, 10.0, 60.0, 20.0], 30.0, 0.75, 30.0 / 47.5, id="even-count"),
+        pytest.param([0.0, 0.0], 5.0, NAN, NAN, id="zero-median-and-mean"),
+        pytest.param([0.0, 0.0, 10.0], 5.0, NAN, 1.5, id="zero-median-only"),
+        pytest.param([10.0, 10.0], 0.0, 0.0, 0.0, id="zero-amount"),
+    ],
+)
+def test_median_and_mean_ratio(prior, current, median_ratio, mean_ratio):
+    frame = _history(prior, current)
+    assert values(frame, "amount_to_card_median_30d")["q"] == pytest.approx(
+        median_ratio, rel=1e-12, nan_ok=True
+    )
+    assert values(frame, "amount_to_card_mean_30d")["q"] == pytest.approx(
+        mean_ratio, rel=1e-12, nan_ok=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("prior", "current", "zscore"),
+    [
+        pytest.param([], 40.0, NAN, id="no-history"),
+        pytest.param([10.0], 40.0, NAN, id="one-prior-is-not-enough"),
+        pytest.param([10.0, 30.0], 40.0, 2.0, id="two-priors"),
+        pytest.param([10.0, 30.0], 20.0, 0.0, id="at-the-mean"),
+        pytest.param([10.0, 30.0], 0.0, -2.0, id="below-the-mean"),
+        pytest.param([20.0, 20.0, 20.0], 40.0, NAN, id="zero-spread"),
+        pytest.param([1.0, 2.0, 3.0, 4.0], 5.0, math.sqrt(5.0), id="population-std"),
+    ],
+)
+def test_zscore(prior, current, zscore):
+    got = values(_history(prior, current), "amount_zscore_card_30d")["q"]
+    assert got == pytest.approx(zscore, rel=1e-12, nan_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("currency", "prior", "current", "zscore"),
+    [
+        pytest.param("EUR", [0.0, 4_000.0], 1.0, (1.0 - 2_000.0) / 2_000.0, id="eur-two-priors"),
+        pytest.param("EUR", [5.0, 50.0] * 15, 50.0, 1.0, id="eur-a-month-of-payments"),
+        # 40 million dong is about 1,500 EUR: n * sum(cents^2) - sum(cents)^2 exceeds int64
+        pytest.param("VND", [0.0, 40_000_000.0], 1.0, (1.0 - 2e7) / 2e7, id="vnd-two-priors"),
+        # an ordinary rupiah card: 30 payments of 30 to 300 EUR in a month
+        pytest.param(
+            "IDR", [500_000.0, 5_000_000.0] * 15, 5_000_000.0, 1.0, id="idr-a-month-of-payments"
+        ),
+    ],
+)
+def test_zscore_exact_for_large_nominal_amounts(currency, prior, current, zscore):
+    rows = [{"id": f"p{i:02d}", "at": i * HOUR, "amount": a} for i, a in enumerate(prior)]
+    rows.append({"id": "q", "at": len(prior) * HOUR, "amount": current})
+    got = values(payments(*rows, currency=currency), "amount_zscore_card_30d")["q"]
+    assert got == pytest.approx(zscore, rel=1e-12), f"{currency}: {got} != {zscore}"
+
+
+# --- previous payment ------------------------------------------------------------------------
+
+
+def test_seconds_since_previous_is_nan_for_the_first_payment():
+    frame = payments(
+        {"id": "p1", "at": 1_000},
+        {"id": "p2", "at": 1_090},
+        {"id": "p3", "at": 1_090},
+        {"id": "x", "at": 1_100, "card": "c2"},
+    )
+    assert_values(frame, "seconds_since_card_prev", {"p1": NAN, "p2": 90.0, "p3": 0.0, "x": NAN})
+
+
+# --- identity --------------------------------------------------------------------------------
+
+
+def test_distinct_cards_per_device_counts_the_current_card():
+    frame = payments(
+        {"id": "p1", "at": 0, "card": "c1", "device": "d1"},
+        {"id": "p2", "at": 60, "card": "c2", "device": "d1"},
+        {"id": "p3", "at": 120, "card": "c1", "device": "d1"},
+        {"id": "p4", "at": DAY + 60, "card": "c3", "device": "d1"},  # p2 is exactly 24 h old
+        {"id": "p5", "at": DAY + 61, "card": "c1", "device": "d2"},
+        {"id": "p6", "at": DAY + 62, "card": "c2"},
+    )
+    assert_values(
+        frame,
+        "distinct_cards_per_device_24h",
+        {"p1": 1.0, "p2": 2.0, "p3": 2.0, "p4": 2.0, "p5": 1.0, "p6": NAN},
+    )
+    assert_values(
+        frame,
+        "device_count_24h",
+        {"p1": 0.0, "p2": 1.0, "p3": 2.0, "p4": 1.0, "p5": 0.0, "p6": NAN},
+    )
+
+
+def test_device_new_for_customer():
+    frame = payments(
+        {"id": "p1", "at": 0, "customer": "u1", "device": "d1"},
+        {"id": "p2", "at": 60, "customer": "u1", "device": "d1"},
+        {"id": "p3", "at": 120, "customer": "u1", "device": "d2"},
+        {"id": "p4", "at": 180, "customer": "u2", "device": "d1"},
+        {"id": "p5", "at": 60 + 30 * DAY, "customer": "u1", "device": "d1"},  # p2 exactly 30 d
+        {"id": "p6", "at": 119 + 30 * DAY, "customer": "u1", "device": "d2"},  # p3 30 d - 1 s
+        {"id": "p7", "at": 200, "customer": "u1"},
+    )
+    assert_values(
+        frame,
+        "device_new_for_customer",
+        {"p1": 1.0, "p2": 0.0, "p3": 1.0, "p4": 1.0, "p5": 1.0, "p6": 0.0, "p7": NAN},
+    )
+
+
+# --- merchant fraud rate: labels count only once known, and only after the delay -------------
+
+
+def _fraud_rate_frame(label_at: float, pay_at: float, *, fraud_merchant: str = "m1"):
+    """Genuine g 10 days before a fraud f (at 0, labelled at `label_at`); p pays at `pay_at`."""
+    return payments(
+        {"id": "g", "at": -10 * DAY, "fraud": 0, "label_at": -10 * DAY + HOUR},
+        {"id": "f", "at": 0, "fraud": 1, "label_at": label_at, "merchant": fraud_merchant},
+        {"id": "p", "at": pay_at},
+    )
+
+
+def _rate(frame: pd.DataFrame) -> float:
+    return values(frame, "merchant_fraud_rate_30d")["p"]
+
+
+def test_label_not_known_before_chargeback_is_ignored():
+    # p is 8 days after f (outside the 7-day delay) but f's chargeback arrives a day after p
+    assert _rate(_fraud_rate_frame(label_at=9 * DAY, pay_at=8 * DAY)) == 0.0
+
+
+def test_label_known_before_payment_is_counted():
+    assert _rate(_fraud_rate_frame(label_at=1 * DAY, pay_at=8 * DAY)) == 0.5
+
+
+def test_fraud_inside_label_delay_is_not_counted():
+    # f is labelled within the hour, but only 6 days before p: inside the 7-day delay
+    assert _rate(_fraud_rate_frame(label_at=HOUR, pay_at=6 * DAY)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("label_at", "pay_at", "expected"),
+    [
+        pytest.param(8 * DAY, 8 * DAY, 0.5, id="label-at-payment-instant-counts"),
+        pytest.param(8 * DAY + 1, 8 * DAY, 0.0, id="label-one-second-late-ignored"),
+        pytest.param(HOUR, 7 * DAY, 0.5, id="fraud-exactly-delay-old-counts"),
+        pytest.param(HOUR, 7 * DAY - 1, 0.0, id="fraud-one-second-inside-delay"),
+        pytest.param(0, 7 * DAY, 0.5, id="labelled-at-its-own-instant"),
+        pytest.param(HOUR, 37 * DAY - 1, 1.0, id="genuine-g-left-window-fraud-still-in"),
+        pytest.param(HOUR, 37 * DAY, NAN, id="both-left-window-no-payments"),
+        pytest.param(HOUR, -7 * DAY, NAN, id="g-still-inside-its-own-delay"),
+    ],
+)
+def test_merchant_fraud_rate_window_and_label_knowledge(label_at, pay_at, expected):
+    got = _rate(_fraud_rate_frame(label_at=label_at, pay_at=pay_at))
+    assert got == pytest.approx(expected, nan_ok=True)
+
+
+def test_fraud_at_another_merchant_is_not_counted():
+    frame = _fraud_rate_frame(label_at=HOUR, pay_at=8 * DAY, fraud_merchant="m2")
+    assert _rate(frame) == 0.0
+
+
+def test_fraud_rate_ignores_labels_without_label_time():
+    frame = payments(
+        {"id": "f", "at": 0, "fraud": 1},
+        {"id": "p", "at": 8 * DAY},
+    )
+    assert _rate(frame) == 0.0
+
+
+# --- row order, no mutation, minimal columns -------------------------------------------------
+
+
+def test_result_follows_input_row_order_and_does_not_mutate_input():
+    frame = random_frame(5, n=250)
+    shuffled = frame.sample(frac=1.0, random_state=11)  # non-default index on purpose
+    before = shuffled.copy(deep=True)
+    got = compute(shuffled)
+    pd.testing.assert_frame_equal(shuffled, before)
+    assert list(got["transaction_id"]) == list(shuffled["transaction_id"])
+    assert isinstance(got.index, pd.RangeIndex)
+    reference = compute(frame).set_index("transaction_id")
+    pd.testing.assert_frame_equal(
+        got.set_index("transaction_id"), reference.loc[shuffled["transaction_id"]]
+    )
+
+
+def test_output_has_transaction_id_and_one_float_column_per_feature():
+    frame = random_frame(6, n=120)
+    got = compute(frame)
+    assert list(got.columns) == ["transaction_id", *(f.name for f in FEATURES)]
+    assert all(got[f.name].dtype == np.float64 for f in FEATURES)
+    assert len(got) == len(frame)
+
+
+def test_empty_frame_gives_empty_table():
+    frame = random_frame(7, n=10).iloc[:0]
+    got = compute(frame)
+    assert list(got.columns) == ["transaction_id", *(f.name for f in FEATURES)]
+    assert len(got) == 0
+
+
+MINIMAL_COLUMNS = (
+    "transaction_id",
+    "timestamp",
+    "card_id",
+    "customer_id",
+    "merchant_id",
+    "amount",
+    "currency",
+    "is_fraud",
+    "label_time",
+)
+MINIMAL_FEATURES = [
+    "log_amount",
+    "amount_to_card_median_30d",
+    "amount_to_card_mean_30d",
+    "amount_zscore_card_30d",
+    "hour_of_day",
+    "is_night",
+    "is_weekend",
+    "seconds_since_card_prev",
+    *(f"card_{agg}_{w}" for agg in ("count", "sum") for w in ("1h", "24h", "7d", "30d")),
+    "merchant_count_1h",
+    "merchant_count_24h",
+    "merchant_fraud_rate_30d",
+]
+
+
+def test_minimal_columns_skip_groups():
+    frame = random_frame(8, n=150, minimal=True)
+    assert set(frame.columns) == set(MINIMAL_COLUMNS)
+    avail = available(frame.columns)
+    assert [f.name for f in avail.features] == MINIMAL_FEATURES
+    assert avail.skipped_groups() == {
+        "identity": "missing account_created_at, auth_result, credential_changed_at, "
+        "device_id, email_domain, ip_hash",
+        "location": "missing billing_country, customer_lat, customer_lon, ip_country, "
+        "merchant_country, merchant_lat, merchant_lon, shipping_country",
+        "velocity": "missing device_id, ip_hash",
+    }
+    got = compute(frame)
+    assert list(got.columns) == ["transaction_id", *MINIMAL_FEATURES]
+    assert len(got) == len(frame)
+    assert got["log_amount"].notna().all()
+
+
+# --- row features ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("at", "hour", "night", "weekend"),
+    [
+        pytest.param(0, 12.0, 0.0, 0.0, id="monday-noon"),
+        pytest.param(-12 * HOUR, 0.0, 1.0, 0.0, id="monday-midnight-is-night"),
+        pytest.param(-6 * HOUR, 6.0, 0.0, 0.0, id="six-am-is-not-night"),
+        pytest.param(-12 * HOUR - 1, 23.0, 0.0, 1.0, id="sunday-last-second"),
+        pytest.param(5 * DAY - 12 * HOUR, 0.0, 1.0, 1.0, id="saturday-midnight"),
+    ],
+)
+def test_time_of_day_features(at, hour, night, weekend):
+    frame = payments({"id": "a", "at": at})
+    assert values(frame, "hour_of_day")["a"] == hour
+    assert values(frame, "is_night")["a"] == night
+    assert values(frame, "is_weekend")["a"] == weekend
+
+
+@pytest.mark.parametrize(("amount", "expected"), [(0.0, 0.0), (99.0, math.log(100.0))])
+def test_log_amount(amount, expected):
+    frame = payments({"id": "a", "at": 0, "amount": amount})
+    assert values(frame, "log_amount")["a"] == pytest.approx(expected, rel=1e-12)

@@ -1,0 +1,295 @@
+"""Online state: bounded memory, durability across restarts, and how labels reach features."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import pytest
+
+from features.online import OnlineFeatures, event_of, prepare
+from features.registry import DAY, FEATURES, HOUR, MAX_LOOKBACK, select
+from features.state import MemoryState, SQLiteState, entity_keys
+from features.transforms import NS_PER_S
+
+T0 = 1_704_067_200 * NS_PER_S  # 2024-01-01 00:00 UTC
+RATE = select(["merchant_fraud_rate_30d"])
+
+
+def payment(txn: str, at: float, *, card: str = "c1", merchant: str = "m1", **extra) -> dict:
+    """A prepared payment `at` seconds after T0 with every entity field set."""
+    fields = {
+        "transaction_id": txn,
+        "timestamp": T0 + int(at * NS_PER_S),
+        "card_id": card,
+        "customer_id": extra.pop("customer", f"u-{card}"),
+        "merchant_id": merchant,
+        "amount": extra.pop("amount", 10.0),
+        "currency": "EUR",
+        "device_id": extra.pop("device", f"d-{card}"),
+        "ip_hash": extra.pop("ip", "ip1"),
+        "email_domain": extra.pop("email", "example.com"),
+        "merchant_lat": 52.5,
+        "merchant_lon": 13.4,
+    }
+    fields.update(extra)
+    return prepare(fields)
+
+
+def stream(n: int, *, every: float, start: float = 0.0, cards: int = 7) -> list[dict]:
+    """n payments `every` seconds apart, cycling over a few cards, merchants, devices, IPs."""
+    return [
+        payment(
+            f"s{i:06d}",
+            start + i * every,
+            card=f"c{i % cards}",
+            merchant=f"m{i % 3}",
+            device=f"d{i % 3}",
+            ip=f"ip{i % 2}",
+            email=("a.com", "b.org")[i % 2],
+            amount=1.0 + i % 17,
+        )
+        for i in range(n)
+    ]
+
+
+def entity_events(payments: list[dict]) -> int:
+    """How many (entity, payment) entries these payments make in the state."""
+    return sum(len(entity_keys(event_of(p))) for p in payments)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request, tmp_path):
+    """A factory for fresh (or, for SQLite, reopened) stores of the parametrised kind."""
+    opened = []
+
+    def make(name: str = "state.db"):
+        store = MemoryState() if request.param == "memory" else SQLiteState(tmp_path / name)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        with contextlib.suppress(Exception):  # already closed by the test
+            store.close()
+
+
+# --- bounded memory ---------------------------------------------------------------------------
+
+
+def test_memory_state_stays_bounded_over_a_long_history():
+    every = 2 * HOUR
+    payments = stream(int(10 * MAX_LOOKBACK / every), every=every)
+    store = MemoryState()
+    online = OnlineFeatures(store)
+    peak = 0
+    for i, p in enumerate(payments):
+        online.update(p)
+        if i % 50 == 0:
+            peak = max(peak, store.events_held())
+    now = payments[-1]["timestamp"]
+    recent = entity_events([p for p in payments if p["timestamp"] > now - MAX_LOOKBACK * NS_PER_S])
+    total = entity_events(payments)
+    assert total > 9 * recent  # the history is ten look-backs long
+    # nothing a window still needs is lost, and little more than that is kept
+    assert recent <= store.events_held() <= 1.1 * recent
+    assert peak <= 1.1 * recent
+
+
+def test_prune_removes_idle_entities_and_keeps_exactly_the_lookback():
+    store = MemoryState()
+    online = OnlineFeatures(store)
+    idle = payment("idle", 0, card="idle", merchant="m-idle", ip="ip-idle", email="idle.net")
+    online.update(idle)
+    every = 3 * HOUR
+    payments = stream(int(3 * MAX_LOOKBACK / every), every=every, start=HOUR)
+    for p in payments:
+        online.update(p)
+    assert store.sizes()["card"] == 8  # the idle card is still there: nobody touched it
+
+    now = payments[-1]["timestamp"]
+    store.prune(now)
+    sizes = store.sizes()
+    assert sizes["card"] == 7
+    assert sizes["merchant"] == 3
+    assert sizes["ip"] == 2
+    assert sizes["email_domain"] == 2
+    assert len(store.history("card", "idle")) == 0
+    recent = [p for p in payments if p["timestamp"] > now - MAX_LOOKBACK * NS_PER_S]
+    assert store.events_held() == entity_events(recent)
+
+
+def test_prune_keeps_features_unchanged():
+    every = 5 * HOUR
+    payments = stream(int(2 * MAX_LOOKBACK / every), every=every)
+    plain, pruned = MemoryState(), MemoryState()
+    a, b = OnlineFeatures(plain), OnlineFeatures(pruned)
+    for p in payments[:-1]:
+        a.update(p)
+        b.update(p)
+    pruned.prune(payments[-1]["timestamp"])
+    np.testing.assert_array_equal(a.compute(payments[-1]), b.compute(payments[-1]))
+
+
+def test_label_for_a_payment_older_than_lookback_is_refused():
+    store = MemoryState()
+    online = OnlineFeatures(store, RATE)
+    online.update(payment("old", 0))
+    online.update(payment("recent", MAX_LOOKBACK - DAY))
+    online.update(payment("now", MAX_LOOKBACK + HOUR))
+    assert online.apply_label("old", True, T0 + (MAX_LOOKBACK + HOUR) * NS_PER_S) is False
+    assert online.apply_label("recent", True, T0 + (MAX_LOOKBACK + HOUR) * NS_PER_S) is True
+
+
+def test_compute_does_not_change_state(make_store):
+    store = make_store()
+    online = OnlineFeatures(store)
+    for p in stream(30, every=HOUR):
+        online.update(p)
+    held, sizes = store.events_held(), store.sizes()
+    nxt = payment("next", 31 * HOUR)
+    first = online.compute(nxt)
+    np.testing.assert_array_equal(first, online.compute(nxt))
+    assert (store.events_held(), store.sizes()) == (held, sizes)
+
+
+# --- durability ------------------------------------------------------------------------------
+
+
+def test_sqlite_state_survives_restart(tmp_path):
+    path = tmp_path / "state.db"
+    every = 4 * HOUR
+    payments = stream(int(2.5 * MAX_LOOKBACK / every), every=every)
+    cut = len(payments) // 2
+    label_at = payments[cut]["timestamp"]
+    fraud = [p["transaction_id"] for p in payments[cut - 40 : cut : 3]]
+
+    def first_half(online):
+        for p in payments[:cut]:
+            online.update(p)
+        for txn in fraud:
+            assert online.apply_label(txn, True, label_at)
+
+    reference = OnlineFeatures(MemoryState())
+    first_half(reference)
+    durable = SQLiteState(path)
+    first_half(OnlineFeatures(durable))
+    durable.close()
+
+    reopened = SQLiteState(path)
+    online = OnlineFeatures(reopened)
+    rate = online.names.index("merchant_fraud_rate_30d")
+    rates = []
+    for p in payments[cut:]:
+        got = online.compute_and_update(p)
+        np.testing.assert_array_equal(got, reference.compute_and_update(p), err_msg=str(p))
+        rates.append(got[rate])
+    reopened.close()
+    assert np.nanmax(rates) > 0  # the labels given before the restart still count after it
+
+
+def test_reopening_twice_does_not_duplicate_events(tmp_path):
+    path = tmp_path / "state.db"
+    payments = stream(200, every=HOUR)
+    store = SQLiteState(path)
+    online = OnlineFeatures(store)
+    for p in payments[:-1]:
+        online.update(p)
+    assert online.apply_label(payments[10]["transaction_id"], True, payments[20]["timestamp"])
+    expected = online.compute(payments[-1])
+    held = store.events_held()
+    store.close()
+    for _ in range(3):
+        again = SQLiteState(path)
+        assert again.events_held() == held
+        np.testing.assert_array_equal(OnlineFeatures(again).compute(payments[-1]), expected)
+        again.close()
+
+
+# --- labels ----------------------------------------------------------------------------------
+
+
+def _at(seconds: float) -> int:
+    return T0 + int(seconds * NS_PER_S)
+
+
+def test_label_for_unknown_transaction_returns_false_and_changes_nothing(make_store):
+    history = stream(40, every=6 * HOUR)
+    later = payment("later", 20 * DAY, merchant="m1")
+    twin, store = make_store("twin.db"), make_store("state.db")
+    a, b = OnlineFeatures(twin), OnlineFeatures(store)
+    for p in history:
+        a.update(p)
+        b.update(p)
+    assert b.apply_label("no-such-payment", True, _at(15 * DAY)) is False
+    assert b.apply_label("no-such-payment", False, _at(15 * DAY)) is False
+    assert (store.events_held(), store.sizes()) == (twin.events_held(), twin.sizes())
+    np.testing.assert_array_equal(b.compute(later), a.compute(later))
+
+
+def test_label_before_its_payment_is_unknown(make_store):
+    online = OnlineFeatures(make_store(), RATE)
+    assert online.apply_label("f", True, _at(HOUR)) is False
+    online.update(payment("g", -10 * DAY))
+    online.update(payment("f", 0))
+    assert online.compute(payment("p", 8 * DAY))[0] == 0.0  # the early label was not kept
+
+
+def _merchant_history(online: OnlineFeatures) -> None:
+    """A genuine payment g ten days before the fraudulent f (at 0), both at merchant m1."""
+    online.update(payment("g", -10 * DAY))
+    online.update(payment("f", 0))
+
+
+def test_fraud_label_counts_only_after_the_label_delay(make_store):
+    online = OnlineFeatures(make_store(), RATE)
+    _merchant_history(online)
+    assert online.apply_label("f", True, _at(HOUR)) is True
+    # six days later f is still inside the 7-day label delay: only g is in the window
+    assert online.compute_and_update(payment("p6", 6 * DAY))[0] == 0.0
+    # one second before the delay has passed: still not counted
+    assert online.compute(payment("q", 7 * DAY - 1))[0] == 0.0
+    # exactly 7 days: f enters the window (t - 37 d, t - 7 d]; g and f are its payments
+    assert online.compute_and_update(payment("p7", 7 * DAY))[0] == 0.5
+    # at another merchant nothing is known
+    assert math.isnan(online.compute(payment("x", 8 * DAY, merchant="m2"))[0])
+    # g has left the window (t - 37 d, t - 7 d] a little earlier; f, p6 and p7 remain
+    assert online.compute(payment("late", 37 * DAY - 1))[0] == pytest.approx(1 / 3)
+    # 30 days after the delay f leaves the window too: only p6 and p7 remain
+    assert online.compute(payment("later", 37 * DAY))[0] == 0.0
+
+
+def test_fraud_label_counts_only_from_its_label_time_on(make_store):
+    online = OnlineFeatures(make_store(), RATE)
+    _merchant_history(online)
+    before = online.compute_and_update(payment("p", 8 * DAY))
+    assert before[0] == 0.0  # the chargeback is not known yet
+    assert online.apply_label("f", True, _at(9 * DAY)) is True
+    assert online.compute(payment("q", 9 * DAY))[0] == 0.5
+
+
+def test_genuine_label_does_not_change_the_rate(make_store):
+    online = OnlineFeatures(make_store(), RATE)
+    _merchant_history(online)
+    assert online.apply_label("f", False, _at(HOUR)) is True
+    assert online.compute(payment("p", 8 * DAY))[0] == 0.0
+
+
+def test_repeated_fraud_label_counts_once(make_store):
+    # A review decision and then the chargeback, or a webhook delivered twice: one fraudulent
+    # payment among two is a rate of 0.5, however often it is reported.
+    online = OnlineFeatures(make_store(), RATE)
+    _merchant_history(online)
+    assert online.apply_label("f", True, _at(HOUR)) is True
+    assert online.apply_label("f", True, _at(2 * DAY)) is True
+    rate = online.compute(payment("p", 8 * DAY))[0]
+    assert rate == 0.5, f"one fraudulent payment of two counted as rate {rate}"
+
+
+def test_all_features_are_computed_in_registry_order():
+    online = OnlineFeatures(MemoryState())
+    assert online.names == [f.name for f in FEATURES]
+    values = online.compute(payment("a", 0))
+    assert values.shape == (len(FEATURES),)
+    assert values.dtype == np.float64
