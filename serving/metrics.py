@@ -45,6 +45,10 @@ def m() -> Any:
             name="riskgate_review_threshold",
             documentation="Review threshold in force (raised above the model's during a surge)",
         )
+        score_psi = bentoml.metrics.Gauge(
+            name="riskgate_score_psi",
+            documentation="PSI of the recent scores against the training profile (>0.25: shift)",
+        )
         reloads = bentoml.metrics.Counter(
             name="riskgate_model_reloads_total",
             documentation="Model reloads by outcome",

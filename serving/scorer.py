@@ -11,6 +11,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -33,8 +34,11 @@ from serving.metrics import m
 from serving.policy import PolicyConfig, decide
 from serving.schemas import PaymentIn, now_utc
 from serving.settings import Settings
+from training import drift
 from training.model import RiskModel, Thresholds
 
+DRIFT_WINDOW = 5_000  # recent payments the score drift looks at
+DRIFT_EVERY = 500  # recompute it every this many payments
 STATUS_OF = {"approve": "settled", "review": "held_for_review", "decline": "declined"}
 
 
@@ -123,6 +127,8 @@ class Scorer:
         self.settings = settings
         self.clock = clock
         self._lock = threading.Lock()
+        self._recent: deque[float] = deque(maxlen=DRIFT_WINDOW)
+        self._since_drift = 0
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="model")
         self.governor = CapacityGovernor(
             CapacityConfig(
@@ -233,6 +239,8 @@ class Scorer:
             t_model = time.perf_counter()
             probability, cause = self._predict(model, X)
             m().stage.labels(stage="model").observe(time.perf_counter() - t_model)
+            if probability is not None:
+                self._watch_drift(model, probability)
         config = self.policy()
         thresholds = model.thresholds if model else None
         adjusted = False
@@ -376,6 +384,17 @@ class Scorer:
                     detail={"decision": body["decision"], "source": body["decision_source"]},
                 )
             )
+
+    def _watch_drift(self, model: RiskModel, probability: float) -> None:
+        """Score PSI over the recent payments against the training profile, every DRIFT_EVERY."""
+        self._recent.append(probability)
+        self._since_drift += 1
+        if self._since_drift < DRIFT_EVERY or model.profile is None:
+            return
+        self._since_drift = 0
+        if drift.SCORE in model.profile:
+            value = drift.psi(model.profile[drift.SCORE], np.fromiter(self._recent, np.float64))
+            m().score_psi.set(value)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

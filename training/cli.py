@@ -29,6 +29,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     t.add_argument("--no-mlflow", action="store_true", help="skip tracking (quick experiments)")
     t.set_defaults(func=train)
 
+    d = sub.add_parser("drift", help="population stability of features and score vs training")
+    d.add_argument("--data", required=True, help="CSV or Parquet of recent payments")
+    d.add_argument("--mapping", help="TOML column mapping")
+    d.add_argument("--model-dir", help="a local model artifact (default: the registry alias)")
+    d.add_argument("--alias", default="champion", help="registry alias (default champion)")
+    d.add_argument("--top", type=int, default=15, help="rows to print")
+    d.add_argument("--out", help="write the full report as JSON")
+    d.set_defaults(func=drift_report)
+
     p = sub.add_parser("promote", help="make the challenger the champion if it is better")
     p.add_argument("--force", action="store_true", help="promote even if not better (recorded)")
     p.add_argument("--reason", default="", help="why (recorded with --force)")
@@ -259,4 +268,38 @@ def promote(args: argparse.Namespace) -> int:
         f"riskgate v{version} is now the champion"
         + (" (forced)" if tags["promotion_forced"] == "true" else "")
     )
+    return 0
+
+
+def drift_report(args: argparse.Namespace) -> int:
+    """PSI per feature and for the score against the model's training profile, worst first."""
+    from features.batch import compute
+    from features.registry import select as select_features
+    from training.drift import level, psi_report
+    from training.model import RiskModel
+    from training.pipeline import score_table
+
+    if args.model_dir:
+        model, version = RiskModel.load(args.model_dir), f"local:{args.model_dir}"
+    else:
+        from training import tracking
+
+        found = tracking.load_alias(args.alias)
+        if found is None:
+            print(f"error: no model under alias {args.alias!r}", file=sys.stderr)
+            return 2
+        model, version = found
+    if model.profile is None:
+        print(f"error: model {version} has no reference profile (retrain it)", file=sys.stderr)
+        return 2
+    frame = load(args.data, args.mapping)
+    table = compute(frame, select_features(model.features))
+    rows = psi_report(model.profile, table, score_table(model, table))
+    print(f"drift of {args.data} ({len(frame):,} payments) against model {version}'s training data")
+    print(f"{'feature':<34} {'PSI':>8}  level")
+    for name, value in rows[: args.top]:
+        print(f"{name:<34} {value:>8.3f}  {level(value)}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps([{"name": n, "psi": v} for n, v in rows], indent=2))
     return 0

@@ -63,6 +63,7 @@ class RiskModel:
     calibration: Calibration
     thresholds: Thresholds
     metadata: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] | None = None  # reference distributions for drift (training.drift)
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.predict(X, num_threads=1), dtype=np.float64)
@@ -89,6 +90,8 @@ class RiskModel:
             "metadata": self.metadata,
         }
         (d / "riskmodel.json").write_text(json.dumps(meta, indent=2, default=str))
+        if self.profile is not None:
+            (d / "profile.json").write_text(json.dumps(self.profile))
         return d
 
     @classmethod
@@ -109,4 +112,7 @@ class RiskModel:
             ),
             thresholds=Thresholds(**meta["thresholds"]),
             metadata=meta.get("metadata", {}),
+            profile=json.loads((d / "profile.json").read_text())
+            if (d / "profile.json").exists()
+            else None,
         )

@@ -12,7 +12,7 @@ import pandas as pd
 
 from features.batch import compute
 from features.registry import available, feature_set_version
-from training import baselines, thresholds
+from training import baselines, drift, thresholds
 from training.config import TrainConfig
 from training.fit import fit_booster, fit_calibration, matrix
 from training.metrics import evaluate, top_k_mask
@@ -133,6 +133,9 @@ def train(
             "review_share": config.business.review_share,
         },
     )
+
+    # Reference for drift: the model's inputs and scores over the training period.
+    model.profile = drift.profile(table.loc[tr], names, model.predict_proba(X_all[tr]))
 
     test_frame = frame.loc[te]
     day = test_frame["timestamp"].dt.floor("D").to_numpy()
