@@ -50,8 +50,10 @@ def _ts(value: str | None) -> pd.Timestamp | None:
         return None
     try:
         ts = pd.Timestamp(value)
-    except ValueError as exc:
-        raise SystemExit(f"error: {value!r} is not a date") from exc
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date") from None
+    if ts is pd.NaT:
+        raise ValueError(f"{value!r} is not a date")
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
@@ -108,13 +110,18 @@ def train(args: argparse.Namespace) -> int:
         config = replace(config, label_delay_days=delay / pd.Timedelta(days=1))
     frame = load(args.data, args.mapping)
     if args.labels:
-        frame = merge_labels(frame, validate_labels(read_table(args.labels), args.labels))
-    periods = {
-        "train_start": _ts(args.train_start),
-        "train_end": _ts(args.train_end),
-        "test_start": _ts(args.test_start),
-        "test_end": _ts(args.test_end),
-    }
+        labels = validate_labels(read_table(args.labels), args.labels)
+        frame = merge_labels(frame, labels, args.labels)
+    try:
+        periods = {
+            "train_start": _ts(args.train_start),
+            "train_end": _ts(args.train_end),
+            "test_start": _ts(args.test_start),
+            "test_end": _ts(args.test_end),
+        }
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     bar = tqdm(total=config.lightgbm.n_estimators, desc="boosting", unit="tree", file=sys.stderr)
 
     def rounds(i: int, ap: float) -> None:

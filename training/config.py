@@ -60,13 +60,38 @@ def _merge(obj: Any, table: dict[str, Any], where: str, src: str) -> Any:
         if key not in known:
             raise ValidationError([Problem(src, None, None, f"[{where}] unknown key '{key}'")])
         current = getattr(obj, key)
+
+        def wrong(expected: str, k: str = key, v: Any = value) -> ValidationError:
+            text = f"[{where}] {k}: expected {expected}, got {v!r}"
+            return ValidationError([Problem(src, None, None, text)])
+
         if hasattr(current, "__dataclass_fields__"):
+            if not isinstance(value, dict):
+                raise wrong("a table")
             changes[key] = _merge(current, value, key, src)
         elif isinstance(current, tuple):
-            changes[key] = tuple(value)
+            if not isinstance(value, list) or not all(_is_number(v) for v in value):
+                raise wrong("a list of numbers")
+            changes[key] = tuple(float(v) for v in value)
+        elif isinstance(current, bool):
+            if not isinstance(value, bool):
+                raise wrong("true or false")
+            changes[key] = value
+        elif isinstance(current, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise wrong("a whole number")
+            changes[key] = value
+        elif isinstance(current, float) or current is None:
+            if not _is_number(value):
+                raise wrong("a number")
+            changes[key] = float(value)
         else:
             changes[key] = value
     return replace(obj, **changes)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def load_config(path: str | Path | None) -> TrainConfig:

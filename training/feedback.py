@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from data.schema import Problem, ValidationError
+from data.schema import Problem, ValidationError, _show
 
 LABEL_COLUMNS = ("transaction_id", "is_fraud", "label_time")
 
@@ -23,10 +23,14 @@ def validate_labels(labels: pd.DataFrame, source: str) -> pd.DataFrame:
         )
     out = labels[list(LABEL_COLUMNS)].copy()
     out["transaction_id"] = out["transaction_id"].astype("str")
-    out["label_time"] = pd.to_datetime(out["label_time"], utc=True, errors="coerce")
+    out["label_time"] = pd.to_datetime(
+        out["label_time"], utc=True, errors="coerce", format="ISO8601"
+    )
     fraud = pd.to_numeric(out["is_fraud"], errors="coerce")
     problems = [
-        Problem(source, int(i) + 1, "is_fraud", f"{labels['is_fraud'].iloc[i]!r} is not 0 or 1")
+        Problem(
+            source, int(i) + 1, "is_fraud", f"{_show(labels['is_fraud'].iloc[i])!r} is not 0 or 1"
+        )
         for i in np.flatnonzero(~fraud.isin([0, 1]).to_numpy())[:20]
     ] + [
         Problem(source, int(i) + 1, "label_time", "not a timestamp")
@@ -38,8 +42,24 @@ def validate_labels(labels: pd.DataFrame, source: str) -> pd.DataFrame:
     return out
 
 
-def merge_labels(frame: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
-    """The frame with label events merged in by transaction_id (unknown ids are ignored)."""
+def merge_labels(
+    frame: pd.DataFrame, labels: pd.DataFrame, source: str = "<labels>"
+) -> pd.DataFrame:
+    """The frame with label events merged in by transaction_id (unknown ids are ignored).
+
+    A label event before its payment's timestamp is refused (it would break the contract)."""
+    paid_at = frame.set_index("transaction_id")["timestamp"]
+    when = labels["transaction_id"].map(paid_at)
+    early = np.flatnonzero((when.notna() & (labels["label_time"] < when)).to_numpy())
+    if len(early):
+        raise ValidationError(
+            [
+                Problem(
+                    source, int(i) + 1, "label_time", "label_time is before the payment's timestamp"
+                )
+                for i in early[:20]
+            ]
+        )
     events = [labels[list(LABEL_COLUMNS)]]
     if "is_fraud" in frame.columns:
         own = frame.loc[frame["is_fraud"].notna(), ["transaction_id", "is_fraud"]].copy()

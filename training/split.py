@@ -53,6 +53,8 @@ def plan(
     Given explicit train and test periods, validation is the last part of the training period,
     after a gap of the label delay.
     """
+    if label_delay < pd.Timedelta(0):
+        raise ValueError(f"the label delay must not be negative, got {label_delay}")
     lo = timestamps.min().floor("D")
     hi = timestamps.max().floor("D") + DAY
     explicit = [train_start, train_end, test_start, test_end]

@@ -53,14 +53,19 @@ def choose(
     cum_review = np.concatenate(([0.0], np.cumsum(review_gain)))
     cum_decline = np.concatenate(([0.0], np.cumsum(decline_gain)))
     n = len(ps)
+    # A threshold can only cut where the score drops: inside a run of equal scores, p >= t
+    # would take the whole run.
+    cut_ok = np.r_[True, ps[:-1] > ps[1:], True]
     best = (0.0, 0, 0)
     candidates = np.unique(np.concatenate(([0], np.geomspace(1, max(n // 20, 1), 60).astype(int))))
     for d in candidates:
         if d > n:
             break
+        if not cut_ok[d]:
+            continue
         hi = min(n, d + cap)
         # review the next r payments after the d declined: best prefix within capacity
-        gains = cum_review[d : hi + 1] - cum_review[d]
+        gains = np.where(cut_ok[d : hi + 1], cum_review[d : hi + 1] - cum_review[d], -np.inf)
         r = int(np.argmax(gains))
         total = float(cum_decline[d] + gains[r])
         if total > best[0]:

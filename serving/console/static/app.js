@@ -11,6 +11,7 @@ const S = {
   fetchedAt: 0,
   timer: null,
   checked: new Set(),
+  deciding: false,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -71,7 +72,7 @@ async function signIn(key) {
   S.key = key;
   try {
     const me = await api("/whoami");
-    if (me.role !== "reviewer") throw Object.assign(new Error(`this is a ${me.role} key: use a reviewer key`), { status: 403 });
+    if (me.role !== "reviewer") throw Object.assign(new Error(`this key has the ${me.role} role: use a reviewer key`), { status: 403 });
     S.me = me;
     sessionStorage.setItem("riskgate.key", key);
     $("who").textContent = `Signed in as ${me.name}`;
@@ -185,7 +186,7 @@ async function openCase(id) {
     S.mine = true;
     lockNote = `Held by you until ${new Date(claim.claim_expires).toLocaleTimeString()}`;
   } catch (e) {
-    lockNote = e.status === 409 ? e.message : `Could not claim: ${e.message}`;
+    lockNote = e.status === 409 ? e.message.replace(/until (\S+ \S+)/, (_, t) => `until ${new Date(t.replace(" ", "T")).toLocaleTimeString()}`) : `Could not claim: ${e.message}`;
   }
   const c = await api(`/cases/${id}`);
   S.current = c;
@@ -324,7 +325,8 @@ function drawWhere(p, features) {
 
 async function decideCurrent(decision) {
   const c = S.current;
-  if (!c || !S.mine || c.status !== "open") return;
+  if (!c || !S.mine || c.status !== "open" || S.deciding) return;
+  S.deciding = true;  // a second key press while the first request is in flight does nothing
   for (const b of document.querySelectorAll("#decide button")) b.disabled = true;
   try {
     const r = await api(`/cases/${c.id}/decision`, { method: "POST", body: { decision, note: $("note").value || null } });
@@ -334,13 +336,15 @@ async function decideCurrent(decision) {
   } catch (e) {
     $("decide-result").textContent = `Not decided: ${e.message}`;
   } finally {
+    S.deciding = false;
     $("next").disabled = false;
   }
 }
 
 async function nextCase() {
   await loadQueue();
-  const next = S.cases.find((x) => !S.current || x.id !== S.current.id);
+  const free = (x) => !x.claimed_by || x.claimed_by === S.me.name;  // skip others' locks
+  const next = S.cases.find((x) => (!S.current || x.id !== S.current.id) && free(x));
   if (!next) { S.current = null; show("queue"); focusRow(); return; }
   S.sel = S.cases.indexOf(next);
   await openCase(next.id);
@@ -371,6 +375,7 @@ document.addEventListener("keydown", (ev) => {
     return;
   }
   if (typing || ev.ctrlKey || ev.metaKey || ev.altKey || !S.me) return;
+  if (ev.key === "Enter" && ev.target.closest("button, a")) return;  // let buttons be pressed
   if (!$("queue").hidden) {
     if (ev.key === "j") { S.sel = Math.min(S.sel + 1, S.cases.length - 1); focusRow(); }
     else if (ev.key === "k") { S.sel = Math.max(S.sel - 1, 0); focusRow(); }
