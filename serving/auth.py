@@ -64,6 +64,8 @@ class KeyRing:
                     f"RISKGATE_API_KEYS entry {n}: key shorter than {MIN_KEY_LENGTH} characters"
                 )
             d = digest(key)
+            if any(known == d for known, _ in entries):
+                raise ValueError(f"RISKGATE_API_KEYS entry {n}: the same key is listed twice")
             key_id = d[:12]
             entries.append((d, Principal(role, name or f"{role}-{key_id[:6]}", key_id)))
         if not entries:

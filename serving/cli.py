@@ -8,7 +8,13 @@ import sys
 from collections.abc import Sequence
 
 # Package modules that register subcommands; imported only when the CLI runs.
-_COMMAND_MODULES = ("data.cli", "features.cli", "training.cli", "serving.commands")
+_COMMAND_MODULES = (
+    "data.cli",
+    "features.cli",
+    "training.cli",
+    "serving.commands",
+    "serving.simulate_cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

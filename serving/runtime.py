@@ -83,7 +83,10 @@ class Runtime:
     def reload(self) -> str:
         """Load the alias's current version and swap it in; requests in flight are unaffected."""
         with self._reload_lock:
-            model, version = load_model(self.settings)
+            try:
+                model, version = load_model(self.settings)
+            except Exception as exc:  # a broken artifact must not take the service down
+                raise LookupError(f"cannot load the model: {exc}") from exc
             if model is None or version is None:
                 raise LookupError(f"no model under alias {self.settings.model_alias!r}")
             self.holder.swap(model, version)

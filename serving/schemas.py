@@ -43,7 +43,8 @@ _TEXT_FIELDS = (
 class PaymentIn(BaseModel):
     """One payment, as the backend sends it (see the transaction contract in data/schema.py)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # hide_input_in_errors: a refused card number must not reach the logs via the error text.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, hide_input_in_errors=True)
 
     transaction_id: str = Id
     timestamp: datetime
@@ -123,7 +124,7 @@ class ScoreOut(BaseModel):
 
 
 class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     payments: list[PaymentIn] = Field(min_length=1, max_length=MAX_BATCH)
 

@@ -194,7 +194,15 @@ class Scorer:
                             "detail": [{"loc": ["header", "Idempotency-Key"], "msg": "reused"}],
                         }
                     m().replays.inc()
-                    return int(row.status_code), {**row.response, "replayed": True}
+                    body = {**row.response, "replayed": True}
+                    status = conn.execute(
+                        select(db.decisions.c.status).where(
+                            db.decisions.c.transaction_id == row.response.get("transaction_id")
+                        )
+                    ).scalar()
+                    if status is not None:  # the payment may have been decided since
+                        body["status"] = status
+                    return int(row.status_code), body
             row = conn.execute(
                 select(db.decisions.c.response, db.decisions.c.status).where(
                     db.decisions.c.transaction_id == transaction_id

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 
 from serving.api import create_app
 from serving.auth import AuthError, KeyRing, Principal, require
-from serving.schemas import BatchOut, PaymentIn, ScoreOut
+from serving.schemas import BatchIn, BatchOut, PaymentIn, ScoreOut
 
 http_app = create_app()
 
@@ -25,6 +25,37 @@ def _reply(ctx: bentoml.Context, body: dict[str, Any], status: int) -> JSONRespo
     """BentoML copies ctx.response.status_code onto the response: set it there."""
     ctx.response.status_code = status
     return JSONResponse(body, status_code=status)
+
+
+SCORING_PATHS = frozenset({"/score", "/score_batch"})
+
+
+class ScoringAuth:
+    """ASGI middleware: check the backend key of /score and /score_batch before the body is
+    read, so an anonymous caller learns nothing about the schema and its body is never logged."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] not in SCORING_PATHS:
+            await self.app(scope, receive, send)
+            return
+        runtime = getattr(http_app.state, "runtime", None)
+        if runtime is None:
+            await JSONResponse({"error": "service is starting"}, status_code=503)(
+                scope, receive, send
+            )
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            who = runtime.keys.authenticate(headers.get("authorization"))
+            require(who, ("backend",))
+        except AuthError as exc:
+            await JSONResponse({"error": exc.message}, status_code=exc.status)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = who
+        await self.app(scope, receive, send)
 
 
 def _console_app() -> Any:
@@ -62,6 +93,9 @@ class Riskgate:
         self.rt.close()
 
     def _auth(self, ctx: bentoml.Context) -> Principal | JSONResponse:
+        who = getattr(ctx.request.state, "principal", None)  # set by ScoringAuth
+        if isinstance(who, Principal):
+            return who
         try:
             who = self.rt.keys.authenticate(ctx.request.headers.get("authorization"))
             require(who, ("backend",))
@@ -81,12 +115,13 @@ class Riskgate:
         status, body = self.rt.scorer.score(PaymentIn.model_validate(payment), who, key)
         return _reply(ctx, body, status)
 
-    @bentoml.api(route="/score_batch", output_spec=BatchOut)
-    async def score_batch(self, ctx: bentoml.Context, payments: list[PaymentIn]) -> Any:
+    @bentoml.api(route="/score_batch", input_spec=BatchIn, output_spec=BatchOut)
+    async def score_batch(self, ctx: bentoml.Context, **body: Any) -> Any:
         """Score up to 1,000 payments in one call, in the order given."""
         who = self._auth(ctx)
         if isinstance(who, JSONResponse):
             return who
+        payments = [PaymentIn.model_validate(p) for p in body["payments"]]
         limit = self.rt.settings.max_batch
         if not 1 <= len(payments) <= limit:
             error = {
@@ -102,6 +137,8 @@ class Riskgate:
                 return _reply(ctx, error, 400)
             seen.add(p.transaction_id)
         key = ctx.request.headers.get("idempotency-key")
+        if key is not None and not 1 <= len(key) <= 190:
+            return _reply(ctx, {"error": "Idempotency-Key must be 1-190 characters"}, 400)
         started = time.perf_counter()
         results = []
         for i, p in enumerate(payments):
@@ -111,3 +148,6 @@ class Riskgate:
             results.append(body)
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         return _reply(ctx, {"results": results, "elapsed_ms": elapsed}, 200)
+
+
+Riskgate.add_asgi_middleware(ScoringAuth)  # type: ignore[attr-defined]  # a bentoml Service

@@ -1,0 +1,115 @@
+"""Payments, keys and small helpers shared by the serving tests."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from serving import db
+
+BACKEND_KEY = "backend-key-0123456789abcdef"
+REVIEWER_KEY = "reviewer-key-0123456789abcdef"
+ADMIN_KEY = "admin-key-0123456789abcdef"
+BOB_KEY = "reviewer-bob-key-0123456789"
+KEY_SPEC = (
+    f"backend:{BACKEND_KEY},reviewer:alice:{REVIEWER_KEY},reviewer:bob:{BOB_KEY},admin:{ADMIN_KEY}"
+)
+
+BACKEND = {"Authorization": f"Bearer {BACKEND_KEY}"}
+REVIEWER = {"Authorization": f"Bearer {REVIEWER_KEY}"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+BOB = {"Authorization": f"Bearer {BOB_KEY}"}
+
+# A Luhn-valid test PAN (Visa's documented test number).
+TEST_PAN = "4111 1111 1111 1111"
+
+
+def low_risk(tag: str = "low") -> dict[str, Any]:
+    """A plain payment: small amount, countries agree, 3-D Secure passed, midday on a weekday.
+
+    Every identifier carries `tag`, so in a fresh online state each payment has no history
+    and its features (hence its probability) equal the reference computed in conftest.
+    """
+    return {
+        "transaction_id": f"txn-{tag}",
+        "timestamp": "2024-03-05T12:00:00Z",
+        "card_id": f"card-{tag}",
+        "customer_id": f"cust-{tag}",
+        "merchant_id": f"merch-{tag}",
+        "amount": 12.5,
+        "currency": "EUR",
+        "billing_country": "DE",
+        "ip_country": "DE",
+        "device_id": f"dev-{tag}",
+        "ip_hash": f"ip-{tag}",
+        "channel": "online",
+        "auth_result": "passed",
+    }
+
+
+def high_risk(tag: str = "high") -> dict[str, Any]:
+    """Large amount at night, IP and shipping countries differ from billing, no 3-D Secure,
+    account one day old and credentials changed ten minutes before the payment."""
+    return {
+        **low_risk(tag),
+        "timestamp": "2024-03-06T03:00:00Z",
+        "amount": 2500.0,
+        "ip_country": "BR",
+        "shipping_country": "NG",
+        "auth_result": "not_attempted",
+        "account_created_at": "2024-03-05T00:00:00Z",
+        "credential_changed_at": "2024-03-06T02:50:00Z",
+    }
+
+
+COUNTED = ("decisions", "cases", "idempotency_keys", "audit_log", "labels", "outbox")
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    """Row count per table (what a refused request must leave unchanged)."""
+    out = {}
+    with engine.connect() as conn:
+        for name in COUNTED:
+            table = db.metadata.tables[name]
+            out[name] = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+    return out
+
+
+@contextmanager
+def running_service() -> Iterator[Any]:
+    """The BentoML service in-process, configured from the current RISKGATE_* environment.
+
+    The TestClient's context manager runs the service's start-up (Riskgate.__init__ builds the
+    runtime) and shutdown (closes the database, state and model pool).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette's "httpx -> httpx2" notice on import
+        from starlette.testclient import TestClient
+
+    from serving.service import Riskgate
+
+    _forget_bentoml_http_metrics()
+    try:
+        with TestClient(Riskgate.to_asgi()) as c:
+            yield c
+    finally:
+        _forget_bentoml_http_metrics()
+
+
+def _forget_bentoml_http_metrics() -> None:
+    """Unregister BentoML's per-app HTTP metrics from the process-wide Prometheus registry.
+
+    Each ASGI app BentoML builds registers `bentoml_service_*` collectors when it first serves a
+    request; a second app in the same process would fail with DuplicateTimeseries. A real server
+    builds one app per process, so only an in-process test suite needs this. (riskgate_* metrics
+    are created once per process by serving.metrics.m() and stay.)
+    """
+    from prometheus_client import REGISTRY
+
+    for collector, names in list(REGISTRY._collector_to_names.items()):
+        if any(name.startswith("bentoml_") for name in names):
+            REGISTRY.unregister(collector)
