@@ -115,11 +115,20 @@ def _initial_policy(settings: Settings, engine: Engine) -> PolicyConfig:
     return PolicyConfig()
 
 
+def open_state(settings: Settings) -> StateStore:
+    """Redis when RISKGATE_STATE_URL is set (shared by replicas), else the embedded SQLite log."""
+    if settings.state_url:
+        from features.redis_state import RedisState
+
+        return RedisState.from_url(settings.state_url)
+    return SQLiteState(settings.state_path)
+
+
 def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None) -> Runtime:
     """Engine + schema, online state, model (refused if its features differ), scorer."""
     engine = db.make_engine(settings.db_url, synchronous=settings.sqlite_synchronous)
     db.create_schema(engine)
-    store = state if state is not None else SQLiteState(settings.state_path)
+    store = state if state is not None else open_state(settings)
     model, version = load_model(settings)
     if model is None:
         log.warning(

@@ -14,6 +14,9 @@ class Settings(BaseSettings):
     api_keys: str | None = Field(default=None, description="role:KEY[,role:name:KEY...]")
     db_url: str = "sqlite:///.riskgate/riskgate.db"
     state_path: str = ".riskgate/state.db"
+    state_url: str | None = Field(
+        default=None, description="redis://host:port/db: online state shared by all replicas"
+    )
     model_dir: str | None = Field(default=None, description="serve a local artifact directory")
     model_alias: str = "champion"
     model_deadline_ms: float = 200.0
