@@ -26,6 +26,11 @@ _WHEN_ZERO = {
 }
 
 
+_NEEDS_HISTORY = frozenset(
+    {"median_ratio", "mean_ratio", "zscore", "since_prev", "prev_distance", "prev_speed"}
+)
+
+
 class _Facts(dict[str, Any]):
     """Formatting namespace: missing payment fields read as 'unknown' instead of failing."""
 
@@ -39,6 +44,14 @@ def sentence(name: str, value: float | None, payment: Mapping[str, Any]) -> str:
     if feature is None:
         return f"{name} = {value}"
     if value is None or (isinstance(value, float) and math.isnan(value)):
+        if feature.aggregation in _NEEDS_HISTORY:
+            days = feature.window // 86_400
+            few = (
+                "too few earlier payments"
+                if feature.aggregation == "zscore"
+                else "no earlier payment"
+            )
+            return f"{few} on this {feature.entity} in {days} days to compare with"
         return f"{feature.name.replace('_', ' ')}: not known for this payment"
     if name in _WHEN_ZERO and value == 0:
         return _WHEN_ZERO[name]
