@@ -8,48 +8,51 @@ from typing import Any
 
 @cache
 def m() -> Any:
-    """The metric objects (bentoml.metrics: multi-process aware under `bentoml serve`)."""
-    import bentoml
+    """The metric objects. Plain prometheus_client: under `bentoml serve` it runs in multi-process
+    mode (BentoML sets PROMETHEUS_MULTIPROC_DIR) and /metrics aggregates every worker."""
+    import prometheus_client as prom
 
     class _M:
-        decisions = bentoml.metrics.Counter(
+        decisions = prom.Counter(
             name="riskgate_decisions_total",
             documentation="Scoring decisions by decision and source",
             labelnames=["decision", "source"],
         )
-        fallbacks = bentoml.metrics.Counter(
+        fallbacks = prom.Counter(
             name="riskgate_fallbacks_total",
             documentation="Payments decided by the fallback rules, by cause",
             labelnames=["cause"],
         )
-        latency = bentoml.metrics.Histogram(
+        latency = prom.Histogram(
             name="riskgate_score_seconds",
             documentation="Time to score one payment in-process (features, model, policy, write)",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
-        stage = bentoml.metrics.Histogram(
+        stage = prom.Histogram(
             name="riskgate_stage_seconds",
             documentation="Time per scoring stage",
             labelnames=["stage"],
             buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25),
         )
-        replays = bentoml.metrics.Counter(
+        replays = prom.Counter(
             name="riskgate_replays_total",
             documentation="Requests answered from a stored decision (idempotency key or same id)",
         )
-        capacity_adjusted = bentoml.metrics.Counter(
+        capacity_adjusted = prom.Counter(
             name="riskgate_capacity_adjusted_total",
             documentation="Payments decided with a review band raised to fit review capacity",
         )
-        review_threshold = bentoml.metrics.Gauge(
+        review_threshold = prom.Gauge(
             name="riskgate_review_threshold",
             documentation="Review threshold in force (raised above the model's during a surge)",
+            multiprocess_mode="mostrecent",
         )
-        score_psi = bentoml.metrics.Gauge(
+        score_psi = prom.Gauge(
             name="riskgate_score_psi",
             documentation="PSI of the recent scores against the training profile (>0.25: shift)",
+            multiprocess_mode="mostrecent",
         )
-        reloads = bentoml.metrics.Counter(
+        reloads = prom.Counter(
             name="riskgate_model_reloads_total",
             documentation="Model reloads by outcome",
             labelnames=["outcome"],
