@@ -22,7 +22,9 @@ class CapacityConfig:
     enabled: bool = False
     reviews_per_hour: float = 30.0  # what the staffed team clears per hour
     window_s: float = 3_600.0  # how much recent traffic the estimate looks at
-    max_review_threshold: float = 0.2  # ceiling: never let through payments riskier than this
+    # Ceiling on the raised threshold, in the model's review-score unit (a probability, or a
+    # review's expected saving in money): never let through payments above it.
+    max_review_threshold: float = 0.2
     min_payments: int = 200  # below this many recent payments, do not adapt
 
 
@@ -35,24 +37,27 @@ class Band:
 
 
 class CapacityGovernor:
-    """Tracks recent (time, probability) and answers the review threshold to use now."""
+    """Tracks recent (time, review score) and answers the review threshold to use now."""
 
     def __init__(self, config: CapacityConfig, max_points: int = 200_000) -> None:
         self.config = config
         self._t: deque[float] = deque(maxlen=max_points)
         self._p: deque[float] = deque(maxlen=max_points)
 
-    def observe(self, t: float, probability: float) -> None:
+    def observe(self, t: float, score: float) -> None:
+        """`score` is the model's review score: the probability, or a review's expected saving."""
         self._t.append(t)
-        self._p.append(probability)
+        self._p.append(score)
         horizon = t - self.config.window_s
         while self._t and self._t[0] < horizon:
             self._t.popleft()
             self._p.popleft()
 
-    def band(self, t: float, review: float, decline: float) -> Band:
-        """The thresholds for a payment arriving at time t (seconds)."""
+    def band(self, t: float, review: float, decline: float, ceiling: float | None = None) -> Band:
+        """The thresholds for a payment arriving at time t (seconds); `ceiling` overrides the
+        configured maximum (the service passes the one matching the model's review score)."""
         c = self.config
+        top = c.max_review_threshold if ceiling is None else ceiling
         n = len(self._p)
         if not c.enabled or n < c.min_payments:
             return Band(review, decline, False, float("nan"))
@@ -65,7 +70,8 @@ class CapacityGovernor:
         # the threshold whose share of recent payments at or above it matches capacity
         share = c.reviews_per_hour / rate
         adjusted = float(np.quantile(p, 1.0 - share, method="higher"))
-        adjusted = min(max(adjusted, review), c.max_review_threshold, decline)
+        # decline is untouched: the riskiest payments are declined before the review band applies
+        adjusted = min(max(adjusted, review), max(top, review))
         if adjusted <= review:
             return Band(review, decline, False, expected)
         return Band(adjusted, decline, True, float((p >= adjusted).mean()) * rate)

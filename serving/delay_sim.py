@@ -407,8 +407,12 @@ def capacity_aware_decisions(
     config: CapacityConfig,
     capacity_at: Callable[[float], float] | None = None,
     progress: Callable[[int], None] | None = None,
+    score: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Replay payments (in time order) through a CapacityGovernor, as the service does.
+
+    `score` is the model's review score per payment (the probability by default, or a review's
+    expected saving); `review` is a threshold on it, `decline` on the probability.
 
     `capacity_at(t)` gives the staffed reviews per hour at time t (the shift on duty); without
     it, `config.reviews_per_hour` throughout. Returns (decisions, adjusted?, review threshold).
@@ -422,16 +426,17 @@ def capacity_aware_decisions(
     current = config.reviews_per_hour
     for j, i in enumerate(order):
         t, pi = float(times_s[i]), float(p[i])
+        si = pi if score is None else float(score[i])
         if capacity_at is not None:
             cap = float(capacity_at(t))
             if cap != current:
                 current = cap
                 governor.config = replace(config, reviews_per_hour=max(cap, 1e-9))
         band = governor.band(t, review, decline)
-        governor.observe(t, pi)
+        governor.observe(t, si)
         adjusted[i], used[i] = band.adjusted, band.review
         decisions[i] = (
-            "decline" if pi >= band.decline else "review" if pi >= band.review else "approve"
+            "decline" if pi >= band.decline else "review" if si >= band.review else "approve"
         )
         if progress is not None and (j + 1) % 5_000 == 0:
             progress(j + 1)

@@ -97,7 +97,8 @@ def decide(
         base: Action = "approve" if amount <= config.fallback_max_amount else "review"
         source: Literal["model", "rules", "fallback"] = "fallback"
     else:
-        base = thresholds.decide(probability)  # type: ignore[assignment]
+        amount = float(payment.get("amount") or 0.0)
+        base = thresholds.decide(probability, amount)  # type: ignore[assignment]
         source = "model"
 
     facts = {**features, **payment}

@@ -119,6 +119,7 @@ class ScoreOut(BaseModel):
     status: Literal["settled", "held_for_review", "declined"]
     replayed: bool = False
     review_threshold: float | None = None
+    review_by: Literal["probability", "saving"] | None = None
     capacity_adjusted: bool = False
     elapsed_ms: float
 

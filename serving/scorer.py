@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,7 +35,7 @@ from serving.policy import PolicyConfig, decide
 from serving.schemas import PaymentIn, now_utc
 from serving.settings import Settings
 from training import drift
-from training.model import RiskModel, Thresholds
+from training.model import RiskModel
 
 DRIFT_WINDOW = 5_000  # recent payments the score drift looks at
 DRIFT_EVERY = 500  # recompute it every this many payments
@@ -134,7 +134,7 @@ class Scorer:
             CapacityConfig(
                 enabled=settings.capacity_enabled,
                 reviews_per_hour=settings.capacity_reviews_per_hour,
-                max_review_threshold=settings.capacity_max_review_threshold,
+                max_review_threshold=settings.capacity_max_review_probability,
             )
         )
 
@@ -254,11 +254,18 @@ class Scorer:
         adjusted = False
         if thresholds is not None and probability is not None:
             now_s = self.clock().timestamp()
-            band = self.governor.band(now_s, thresholds.review, thresholds.decline)
-            self.governor.observe(now_s, probability)
+            ceiling = (
+                self.settings.capacity_max_review_saving
+                if thresholds.review_by == "saving"
+                else self.settings.capacity_max_review_probability
+            )
+            band = self.governor.band(now_s, thresholds.review, thresholds.decline, ceiling)
+            self.governor.observe(
+                now_s, float(thresholds.review_score(probability, float(record["amount"])))
+            )
             adjusted = band.adjusted
             if adjusted:
-                thresholds = Thresholds(review=band.review, decline=band.decline)
+                thresholds = replace(thresholds, review=band.review)
                 m().capacity_adjusted.inc()
             m().review_threshold.set(band.review)
         outcome = decide(record, features, probability, thresholds, config)
@@ -302,6 +309,7 @@ class Scorer:
             "status": STATUS_OF[outcome.decision],
             "replayed": False,
             "review_threshold": thresholds.review if thresholds else None,
+            "review_by": thresholds.review_by if thresholds else None,
             "capacity_adjusted": adjusted,
             "elapsed_ms": 0.0,
             "_features": features,

@@ -31,4 +31,5 @@ class Settings(BaseSettings):
     max_body_bytes: int = 2_000_000
     capacity_enabled: bool = Field(default=False, description="adapt the review band to capacity")
     capacity_reviews_per_hour: float = 30.0
-    capacity_max_review_threshold: float = 0.2
+    capacity_max_review_probability: float = 0.2  # ceiling when the model reviews by probability
+    capacity_max_review_saving: float = 50.0  # ceiling (money) when it reviews by expected saving

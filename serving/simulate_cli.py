@@ -109,8 +109,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     pol.add_argument(
         "--max-review-threshold",
         type=float,
-        default=0.2,
-        help="the capacity-aware policy never raises the review threshold above this (0.2)",
+        default=None,
+        help="the capacity-aware policy never raises the review threshold above this, in the "
+        "model's review-score unit (default: 0.2 for probability, 50 for expected saving)",
     )
     s.set_defaults(func=simulate_command)
 
@@ -599,7 +600,7 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
             amount[va],
             {k: v[va] for k, v in signals_all.items()},
             fraud_valid,
-            p_valid >= model.thresholds.review,
+            th.apply(p_valid, model.thresholds, amount[va]) != "approve",
         )
         rule_text = (
             f"{rule_x:,.2f} (percentile p{rule_q * 100:g} of the training period's amounts"
@@ -633,12 +634,15 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
     rules = rule_flags(am, signals, rule_x)
     decisions = {
         "rules": np.where(rules, "review", "approve"),
-        "riskgate_fixed": th.apply(p, model.thresholds),
+        "riskgate_fixed": th.apply(p, model.thresholds, am),
     }
+    max_review = args.max_review_threshold
+    if max_review is None:
+        max_review = 50.0 if model.thresholds.review_by == "saving" else 0.2
     cap_cfg = CapacityConfig(
         enabled=True,
         reviews_per_hour=args.capacity_per_hour or 30.0,
-        max_review_threshold=args.max_review_threshold,
+        max_review_threshold=max_review,
     )
     util = args.target_utilisation
 
@@ -658,6 +662,7 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
             cap_cfg,
             None if args.capacity_per_hour else capacity_at,
             progress=tick,
+            score=model.thresholds.review_score(p, am),
         )
     decisions["riskgate_capacity"] = cap_dec
 
@@ -763,7 +768,8 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
             "capacity_text": capacity_text,
             "capacity_per_hour": args.capacity_per_hour,
             "target_utilisation": util,
-            "max_review_threshold": args.max_review_threshold,
+            "max_review_threshold": max_review,
+            "review_by": model.thresholds.review_by,
             "capacity_adjusted_payments": int(adjusted.sum()),
             "capacity_changed_decisions": changed,
             "model_trees": int(model.booster.current_iteration()),

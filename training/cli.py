@@ -27,6 +27,19 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     t.add_argument("--metrics-out", help="write the metrics as JSON")
     t.add_argument("--scores-out", help="write transaction_id, score, label of the test period")
     t.add_argument("--no-mlflow", action="store_true", help="skip tracking (quick experiments)")
+    t.add_argument("--dask", action="store_true", help="fit LightGBM on a Dask cluster")
+    t.add_argument(
+        "--dask-workers",
+        type=_worker_count,
+        default=None,
+        metavar="N",
+        help="worker processes of the local Dask cluster (default 2)",
+    )
+    t.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="use a running Dask scheduler (e.g. tcp://127.0.0.1:8786) instead of a local cluster",
+    )
     t.set_defaults(func=train)
 
     d = sub.add_parser("drift", help="population stability of features and score vs training")
@@ -43,6 +56,33 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--reason", default="", help="why (recorded with --force)")
     p.add_argument("--by", default="cli", help="who promotes (recorded)")
     p.set_defaults(func=promote)
+
+
+def _worker_count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 worker is needed, got {n}")
+    return n
+
+
+def _dask_settings(args: argparse.Namespace) -> Any:
+    """`DaskSettings` for `--dask`, None without it; ValueError for inconsistent options."""
+    if not args.dask:
+        if args.dask_workers is not None or args.dask_scheduler:
+            raise ValueError("--dask-workers and --dask-scheduler need --dask")
+        return None
+    import importlib.util
+
+    if any(importlib.util.find_spec(m) is None for m in ("dask", "distributed")):
+        raise ValueError("--dask needs the dask extra: pip install 'riskgate[dask]'")
+    if args.dask_workers is not None and args.dask_scheduler:
+        raise ValueError("--dask-workers starts a local cluster: not with --dask-scheduler")
+    from training.dask_fit import DaskSettings
+
+    return DaskSettings(n_workers=args.dask_workers or 2, scheduler=args.dask_scheduler)
 
 
 def _ts(value: str | None) -> pd.Timestamp | None:
@@ -100,6 +140,11 @@ def train(args: argparse.Namespace) -> int:
     from training.pipeline import train as run_training
 
     started = time.perf_counter()
+    try:
+        dask = _dask_settings(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     config = load_config(args.config)
     if args.label_delay:
         try:
@@ -132,7 +177,9 @@ def train(args: argparse.Namespace) -> int:
         tqdm.write(f"[{time.perf_counter() - started:6.1f}s] {msg}", file=sys.stderr)
 
     try:
-        result = run_training(frame, config, periods=periods, progress=say, round_progress=rounds)
+        result = run_training(
+            frame, config, periods=periods, progress=say, round_progress=rounds, dask=dask
+        )
     except ValueError as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)

@@ -36,12 +36,19 @@ class BusinessInputs:
     """What the review team can handle and what mistakes cost (in the payments' currency)."""
 
     review_share: float = 0.01  # reviews per payment the team can absorb (1%)
+    # "saving": review when the expected saving of a review (money at risk) is high enough;
+    # "probability": when the fraud probability is. Saving puts the most money first.
+    review_by: str = "saving"
     reviews_per_day: float | None = None  # overrides review_share when set
     review_cost: float = 3.0  # a reviewer's few minutes with an explained case
     hold_cost: float = 0.5  # holding a good payment: late receipt, a support contact
     chargeback_fee: float = 15.0  # added to the amount when fraud gets through
     false_decline_rate: float = 0.3  # share of a good payment's amount lost when declined
     capacities: tuple[float, ...] = (0.0025, 0.005, 0.01, 0.02, 0.05)  # trade-off table rows
+
+    def __post_init__(self) -> None:
+        if self.review_by not in ("saving", "probability"):
+            raise ValueError(f"review_by must be 'saving' or 'probability', not {self.review_by!r}")
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,10 @@ def _merge(obj: Any, table: dict[str, Any], where: str, src: str) -> Any:
             changes[key] = float(value)
         else:
             changes[key] = value
-    return replace(obj, **changes)
+    try:
+        return replace(obj, **changes)
+    except ValueError as exc:
+        raise ValidationError([Problem(src, None, None, f"[{where}] {exc}")]) from None
 
 
 def _is_number(value: Any) -> bool:

@@ -21,15 +21,31 @@ TIE_BREAK = 1e-6
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Calibrated probability cut-offs: below review -> approve; at or above decline -> decline."""
+    """Decline at or above a calibrated probability; review at or above a review score.
+
+    The review score is the probability itself (`review_by="probability"`) or the expected
+    saving of a review in money (`review_by="saving"`): p x (amount + chargeback fee) minus the
+    review cost and the expected cost of holding a good payment. Reviewing by saving puts the
+    most money at risk in front of reviewers: a 2,000 payment at p = 0.05 before a 3 one at 0.3.
+    """
 
     review: float
     decline: float
+    review_by: str = "probability"
+    chargeback_fee: float = 0.0
+    review_cost: float = 0.0
+    hold_cost: float = 0.0
 
-    def decide(self, p: float) -> str:
+    def review_score(self, p: Any, amount: Any = 0.0) -> Any:
+        """Works on floats and numpy arrays alike."""
+        if self.review_by == "saving":
+            return p * (amount + self.chargeback_fee) - self.review_cost - (1 - p) * self.hold_cost
+        return p
+
+    def decide(self, p: float, amount: float = 0.0) -> str:
         if p >= self.decline:
             return "decline"
-        if p >= self.review:
+        if self.review_score(p, amount) >= self.review:
             return "review"
         return "approve"
 

@@ -14,6 +14,7 @@ from features.batch import compute
 from features.registry import available, feature_set_version
 from training import baselines, drift, thresholds
 from training.config import TrainConfig
+from training.dask_fit import DaskSettings, fit_booster_dask
 from training.fit import fit_booster, fit_calibration, matrix
 from training.metrics import evaluate, top_k_mask
 from training.model import RiskModel
@@ -60,8 +61,13 @@ def train(
     periods: dict[str, pd.Timestamp | None] | None = None,
     progress: Progress | None = None,
     round_progress: Callable[[int, float], None] | None = None,
+    dask: DaskSettings | None = None,
 ) -> TrainResult:
-    """The whole training job on a validated contract frame with labels."""
+    """The whole training job on a validated contract frame with labels.
+
+    With `dask`, the booster is fitted on a Dask cluster (`training.dask_fit`); the rest is the
+    same. Call it from a function (the CLI), never at import time of a `__main__` module.
+    """
     say = progress or (lambda _msg: None)
     if "is_fraud" not in frame.columns or frame["is_fraud"].notna().sum() == 0:
         raise ValueError("the data has no labels (is_fraud): nothing to train on")
@@ -99,9 +105,17 @@ def train(
         f"({y_valid.sum()}) | test {te.sum():,} ({y_test.sum()})"
     )
 
-    booster = fit_booster(
-        X_all[tr], y_fit, X_all[va], y_valid, names, config.lightgbm, config.seed, round_progress
-    )
+    fit_args = (X_all[tr], y_fit, X_all[va], y_valid, names, config.lightgbm, config.seed)
+    if dask is None:
+        booster = fit_booster(*fit_args, round_progress)
+    else:
+        booster = fit_booster_dask(
+            *fit_args,
+            n_workers=dask.n_workers,
+            scheduler=dask.scheduler,
+            progress=round_progress,
+            say=say,
+        )
     say(f"lightgbm: {booster.best_iteration or booster.current_iteration()} trees")
     raw_valid = np.asarray(booster.predict(X_all[va], num_threads=1))
     calibration = fit_calibration(raw_valid, y_valid)
@@ -140,7 +154,7 @@ def train(
     test_frame = frame.loc[te]
     day = test_frame["timestamp"].dt.floor("D").to_numpy()
     card = test_frame["card_id"].to_numpy()
-    decision = thresholds.apply(p_test, choice.thresholds)
+    decision = thresholds.apply(p_test, choice.thresholds, amount[te])
     flagged = decision != "approve"
     k_flag = int(flagged.sum())
     am_te = amount[te]

@@ -16,6 +16,7 @@ from training.config import BusinessInputs
 from training.model import Thresholds
 
 NEVER = 1.01  # a decline threshold no probability reaches: no auto-decline
+NO_REVIEW = 1e12  # a review-by-saving threshold no payment reaches: no reviews
 
 
 @dataclass(frozen=True)
@@ -43,42 +44,79 @@ def choose(
     business: BusinessInputs,
     share: float | None = None,
 ) -> Choice:
-    """Best (review, decline) thresholds on a period's calibrated scores, within capacity."""
-    order = np.argsort(-p, kind="stable")
-    ps, am = p[order], amount[order]
-    cap = capacity_count(len(p), days, business, share)
-    loss = am + business.chargeback_fee
-    review_gain = ps * loss - business.review_cost - (1 - ps) * business.hold_cost
-    decline_gain = ps * loss - (1 - ps) * business.false_decline_rate * am
-    cum_review = np.concatenate(([0.0], np.cumsum(review_gain)))
-    cum_decline = np.concatenate(([0.0], np.cumsum(decline_gain)))
-    n = len(ps)
-    # A threshold can only cut where the score drops: inside a run of equal scores, p >= t
-    # would take the whole run.
-    cut_ok = np.r_[True, ps[:-1] > ps[1:], True]
-    best = (0.0, 0, 0)
+    """Best thresholds on a period's calibrated scores: decline the top d by probability, review
+    the best r of the rest by review score, r within capacity, maximising the expected saving."""
+    p = np.asarray(p, dtype=np.float64)
+    amount = np.asarray(amount, dtype=np.float64)
+    n = len(p)
+    cap = capacity_count(n, days, business, share)
+    shape = Thresholds(
+        review=0.0,
+        decline=NEVER,
+        review_by=business.review_by,
+        chargeback_fee=business.chargeback_fee,
+        review_cost=business.review_cost,
+        hold_cost=business.hold_cost,
+    )
+    loss = amount + business.chargeback_fee
+    review_gain = p * loss - business.review_cost - (1 - p) * business.hold_cost
+    decline_gain = p * loss - (1 - p) * business.false_decline_rate * amount
+    by_p = np.argsort(-p, kind="stable")
+    ps = p[by_p]
+    cum_decline = np.concatenate(([0.0], np.cumsum(decline_gain[by_p])))
+    # A threshold can only cut where its score drops: inside a run of equal scores, >= takes all.
+    cut_p = np.r_[True, ps[:-1] > ps[1:], True]
+    score = shape.review_score(p, amount)
+    by_score = np.argsort(-score, kind="stable")
+    rank_p = np.empty(n, dtype=np.int64)
+    rank_p[by_p] = np.arange(n)
+
+    best: tuple[float, int, int, float] = (0.0, 0, 0, float("inf"))
     candidates = np.unique(np.concatenate(([0], np.geomspace(1, max(n // 20, 1), 60).astype(int))))
     for d in candidates:
-        if d > n:
-            break
-        if not cut_ok[d]:
+        if d > n or not cut_p[d]:
             continue
-        hi = min(n, d + cap)
-        # review the next r payments after the d declined: best prefix within capacity
-        gains = np.where(cut_ok[d : hi + 1], cum_review[d : hi + 1] - cum_review[d], -np.inf)
-        r = int(np.argmax(gains))
-        total = float(cum_decline[d] + gains[r])
+        ranked = by_score[rank_p[by_score] >= d][:cap]  # not declined, best review score first
+        if len(ranked) == 0:
+            r, total, cut_at = 0, float(cum_decline[d]), float("inf")
+        else:
+            keys = score[ranked]
+            rest = score[by_score[rank_p[by_score] >= d][cap : cap + 1]]
+            nxt = np.r_[keys[1:], rest if len(rest) else [-np.inf]]
+            cum = np.concatenate(([0.0], np.cumsum(review_gain[ranked])))
+            ok = np.r_[True, keys > nxt]
+            cum = np.where(ok, cum, -np.inf)
+            r = int(np.argmax(cum))
+            total = float(cum_decline[d] + cum[r])
+            cut_at = float(keys[r - 1]) if r > 0 else float("inf")
         if total > best[0]:
-            best = (total, int(d), r)
-    saving, d, r = best
+            best = (total, int(d), r, cut_at)
+    saving, d, r, cut_at = best
     decline_t = float(ps[d - 1]) if d > 0 else NEVER
-    review_t = float(ps[d + r - 1]) if r > 0 else decline_t
-    return Choice(Thresholds(review=review_t, decline=decline_t), saving, r, d, cap)
+    if business.review_by == "saving":
+        review_t = cut_at if r > 0 else NO_REVIEW
+    else:
+        review_t = cut_at if r > 0 else decline_t
+    t = Thresholds(
+        review=review_t,
+        decline=decline_t,
+        review_by=business.review_by,
+        chargeback_fee=business.chargeback_fee,
+        review_cost=business.review_cost,
+        hold_cost=business.hold_cost,
+    )
+    return Choice(t, saving, r, d, cap)
 
 
-def apply(p: np.ndarray, t: Thresholds) -> np.ndarray:
+def apply(p: np.ndarray, t: Thresholds, amount: np.ndarray | None = None) -> np.ndarray:
     """'approve' | 'review' | 'decline' per payment."""
-    return np.where(p >= t.decline, "decline", np.where(p >= t.review, "review", "approve"))
+    if amount is None:
+        if t.review_by == "saving":
+            raise ValueError("reviewing by expected saving needs the payments' amounts")
+        amount = np.zeros(len(p))
+    amt = np.asarray(amount, dtype=np.float64)
+    reviewed = t.review_score(np.asarray(p), amt) >= t.review
+    return np.where(p >= t.decline, "decline", np.where(reviewed, "review", "approve"))
 
 
 def tradeoff_table(
@@ -95,7 +133,7 @@ def tradeoff_table(
     y = y_test.astype(bool)
     for share in business.capacities:
         c = choose(p_valid, amount_valid, days_valid, business, share)
-        decision = apply(p_test, c.thresholds)
+        decision = apply(p_test, c.thresholds, amount_test)
         flagged = decision != "approve"
         rows.append(
             {

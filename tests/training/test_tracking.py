@@ -203,7 +203,9 @@ def test_metrics_out_holds_all_three_policies_and_the_tradeoff_table(tracked: Tr
         assert 0.0 <= out["metrics"][policy]["average_precision"] <= 1.0
     capacities = [r["capacity_share"] for r in out["tradeoff"]]
     assert capacities == list(BusinessInputs().capacities)
-    assert out["thresholds"]["review"] <= out["thresholds"]["decline"]
+    assert out["thresholds"]["review_by"] in ("probability", "saving")
+    if out["thresholds"]["review_by"] == "probability":
+        assert out["thresholds"]["review"] <= out["thresholds"]["decline"]
     assert set(out["split"]) == {
         "train_start",
         "train_end",
