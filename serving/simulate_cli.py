@@ -693,10 +693,14 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
     figures["riskgate_capacity"]["capacity_changed_decisions"] = float(changed)
 
     # review volume at equal fraud amount caught (before the reviewers' verdict, for both)
+    # riskgate takes payments in the order of its own review score (expected saving by default)
+    review_score = model.thresholds.review_score(p, am)
+
     def equal_at(flags: np.ndarray) -> dict[str, Any]:
         amount_hit = float(am[flags & fraud].sum())
-        k = reviews_to_match(p, fraud, am, amount_hit)
+        k = reviews_to_match(review_score, fraud, am, amount_hit)
         k2 = reviews_to_match(p * am, fraud, am, amount_hit)
+        k3 = reviews_to_match(p, fraud, am, amount_hit)
         n = int(flags.sum())
         return {
             "rule_reviews": n,
@@ -706,6 +710,8 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
             "ratio": k / n if n else math.inf,
             "riskgate_reviews_by_expected_loss": k2,
             "ratio_by_expected_loss": k2 / n if n else math.inf,
+            "riskgate_reviews_by_probability": k3,
+            "ratio_by_probability": k3 / n if n else math.inf,
         }
 
     equal = equal_at(rules)
