@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from features.online import OnlineFeatures, prepare
@@ -39,6 +39,21 @@ from training.model import RiskModel
 
 DRIFT_WINDOW = 5_000  # recent payments the score drift looks at
 DRIFT_EVERY = 500  # recompute it every this many payments
+# Statements built once: per request only the parameters change (SQLAlchemy's compiled cache
+# then skips re-coercing the expression on the hot path).
+_SEL_IDEMPOTENCY = select(db.idempotency).where(db.idempotency.c.key == bindparam("k"))
+_SEL_STATUS = select(db.decisions.c.status).where(db.decisions.c.transaction_id == bindparam("t"))
+_SEL_DECISION = select(db.decisions.c.response, db.decisions.c.status).where(
+    db.decisions.c.transaction_id == bindparam("t")
+)
+_INS_DECISION = db.decisions.insert()
+_INS_IDEMPOTENCY = db.idempotency.insert()
+_INS_AUDIT = db.audit_log.insert()
+_UPD_RESPONSE = (
+    db.decisions.update()
+    .where(db.decisions.c.transaction_id == bindparam("t_id"))
+    .values(response=bindparam("response"))
+)
 STATUS_OF = {"approve": "settled", "review": "held_for_review", "decline": "declined"}
 
 
@@ -184,9 +199,7 @@ class Scorer:
     ) -> tuple[int, dict[str, Any]] | None:
         with self.engine.connect() as conn:
             if key is not None:
-                row = conn.execute(
-                    select(db.idempotency).where(db.idempotency.c.key == key)
-                ).first()
+                row = conn.execute(_SEL_IDEMPOTENCY, {"k": key}).first()
                 if row is not None:
                     if row.body_hash != digest:
                         return 422, {
@@ -196,18 +209,12 @@ class Scorer:
                     m().replays.inc()
                     body = {**row.response, "replayed": True}
                     status = conn.execute(
-                        select(db.decisions.c.status).where(
-                            db.decisions.c.transaction_id == row.response.get("transaction_id")
-                        )
+                        _SEL_STATUS, {"t": row.response.get("transaction_id")}
                     ).scalar()
                     if status is not None:  # the payment may have been decided since
                         body["status"] = status
                     return int(row.status_code), body
-            row = conn.execute(
-                select(db.decisions.c.response, db.decisions.c.status).where(
-                    db.decisions.c.transaction_id == transaction_id
-                )
-            ).first()
+            row = conn.execute(_SEL_DECISION, {"t": transaction_id}).first()
         if row is None:
             return None
         m().replays.inc()
@@ -216,14 +223,15 @@ class Scorer:
             try:
                 with self.engine.begin() as conn:
                     conn.execute(
-                        insert(db.idempotency).values(
-                            key=key,
-                            endpoint="score",
-                            body_hash=digest,
-                            status_code=200,
-                            response=row.response,
-                            created_at=self.clock(),
-                        )
+                        _INS_IDEMPOTENCY,
+                        {
+                            "key": key,
+                            "endpoint": "score",
+                            "body_hash": digest,
+                            "status_code": 200,
+                            "response": row.response,
+                            "created_at": self.clock(),
+                        },
                     )
             except IntegrityError:
                 pass
@@ -332,23 +340,24 @@ class Scorer:
         factors = body.pop("_factors")
         with self.engine.begin() as conn:
             conn.execute(
-                insert(db.decisions).values(
-                    transaction_id=record["transaction_id"],
-                    created_at=now,
-                    payment_time=record["timestamp"],
-                    decision=body["decision"],
-                    source=body["decision_source"],
-                    status=body["status"],
-                    status_at=now,
-                    probability=body["probability"],
-                    score=body["score"],
-                    model_version=body["model_version"],
-                    amount=record["amount"],
-                    currency=record["currency"],
-                    merchant_id=record["merchant_id"],
-                    card_id=record["card_id"],
-                    response=body,
-                )
+                _INS_DECISION,
+                {
+                    "transaction_id": record["transaction_id"],
+                    "created_at": now,
+                    "payment_time": record["timestamp"],
+                    "decision": body["decision"],
+                    "source": body["decision_source"],
+                    "status": body["status"],
+                    "status_at": now,
+                    "probability": body["probability"],
+                    "score": body["score"],
+                    "model_version": body["model_version"],
+                    "amount": record["amount"],
+                    "currency": record["currency"],
+                    "merchant_id": record["merchant_id"],
+                    "card_id": record["card_id"],
+                    "response": body,
+                },
             )
             if body["decision"] == "review":
                 p = body["probability"]
@@ -373,32 +382,30 @@ class Scorer:
                 )
                 assert result.inserted_primary_key is not None
                 body["case_id"] = int(result.inserted_primary_key[0])
-                conn.execute(
-                    db.decisions.update()
-                    .where(db.decisions.c.transaction_id == record["transaction_id"])
-                    .values(response=body)
-                )
+                conn.execute(_UPD_RESPONSE, {"t_id": record["transaction_id"], "response": body})
             if key is not None:
                 conn.execute(
-                    insert(db.idempotency).values(
-                        key=key,
-                        endpoint="score",
-                        body_hash=digest,
-                        status_code=status,
-                        response=body,
-                        created_at=now,
-                    )
+                    _INS_IDEMPOTENCY,
+                    {
+                        "key": key,
+                        "endpoint": "score",
+                        "body_hash": digest,
+                        "status_code": status,
+                        "response": body,
+                        "created_at": now,
+                    },
                 )
             conn.execute(
-                insert(db.audit_log).values(
-                    at=now,
-                    actor=principal.name,
-                    role=principal.role,
-                    key_id=principal.key_id,
-                    action="score",
-                    target=record["transaction_id"],
-                    detail={"decision": body["decision"], "source": body["decision_source"]},
-                )
+                _INS_AUDIT,
+                {
+                    "at": now,
+                    "actor": principal.name,
+                    "role": principal.role,
+                    "key_id": principal.key_id,
+                    "action": "score",
+                    "target": record["transaction_id"],
+                    "detail": {"decision": body["decision"], "source": body["decision_source"]},
+                },
             )
 
     def _watch_drift(self, model: RiskModel, probability: float) -> None:
