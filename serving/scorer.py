@@ -7,6 +7,7 @@ online state must see payments one at a time, in order, for its windows to equal
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -54,6 +55,14 @@ _UPD_RESPONSE = (
     .where(db.decisions.c.transaction_id == bindparam("t_id"))
     .values(response=bindparam("response"))
 )
+
+
+def model_contrib(loaded: Loaded, X: np.ndarray) -> list[float]:
+    """SHAP values of one row (without the bias term)."""
+    assert loaded.model is not None
+    return [float(v) for v in loaded.model.contributions(X)[0, :-1]]
+
+
 STATUS_OF = {"approve": "settled", "review": "held_for_review", "decline": "declined"}
 
 
@@ -245,8 +254,6 @@ class Scorer:
         t_feat = time.perf_counter()
         values = loaded.online.compute(prepared)
         m().stage.labels(stage="features").observe(time.perf_counter() - t_feat)
-        names = loaded.online.names
-        features = dict(zip(names, (float(v) for v in values), strict=True))
         model = loaded.model
         probability: float | None = None
         cause: str | None = "no_model"
@@ -255,8 +262,27 @@ class Scorer:
             t_model = time.perf_counter()
             probability, cause = self._predict(model, X)
             m().stage.labels(stage="model").observe(time.perf_counter() - t_model)
-            if probability is not None:
-                self._watch_drift(model, probability)
+        body = self._finish(
+            record, loaded, values, probability, cause, lambda: model_contrib(loaded, X), started
+        )
+        return 200, body, prepared, loaded.online
+
+    def _finish(
+        self,
+        record: dict[str, Any],
+        loaded: Loaded,
+        values: np.ndarray,
+        probability: float | None,
+        cause: str | None,
+        contributions: Callable[[], list[float]],
+        started: float,
+    ) -> dict[str, Any]:
+        """Capacity band, policy, explanation and the response body for one scored payment."""
+        names = loaded.online.names
+        features = dict(zip(names, (float(v) for v in values), strict=True))
+        model = loaded.model
+        if model is not None and probability is not None:
+            self._watch_drift(model, probability)
         config = self.policy()
         thresholds = model.thresholds if model else None
         adjusted = False
@@ -285,7 +311,7 @@ class Scorer:
         factors: list[dict[str, Any]] = []
         if model is not None and probability is not None and outcome.decision != "approve":
             t_exp = time.perf_counter()
-            contrib = model.contributions(X)[0, :-1].tolist()
+            contrib = contributions()
             vals = values.tolist()
             factors = explain.all_factors(names, vals, contrib, record)
             reasons = explain.reasons(names, vals, contrib, record, top=self.settings.explain_top)
@@ -324,7 +350,87 @@ class Scorer:
             "_factors": factors,
         }
         body["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        return 200, body, prepared, loaded.online
+        return body
+
+    # -- many payments: one model call, one transaction ----------------------------------------
+    def score_many(
+        self, payments: list[PaymentIn], principal: Principal, idempotency_key: str | None = None
+    ) -> tuple[int, list[dict[str, Any]] | dict[str, Any]]:
+        """Score a batch in order: features one by one (each sees the ones before), then one
+        model call for the batch and one database transaction (a group commit) for all the
+        decisions. Replays and per-item keys (`KEY#i`) behave as for single payments."""
+        started = time.perf_counter()
+        with self._lock:
+            results: list[dict[str, Any] | None] = [None] * len(payments)
+            todo = []
+            seen: set[str] = set()
+            for i, payment in enumerate(payments):
+                key = None if idempotency_key is None else f"{idempotency_key}#{i}"
+                digest = body_hash(payment.model_dump(mode="json"))
+                replay = self._replay(payment.transaction_id, key, digest, principal)
+                if replay is not None:
+                    status, body = replay
+                    if status != 200:
+                        return status, {**body, "index": i}
+                    results[i] = body
+                elif payment.transaction_id not in seen:
+                    seen.add(payment.transaction_id)
+                    todo.append((i, payment.contract(), key, digest))
+            if todo:
+                self._score_fresh(todo, results, principal, started)
+        m().latency.observe((time.perf_counter() - started) / max(len(payments), 1))
+        return 200, [r for r in results if r is not None]
+
+    def _score_fresh(
+        self,
+        todo: list[tuple[int, dict[str, Any], str | None, str]],
+        results: list[dict[str, Any] | None],
+        principal: Principal,
+        started: float,
+    ) -> None:
+        loaded = self.holder.current
+        prepared_all, rows = [], []
+        for _, record, _, _ in todo:
+            prepared = prepare(record)
+            rows.append(loaded.online.compute(prepared))
+            # later payments of the batch must see this one (a failed commit below leaves it
+            # in the online state: the retried payment then counts itself once in its windows)
+            loaded.online.update(prepared)
+            prepared_all.append(prepared)
+        X = np.ascontiguousarray(np.vstack(rows), dtype=np.float64)
+        probs: list[float | None] = [None] * len(todo)
+        cause: str | None = "no_model"
+        if loaded.model is not None:
+            probs, cause = self._predict_many(loaded.model, X)
+        items = []
+        for j, (i, record, key, digest) in enumerate(todo):
+            body = self._finish(
+                record,
+                loaded,
+                rows[j],
+                probs[j],
+                cause if probs[j] is None else None,
+                functools.partial(model_contrib, loaded, X[j : j + 1]),
+                started,
+            )
+            items.append((record, body, key, digest, 200))
+            results[i] = body
+        self._write_many(items, principal)
+
+    def _predict_many(
+        self, model: RiskModel, X: np.ndarray
+    ) -> tuple[list[float | None], str | None]:
+        deadline = self.settings.model_deadline_ms / 1000.0 * max(1.0, len(X) / 100)
+        try:
+            if deadline <= 0:
+                p = model.predict_proba(X)
+            else:
+                p = self._pool.submit(model.predict_proba, X).result(timeout=deadline)
+        except FutureTimeout:
+            return [None] * len(X), "deadline"
+        except Exception:  # the fallback decides the whole batch
+            return [None] * len(X), "error"
+        return [float(v) if np.isfinite(v) else None for v in p], None
 
     def _write(
         self,
@@ -335,78 +441,100 @@ class Scorer:
         principal: Principal,
         status: int,
     ) -> None:
+        self._write_many([(record, body, key, digest, status)], principal)
+
+    def _write_many(
+        self,
+        items: list[tuple[dict[str, Any], dict[str, Any], str | None, str, int]],
+        principal: Principal,
+    ) -> None:
+        """Decisions (+ cases, keys, audit) of one or many payments in ONE transaction."""
         now = self.clock()
+        with self.engine.begin() as conn:
+            for record, body, key, digest, status in items:
+                self._write_one(conn, now, record, body, key, digest, principal, status)
+
+    def _write_one(
+        self,
+        conn: Any,
+        now: datetime,
+        record: dict[str, Any],
+        body: dict[str, Any],
+        key: str | None,
+        digest: str,
+        principal: Principal,
+        status: int,
+    ) -> None:
         features = body.pop("_features")
         factors = body.pop("_factors")
-        with self.engine.begin() as conn:
+        conn.execute(
+            _INS_DECISION,
+            {
+                "transaction_id": record["transaction_id"],
+                "created_at": now,
+                "payment_time": record["timestamp"],
+                "decision": body["decision"],
+                "source": body["decision_source"],
+                "status": body["status"],
+                "status_at": now,
+                "probability": body["probability"],
+                "score": body["score"],
+                "model_version": body["model_version"],
+                "amount": record["amount"],
+                "currency": record["currency"],
+                "merchant_id": record["merchant_id"],
+                "card_id": record["card_id"],
+                "response": body,
+            },
+        )
+        if body["decision"] == "review":
+            p = body["probability"]
+            risk = p if p is not None else 0.05  # unknown risk (fallback): a modest prior
+            result = conn.execute(
+                insert(db.cases).values(
+                    transaction_id=record["transaction_id"],
+                    created_at=now,
+                    sla_due=now + timedelta(minutes=self.settings.sla_minutes),
+                    status="open",
+                    priority=risk * float(record["amount"]),
+                    amount=record["amount"],
+                    probability=p,
+                    score=body["score"],
+                    merchant_id=record["merchant_id"],
+                    version=0,
+                    payment=masked_payment(record),
+                    features={k: (None if v != v else v) for k, v in features.items()},
+                    factors=factors,
+                    reasons=body["reasons"],
+                )
+            )
+            assert result.inserted_primary_key is not None
+            body["case_id"] = int(result.inserted_primary_key[0])
+            conn.execute(_UPD_RESPONSE, {"t_id": record["transaction_id"], "response": body})
+        if key is not None:
             conn.execute(
-                _INS_DECISION,
+                _INS_IDEMPOTENCY,
                 {
-                    "transaction_id": record["transaction_id"],
-                    "created_at": now,
-                    "payment_time": record["timestamp"],
-                    "decision": body["decision"],
-                    "source": body["decision_source"],
-                    "status": body["status"],
-                    "status_at": now,
-                    "probability": body["probability"],
-                    "score": body["score"],
-                    "model_version": body["model_version"],
-                    "amount": record["amount"],
-                    "currency": record["currency"],
-                    "merchant_id": record["merchant_id"],
-                    "card_id": record["card_id"],
+                    "key": key,
+                    "endpoint": "score",
+                    "body_hash": digest,
+                    "status_code": status,
                     "response": body,
+                    "created_at": now,
                 },
             )
-            if body["decision"] == "review":
-                p = body["probability"]
-                risk = p if p is not None else 0.05  # unknown risk (fallback): a modest prior
-                result = conn.execute(
-                    insert(db.cases).values(
-                        transaction_id=record["transaction_id"],
-                        created_at=now,
-                        sla_due=now + timedelta(minutes=self.settings.sla_minutes),
-                        status="open",
-                        priority=risk * float(record["amount"]),
-                        amount=record["amount"],
-                        probability=p,
-                        score=body["score"],
-                        merchant_id=record["merchant_id"],
-                        version=0,
-                        payment=masked_payment(record),
-                        features={k: (None if v != v else v) for k, v in features.items()},
-                        factors=factors,
-                        reasons=body["reasons"],
-                    )
-                )
-                assert result.inserted_primary_key is not None
-                body["case_id"] = int(result.inserted_primary_key[0])
-                conn.execute(_UPD_RESPONSE, {"t_id": record["transaction_id"], "response": body})
-            if key is not None:
-                conn.execute(
-                    _INS_IDEMPOTENCY,
-                    {
-                        "key": key,
-                        "endpoint": "score",
-                        "body_hash": digest,
-                        "status_code": status,
-                        "response": body,
-                        "created_at": now,
-                    },
-                )
-            conn.execute(
-                _INS_AUDIT,
-                {
-                    "at": now,
-                    "actor": principal.name,
-                    "role": principal.role,
-                    "key_id": principal.key_id,
-                    "action": "score",
-                    "target": record["transaction_id"],
-                    "detail": {"decision": body["decision"], "source": body["decision_source"]},
-                },
-            )
+        conn.execute(
+            _INS_AUDIT,
+            {
+                "at": now,
+                "actor": principal.name,
+                "role": principal.role,
+                "key_id": principal.key_id,
+                "action": "score",
+                "target": record["transaction_id"],
+                "detail": {"decision": body["decision"], "source": body["decision_source"]},
+            },
+        )
 
     def _watch_drift(self, model: RiskModel, probability: float) -> None:
         """Score PSI over the recent payments against the training profile, every DRIFT_EVERY."""

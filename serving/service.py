@@ -140,12 +140,11 @@ class Riskgate:
         if key is not None and not 1 <= len(key) <= 190:
             return _reply(ctx, {"error": "Idempotency-Key must be 1-190 characters"}, 400)
         started = time.perf_counter()
-        results = []
-        for i, p in enumerate(payments):
-            status, body = self.rt.scorer.score(p, who, None if key is None else f"{key}#{i}")
-            if status != 200:
-                return _reply(ctx, {**body, "index": i}, status)
-            results.append(body)
+        status, out = self.rt.scorer.score_many(payments, who, key)
+        if status != 200:
+            assert isinstance(out, dict)
+            return _reply(ctx, out, status)
+        results = out
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         return _reply(ctx, {"results": results, "elapsed_ms": elapsed}, 200)
 
