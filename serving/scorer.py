@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from features.online import OnlineFeatures, prepare
 from features.registry import feature_set_version
 from features.registry import select as select_features
-from features.state import StateStore
+from features.state import StateStore, deferred_commits
 from serving import db, explain
 from serving.auth import Principal
 from serving.capacity import CapacityConfig, CapacityGovernor
@@ -364,10 +364,15 @@ class Scorer:
             results: list[dict[str, Any] | None] = [None] * len(payments)
             todo = []
             seen: set[str] = set()
+            known = self._known(
+                [p.transaction_id for p in payments], idempotency_key, len(payments)
+            )
             for i, payment in enumerate(payments):
                 key = None if idempotency_key is None else f"{idempotency_key}#{i}"
                 digest = body_hash(payment.model_dump(mode="json"))
-                replay = self._replay(payment.transaction_id, key, digest, principal)
+                replay = None
+                if payment.transaction_id in known or (key is not None and key in known):
+                    replay = self._replay(payment.transaction_id, key, digest, principal)
                 if replay is not None:
                     status, body = replay
                     if status != 200:
@@ -381,6 +386,32 @@ class Scorer:
         m().latency.observe((time.perf_counter() - started) / max(len(payments), 1))
         return 200, [r for r in results if r is not None]
 
+    def _known(self, ids: list[str], key: str | None, n: int) -> set[str]:
+        """Which of a batch's transaction ids (and per-item keys) the database already holds:
+        two queries for the batch instead of two per payment."""
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk : chunk + 500]
+                found.update(
+                    conn.execute(
+                        select(db.decisions.c.transaction_id).where(
+                            db.decisions.c.transaction_id.in_(part)
+                        )
+                    ).scalars()
+                )
+            if key is not None:
+                keys = [f"{key}#{i}" for i in range(n)]
+                for chunk in range(0, n, 500):
+                    found.update(
+                        conn.execute(
+                            select(db.idempotency.c.key).where(
+                                db.idempotency.c.key.in_(keys[chunk : chunk + 500])
+                            )
+                        ).scalars()
+                    )
+        return found
+
     def _score_fresh(
         self,
         todo: list[tuple[int, dict[str, Any], str | None, str]],
@@ -389,14 +420,14 @@ class Scorer:
         started: float,
     ) -> None:
         loaded = self.holder.current
-        prepared_all, rows = [], []
-        for _, record, _, _ in todo:
-            prepared = prepare(record)
-            rows.append(loaded.online.compute(prepared))
-            # later payments of the batch must see this one (a failed commit below leaves it
-            # in the online state: the retried payment then counts itself once in its windows)
-            loaded.online.update(prepared)
-            prepared_all.append(prepared)
+        rows = []
+        with deferred_commits(loaded.online.store):
+            for _, record, _, _ in todo:
+                prepared = prepare(record)
+                rows.append(loaded.online.compute(prepared))
+                # later payments of the batch must see this one (a failed commit below leaves
+                # it in the online state: the retried payment then counts itself once)
+                loaded.online.update(prepared)
         X = np.ascontiguousarray(np.vstack(rows), dtype=np.float64)
         probs: list[float | None] = [None] * len(todo)
         cause: str | None = "no_model"
