@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, R
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from serving import db, queue
 from serving.auth import AuthError, Principal, Role, require
@@ -136,6 +136,22 @@ def get_case(case_id: int, request: Request, who: Principal = ReviewerOrAdmin) -
         return queue.get_case(runtime(request).engine, case_id, now_utc())
     except queue.CaseError as exc:
         raise _case_error(exc) from None
+
+
+# Registered before /cases/{case_id}/claim, which would otherwise match "next" as a case id.
+@router.post("/cases/next/claim", tags=["review"])
+def claim_next_case(request: Request, who: Principal = Reviewer) -> dict[str, Any]:
+    """Claim the first free open case in queue order (overdue, money at risk, age) for the
+    caller; concurrent reviewers never get the same case; 404 when no case is free."""
+    rt = runtime(request)
+    try:
+        return queue.claim_next(rt.engine, who, now_utc(), rt.settings.claim_minutes)
+    except queue.CaseError as exc:
+        raise _case_error(exc) from None
+    except OperationalError:
+        raise HTTPException(
+            503, "the database is unavailable: try again", headers={"Retry-After": "5"}
+        ) from None
 
 
 @router.post("/cases/{case_id}/claim", tags=["review"])
@@ -336,5 +352,14 @@ def create_app() -> FastAPI:
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_request: Request, _exc: OperationalError) -> JSONResponse:
+        # the transaction was rolled back: nothing is half-written, the caller may retry
+        return JSONResponse(
+            {"error": "database unavailable, nothing was changed: retry"},
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
 
     return app

@@ -28,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 
 metadata = MetaData()
@@ -162,6 +163,11 @@ def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
+        # fail fast when the server is unreachable or a lock is stuck; timestamps in UTC
+        kwargs["connect_args"] = {
+            "connect_timeout": 5,
+            "options": "-c timezone=UTC -c lock_timeout=5000",
+        }
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
 
@@ -188,5 +194,7 @@ def create_schema(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # replicas starting together migrate one at a time
+            conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
         config.attributes["connection"] = conn
         command.upgrade(config, "head")

@@ -250,6 +250,64 @@ def claim(
     return {"case_id": case_id, "claimed_by": who.name, "claim_expires": expires}
 
 
+CLAIM_NEXT_ATTEMPTS = 20  # SQLite: candidates taken by concurrent reviewers before we give up
+
+
+def _free(now: datetime) -> Any:
+    """Nobody holds the case (or the hold expired): the caller's own claims are not "free"."""
+    c = db.cases.c
+    return and_(c.status == "open", or_(c.claimed_by.is_(None), c.claim_expires < now))
+
+
+def claim_next(engine: Engine, who: Principal, now: datetime, minutes: float) -> dict[str, Any]:
+    """Claim the first free open case in queue order; 404 when none is free.
+
+    PostgreSQL: `SELECT ... ORDER BY <queue order> LIMIT 1 FOR UPDATE SKIP LOCKED` in the
+    claiming transaction, so concurrent reviewers each lock a different row and never wait on
+    each other (a row locked by one is skipped by the others). SQLite serialises writers: a
+    candidate is read and taken with the guarded UPDATE; a reviewer who lost the candidate to
+    another tries the next one (bounded). Either way the UPDATE repeats the "free" condition, so
+    two reviewers never hold the same case. Cases the caller already holds are not handed out
+    again (a second call gives the reviewer another case).
+    """
+    expires = now + timedelta(minutes=minutes)
+    c = db.cases.c
+    skip_locked = engine.dialect.name != "sqlite"
+    pick = select(c.id).where(_free(now)).order_by(*_order(now)).limit(1)
+    if skip_locked:
+        pick = pick.with_for_update(skip_locked=True)
+    for _ in range(CLAIM_NEXT_ATTEMPTS):
+        with engine.begin() as conn:
+            case_id = conn.execute(pick).scalar()
+            if case_id is None:
+                raise CaseError(404, "no free open case")
+            result = conn.execute(
+                update(db.cases)
+                .where(c.id == case_id, _free(now))
+                .values(claimed_by=who.name, claim_key_id=who.key_id, claim_expires=expires)
+            )
+            if result.rowcount != 1:
+                continue  # taken between our read and our write (SQLite): try the next one
+            row = conn.execute(select(db.cases).where(c.id == case_id)).one()
+            audit(
+                conn,
+                who,
+                "claim",
+                str(case_id),
+                {"until": expires.isoformat(), "next": True},
+                now,
+            )
+        detail = summary(row._mapping, now)
+        detail["version"] = row.version
+        return {
+            "case_id": case_id,
+            "claimed_by": who.name,
+            "claim_expires": expires,
+            "case": detail,
+        }
+    raise CaseError(409, "every free case was claimed by someone else meanwhile: try again")
+
+
 def release(engine: Engine, case_id: int, who: Principal, now: datetime) -> None:
     c = db.cases.c
     with engine.begin() as conn:

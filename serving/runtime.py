@@ -120,7 +120,7 @@ def open_state(settings: Settings) -> StateStore:
     if settings.state_url:
         from features.redis_state import RedisState
 
-        return RedisState.from_url(settings.state_url)
+        return RedisState.from_url(settings.state_url, prefix=settings.state_prefix)
     return SQLiteState(settings.state_path)
 
 

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import bentoml
+from sqlalchemy.exc import OperationalError
 from starlette.responses import JSONResponse
 
 from serving.api import create_app
@@ -56,6 +57,13 @@ class ScoringAuth:
             return
         scope.setdefault("state", {})["principal"] = who
         await self.app(scope, receive, send)
+
+
+def _db_unavailable(ctx: bentoml.Context) -> JSONResponse:
+    """The transaction rolled back: nothing stored; the backend retries with the same key."""
+    ctx.response.status_code = 503
+    body = {"error": "database unavailable, nothing was stored: retry with the same key"}
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
 
 
 def _console_app() -> Any:
@@ -112,7 +120,10 @@ class Riskgate:
         key = ctx.request.headers.get("idempotency-key")
         if key is not None and not 1 <= len(key) <= 200:
             return _reply(ctx, {"error": "Idempotency-Key must be 1-200 characters"}, 400)
-        status, body = self.rt.scorer.score(PaymentIn.model_validate(payment), who, key)
+        try:
+            status, body = self.rt.scorer.score(PaymentIn.model_validate(payment), who, key)
+        except OperationalError:
+            return _db_unavailable(ctx)
         return _reply(ctx, body, status)
 
     @bentoml.api(route="/score_batch", input_spec=BatchIn, output_spec=BatchOut)
@@ -140,7 +151,10 @@ class Riskgate:
         if key is not None and not 1 <= len(key) <= 190:
             return _reply(ctx, {"error": "Idempotency-Key must be 1-190 characters"}, 400)
         started = time.perf_counter()
-        status, out = self.rt.scorer.score_many(payments, who, key)
+        try:
+            status, out = self.rt.scorer.score_many(payments, who, key)
+        except OperationalError:
+            return _db_unavailable(ctx)
         if status != 200:
             assert isinstance(out, dict)
             return _reply(ctx, out, status)

@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     state_url: str | None = Field(
         default=None, description="redis://host:port/db: online state shared by all replicas"
     )
+    state_prefix: str = "riskgate:"  # Redis key namespace (one per deployment)
     model_dir: str | None = Field(default=None, description="serve a local artifact directory")
     model_alias: str = "champion"
     model_deadline_ms: float = 200.0

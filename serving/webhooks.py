@@ -23,6 +23,7 @@ from serving.schemas import now_utc
 
 log = logging.getLogger("riskgate.webhooks")
 MAX_BACKOFF_S = 300.0
+LEASE_S = 30.0  # how long a sender owns the events it took
 
 
 def backoff(attempts: int, base: float = 1.0) -> float:
@@ -45,13 +46,22 @@ def deliver_due(
 ) -> int:
     """Try every due event once; returns how many were delivered."""
     t = now()
-    with engine.connect() as conn:
-        rows = conn.execute(
+    with engine.begin() as conn:
+        query = (
             select(db.outbox.c.id, db.outbox.c.event_id, db.outbox.c.payload, db.outbox.c.attempts)
             .where(db.outbox.c.delivered_at.is_(None), db.outbox.c.next_attempt_at <= t)
             .order_by(db.outbox.c.id)
             .limit(batch)
-        ).all()
+        )
+        if conn.dialect.name == "postgresql":  # replicas never take the same events
+            query = query.with_for_update(skip_locked=True)
+        rows = conn.execute(query).all()
+        if rows:  # a lease: other senders skip these until it runs out
+            conn.execute(
+                update(db.outbox)
+                .where(db.outbox.c.id.in_([r.id for r in rows]))
+                .values(next_attempt_at=t + timedelta(seconds=LEASE_S))
+            )
     delivered = 0
     for row in rows:
         body = json.dumps(row.payload, sort_keys=True).encode()

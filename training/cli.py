@@ -8,11 +8,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from data.load import load, parse_duration, read_table, write_parquet_atomic
+
+if TYPE_CHECKING:
+    from training.dask_fit import DaskSettings
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,7 +71,7 @@ def _worker_count(value: str) -> int:
     return n
 
 
-def _dask_settings(args: argparse.Namespace) -> Any:
+def _dask_settings(args: argparse.Namespace) -> DaskSettings | None:
     """`DaskSettings` for `--dask`, None without it; ValueError for inconsistent options."""
     if not args.dask:
         if args.dask_workers is not None or args.dask_scheduler:
@@ -240,6 +243,8 @@ def train(args: argparse.Namespace) -> int:
                 "features": len(result.model.features),
                 "feature_set_version": result.model.feature_set_version,
                 "threshold_review": result.model.thresholds.review,
+                "review_by": result.model.thresholds.review_by,
+                "fit_backend": "dask" if args.dask else "local",
                 "threshold_decline": result.model.thresholds.decline,
             }
             logged = tracking.log_training(result, params, figs, extra, tags)

@@ -7,9 +7,9 @@ importing this module costs nothing and works without the `dask` extra installed
 Why anything that starts processes must sit behind `if __name__ == "__main__":` (or in a
 function the CLI calls): `LocalCluster(processes=True)` starts its workers with the
 `multiprocessing` "spawn" method, and a spawned process re-imports the parent's `__main__`
-module to unpickle what it was sent. Module-level code that starts a cluster (or trains) would
-then run again in every worker, each starting its own cluster: a fork bomb, or at best a
-"bootstrapping phase" RuntimeError. The `riskgate` entry point (`serving.cli`) only does work
+module (as `__mp_main__`, so only its `__main__` block is skipped). Module-level code that
+starts a cluster (or trains) would run again in every worker, each trying to start a cluster of
+its own, which multiprocessing refuses with a "bootstrapping phase" RuntimeError. The `riskgate` entry point (`serving.cli`) only does work
 under its `__main__` guard or in `main()`, and this module only inside `fit_booster_dask`.
 
 Early stopping: LightGBM's Dask interface (4.7) accepts `eval_set` but does not support early
@@ -26,13 +26,14 @@ The cost is the rounds after the stop, which the cluster grows for nothing.
 The result is close to, not identical with, the single-machine booster: in data-parallel mode
 each worker draws its own bagging sample from its own rows, and the histogram bin edges of a
 feature come from the rows of the worker that owns that feature. Rows are shuffled (with the
-seed) before they are split across workers, so every worker sees all periods, and each part is
-pinned to one worker, so a given cluster size and seed give the same model.
+seed) before they are split across workers, so every worker sees all periods; part i is pinned
+to the i-th worker and LightGBM's machine ranks are made to follow the same order (see
+`_ranks_in_worker_order`), so the same data, seed and number of workers give the same model.
 
-Network: the Dask scheduler, workers and nannies of a cluster started here listen on 127.0.0.1
-only, with no dashboard. LightGBM's own collective sockets (one per worker, for the duration of
-a fit) are opened by its C++ network code on 0.0.0.0 with a random free port; that is not
-configurable from Python.
+Network: the Dask scheduler, its HTTP endpoint (health, metrics; no dashboard), the nannies and
+the workers of a cluster started here listen on 127.0.0.1 only, on free ports. LightGBM's own
+collective sockets (one per worker, for the duration of a fit) are bound by its C++ network code
+to 0.0.0.0 on a free port; that is not configurable from Python.
 """
 
 from __future__ import annotations
@@ -130,7 +131,10 @@ def dask_client(
         threads_per_worker=1,
         processes=True,
         host=LOCALHOST,
-        dashboard_address=None,
+        dashboard_address=None,  # no dashboard ...
+        # ... and the scheduler's remaining HTTP endpoint (health, metrics) on a free local port,
+        # not on the dashboard's 8787 (which another cluster may hold)
+        scheduler_kwargs={"dashboard_address": f"{LOCALHOST}:0"},
         scheduler_port=0,
         silence_logs=logging.WARNING,
     )
