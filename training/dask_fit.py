@@ -9,8 +9,9 @@ function the CLI calls): `LocalCluster(processes=True)` starts its workers with 
 `multiprocessing` "spawn" method, and a spawned process re-imports the parent's `__main__`
 module (as `__mp_main__`, so only its `__main__` block is skipped). Module-level code that
 starts a cluster (or trains) would run again in every worker, each trying to start a cluster of
-its own, which multiprocessing refuses with a "bootstrapping phase" RuntimeError. The `riskgate` entry point (`serving.cli`) only does work
-under its `__main__` guard or in `main()`, and this module only inside `fit_booster_dask`.
+its own, which multiprocessing refuses with a "bootstrapping phase" RuntimeError. The
+`riskgate` entry point (`serving.cli`) only does work under its `__main__` guard or in
+`main()`, and this module only inside `fit_booster_dask`.
 
 Early stopping: LightGBM's Dask interface (4.7) accepts `eval_set` but does not support early
 stopping (lightgbm issues #3712, #4189, #6351): each worker would evaluate only its own slice
