@@ -6,19 +6,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import db, queue
 from serving.auth import AuthError, Principal, Role, require
 from serving.schemas import MAX_NOTE, now_utc
 
 MAX_BULK = 200
+BIG = 2**63 - 1  # database integers are 64-bit: larger ids are refused, not crashed on
+CaseId = Annotated[int, Path(ge=1, le=BIG)]
+
+
+class ErrorBody(BaseModel):
+    error: Any
+
+
+def _r(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Declared error responses (OpenAPI), all with the service's {"error": ...} body."""
+    return {code: {"model": ErrorBody} for code in codes}
 
 
 def runtime(request: Request) -> Any:
@@ -51,12 +63,12 @@ class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["approve", "decline", "decline_fraud"]
     note: str | None = Field(default=None, max_length=MAX_NOTE)
-    version: int | None = Field(default=None, ge=0, description="optimistic check (optional)")
+    version: int | None = Field(default=None, ge=0, le=BIG, description="optimistic check")
 
 
 class BulkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    case_ids: list[int] = Field(min_length=1, max_length=MAX_BULK)
+    case_ids: list[Annotated[int, Field(ge=1, le=BIG)]] = Field(min_length=1, max_length=MAX_BULK)
     note: str | None = Field(default=None, max_length=MAX_NOTE)
 
 
@@ -76,7 +88,7 @@ class PolicyIn(BaseModel):
     fallback_max_amount: float = Field(default=50.0, ge=0)
 
 
-router = APIRouter()
+router = APIRouter(responses=_r(401, 403, 503))
 
 Reviewer = Depends(role("reviewer"))
 Backend = Depends(role("backend"))
@@ -104,7 +116,7 @@ def list_cases(
     merchant_id: str | None = Query(default=None, max_length=128),
     overdue: bool | None = None,
     limit: int = Query(default=50, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=BIG),
 ) -> dict[str, Any]:
     """Cases in queue order: overdue first, then money at risk (probability x amount), then age."""
     rt = runtime(request)
@@ -130,8 +142,8 @@ def list_cases(
     }
 
 
-@router.get("/cases/{case_id}", tags=["review"])
-def get_case(case_id: int, request: Request, who: Principal = ReviewerOrAdmin) -> dict[str, Any]:
+@router.get("/cases/{case_id}", tags=["review"], responses=_r(404))
+def get_case(case_id: CaseId, request: Request, who: Principal = ReviewerOrAdmin) -> dict[str, Any]:
     try:
         return queue.get_case(runtime(request).engine, case_id, now_utc())
     except queue.CaseError as exc:
@@ -139,7 +151,7 @@ def get_case(case_id: int, request: Request, who: Principal = ReviewerOrAdmin) -
 
 
 # Registered before /cases/{case_id}/claim, which would otherwise match "next" as a case id.
-@router.post("/cases/next/claim", tags=["review"])
+@router.post("/cases/next/claim", tags=["review"], responses=_r(404, 409))
 def claim_next_case(request: Request, who: Principal = Reviewer) -> dict[str, Any]:
     """Claim the first free open case in queue order (overdue, money at risk, age) for the
     caller; concurrent reviewers never get the same case; 404 when no case is free."""
@@ -154,8 +166,8 @@ def claim_next_case(request: Request, who: Principal = Reviewer) -> dict[str, An
         ) from None
 
 
-@router.post("/cases/{case_id}/claim", tags=["review"])
-def claim_case(case_id: int, request: Request, who: Principal = Reviewer) -> dict[str, Any]:
+@router.post("/cases/{case_id}/claim", tags=["review"], responses=_r(404, 409))
+def claim_case(case_id: CaseId, request: Request, who: Principal = Reviewer) -> dict[str, Any]:
     rt = runtime(request)
     try:
         return queue.claim(rt.engine, case_id, who, now_utc(), rt.settings.claim_minutes)
@@ -163,8 +175,8 @@ def claim_case(case_id: int, request: Request, who: Principal = Reviewer) -> dic
         raise _case_error(exc) from None
 
 
-@router.post("/cases/{case_id}/release", tags=["review"])
-def release_case(case_id: int, request: Request, who: Principal = Reviewer) -> dict[str, Any]:
+@router.post("/cases/{case_id}/release", tags=["review"], responses=_r(404, 409))
+def release_case(case_id: CaseId, request: Request, who: Principal = Reviewer) -> dict[str, Any]:
     try:
         queue.release(runtime(request).engine, case_id, who, now_utc())
     except queue.CaseError as exc:
@@ -180,9 +192,9 @@ def _apply_review_label(rt: Any, result: dict[str, Any], now: datetime) -> None:
     rt.wake_webhooks()
 
 
-@router.post("/cases/{case_id}/decision", tags=["review"])
+@router.post("/cases/{case_id}/decision", tags=["review"], responses=_r(400, 404, 409))
 def decide_case(
-    case_id: int, body: DecisionIn, request: Request, who: Principal = Reviewer
+    case_id: CaseId, body: DecisionIn, request: Request, who: Principal = Reviewer
 ) -> dict[str, Any]:
     """One decision per case: a second or concurrent one gets 409 and changes nothing."""
     rt = runtime(request)
@@ -195,7 +207,7 @@ def decide_case(
     return result
 
 
-@router.post("/cases/bulk_approve", tags=["review"])
+@router.post("/cases/bulk_approve", tags=["review"], responses=_r(400))
 def bulk_approve(body: BulkIn, request: Request, who: Principal = Reviewer) -> dict[str, Any]:
     """Approve several cases; each is checked and audited on its own."""
     rt = runtime(request)
@@ -213,7 +225,7 @@ def bulk_approve(body: BulkIn, request: Request, who: Principal = Reviewer) -> d
     return {"results": results, "approved": sum(1 for r in results if r["ok"])}
 
 
-@router.get("/payments/{transaction_id}", tags=["payments"])
+@router.get("/payments/{transaction_id}", tags=["payments"], responses=_r(404))
 def payment_status(
     transaction_id: str, request: Request, who: Principal = BackendOrAdmin
 ) -> dict[str, Any]:
@@ -224,7 +236,7 @@ def payment_status(
         raise _case_error(exc) from None
 
 
-@router.post("/labels", tags=["labels"])
+@router.post("/labels", tags=["labels"], responses=_r(400, 404))
 def post_label(body: LabelIn, request: Request, who: Principal = Backend) -> dict[str, Any]:
     """A chargeback (or a backend's own label): stored, audited, and fed to the online features."""
     rt = runtime(request)
@@ -281,7 +293,7 @@ def audit_log(
     request: Request,
     who: Principal = Admin,
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=BIG),
     action: str | None = Query(default=None, max_length=64),
 ) -> dict[str, Any]:
     q = select(db.audit_log)
@@ -309,7 +321,7 @@ def get_policy(request: Request, who: Principal = Admin) -> dict[str, Any]:
     return to_doc(runtime(request).policy())
 
 
-@router.put("/admin/policy", tags=["admin"])
+@router.put("/admin/policy", tags=["admin"], responses=_r(400))
 def put_policy(body: PolicyIn, request: Request, who: Principal = Admin) -> dict[str, Any]:
     """Replace lists and rules (validated first; audited)."""
     from serving.policy import to_doc
@@ -324,7 +336,7 @@ def put_policy(body: PolicyIn, request: Request, who: Principal = Admin) -> dict
     return to_doc(config)
 
 
-@router.post("/admin/reload", tags=["admin"])
+@router.post("/admin/reload", tags=["admin"], responses=_r(409))
 def reload_model(request: Request, who: Principal = Admin) -> dict[str, Any]:
     """Swap in the registry's current champion; requests in flight finish on the old one."""
     from serving.metrics import m
@@ -349,8 +361,8 @@ def create_app() -> FastAPI:
     )
     app.include_router(router)
 
-    @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(OperationalError)

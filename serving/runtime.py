@@ -17,7 +17,7 @@ from serving import db
 from serving.auth import KeyRing
 from serving.policy import PolicyConfig, parse_config, to_doc
 from serving.schemas import now_utc
-from serving.scorer import ModelHolder, Scorer
+from serving.scorer import ModelHolder, Scorer, check_artifact
 from serving.settings import Settings
 from serving.webhooks import Deliverer
 from training.model import RiskModel
@@ -129,7 +129,13 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
     engine = db.make_engine(settings.db_url, synchronous=settings.sqlite_synchronous)
     db.create_schema(engine)
     store = state if state is not None else open_state(settings)
-    model, version = load_model(settings)
+    try:
+        model, version = load_model(settings)
+        if model is not None:
+            check_artifact(model)
+    except Exception:  # keep serving on the fallback; /readyz says not ready; reload can fix it
+        log.exception("the model could not be loaded: serving with the fallback rules")
+        model, version = None, None
     if model is None:
         log.warning(
             "no model under alias %r: every payment goes to the fallback", settings.model_alias

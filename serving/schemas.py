@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from data.schema import CURRENCIES, looks_like_card_number
 
 MAX_BATCH = 1_000
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # timestamps are nanoseconds since the epoch...
+LATEST = datetime(2262, 4, 11, tzinfo=UTC)  # ...in 64 bits
 MAX_NOTE = 2_000
 
 Decision = Literal["approve", "review", "decline"]
@@ -83,7 +85,10 @@ class PaymentIn(BaseModel):
     def _utc(cls, v: datetime | None) -> datetime | None:
         if v is None:
             return None
-        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+        v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+        if not EARLIEST <= v <= LATEST:
+            raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+        return v
 
     @field_validator(*_TEXT_FIELDS)
     @classmethod
@@ -106,7 +111,21 @@ class Reason(BaseModel):
     text: str
 
 
+def openapi30_nullable(schema: dict[str, Any]) -> None:
+    """Write `X | None` fields as OpenAPI 3.0 `nullable` (BentoML keeps only the first branch of
+    an anyOf, which would declare them non-null)."""
+    for prop in schema.get("properties", {}).values():
+        options = prop.get("anyOf")
+        if isinstance(options, list) and {"type": "null"} in options and len(options) == 2:
+            other = next(o for o in options if o != {"type": "null"})
+            del prop["anyOf"]
+            prop.update(other)
+            prop["nullable"] = True
+
+
 class ScoreOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=openapi30_nullable)
+
     transaction_id: str
     decision: Decision
     decision_source: Source

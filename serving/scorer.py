@@ -163,13 +163,21 @@ class Scorer:
         )
 
     # -- the model call, under its deadline ---------------------------------------------------
-    def _predict(self, model: RiskModel, X: np.ndarray) -> tuple[float | None, str | None]:
-        deadline = self.settings.model_deadline_ms / 1000.0
+    def _call_model(self, model: RiskModel, X: np.ndarray, deadline: float) -> np.ndarray:
+        """predict_proba under a deadline. A call that misses it is cancelled if it has not
+        started, so a slow spell does not leave a backlog ahead of the next payments."""
+        if deadline <= 0:
+            return model.predict_proba(X)
+        future = self._pool.submit(model.predict_proba, X)
         try:
-            if deadline <= 0:
-                p = float(model.predict_proba(X)[0])
-            else:
-                p = float(self._pool.submit(model.predict_proba, X).result(timeout=deadline)[0])
+            return future.result(timeout=deadline)
+        except FutureTimeout:
+            future.cancel()
+            raise
+
+    def _predict(self, model: RiskModel, X: np.ndarray) -> tuple[float | None, str | None]:
+        try:
+            p = float(self._call_model(model, X, self.settings.model_deadline_ms / 1000.0)[0])
         except FutureTimeout:
             return None, "deadline"
         except Exception:  # a broken model must not stop payments: the fallback decides
@@ -453,10 +461,7 @@ class Scorer:
     ) -> tuple[list[float | None], str | None]:
         deadline = self.settings.model_deadline_ms / 1000.0 * max(1.0, len(X) / 100)
         try:
-            if deadline <= 0:
-                p = model.predict_proba(X)
-            else:
-                p = self._pool.submit(model.predict_proba, X).result(timeout=deadline)
+            p = self._call_model(model, X, deadline)
         except FutureTimeout:
             return [None] * len(X), "deadline"
         except Exception:  # the fallback decides the whole batch

@@ -7,10 +7,12 @@ the same server; /healthz, /readyz and /metrics come from BentoML.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
 
+import anyio
 import bentoml
 from sqlalchemy.exc import OperationalError
 from starlette.responses import JSONResponse
@@ -29,17 +31,23 @@ def _reply(ctx: bentoml.Context, body: dict[str, Any], status: int) -> JSONRespo
 
 
 SCORING_PATHS = frozenset({"/score", "/score_batch"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/api/openapi.json", "/"}
+)
 
 
-class ScoringAuth:
-    """ASGI middleware: check the backend key of /score and /score_batch before the body is
-    read, so an anonymous caller learns nothing about the schema and its body is never logged."""
+class KeyCheck:
+    """ASGI middleware: every non-public route needs a valid key (401) before its body is read,
+    so an anonymous caller learns nothing about the schema and its body is never parsed or
+    logged; /score and /score_batch also need the backend role here (403). Other role checks
+    stay with the routes."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] not in SCORING_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith("/console"):
             await self.app(scope, receive, send)
             return
         runtime = getattr(http_app.state, "runtime", None)
@@ -51,12 +59,75 @@ class ScoringAuth:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             who = runtime.keys.authenticate(headers.get("authorization"))
-            require(who, ("backend",))
+            if path in SCORING_PATHS:
+                require(who, ("backend",))
         except AuthError as exc:
             await JSONResponse({"error": exc.message}, status_code=exc.status)(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = who
         await self.app(scope, receive, send)
+
+
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "detail": {}},
+    "required": ["error"],
+}
+
+
+def patch_openapi(spec: dict[str, Any]) -> dict[str, Any]:
+    """Declare what /score and /score_batch really answer: BentoML's @api has no `responses=`,
+    and its InvalidArgument schema says `detail` is a string where a list is sent."""
+    for name, comp in spec.get("components", {}).get("schemas", {}).items():
+        if name == "InvalidArgument" and "detail" in comp.get("properties", {}):
+            comp["properties"]["detail"] = {}
+    for path in SCORING_PATHS:
+        op = spec.get("paths", {}).get(path, {}).get("post")
+        if op is None:
+            continue
+        for code, text in (
+            ("401", "missing or unknown API key"),
+            ("403", "not a backend key"),
+            ("422", "Idempotency-Key reused with another body"),
+            ("503", "database unavailable (nothing stored): retry"),
+        ):
+            op.setdefault("responses", {})[code] = {
+                "description": text,
+                "content": {"application/json": {"schema": _ERROR}},
+            }
+    return spec
+
+
+class OpenAPIPatch:
+    """ASGI middleware applying `patch_openapi` to BentoML's /docs.json."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") != "/docs.json":
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    body = b"".join(chunks)
+                    if start.get("status") == 200:
+                        body = json.dumps(patch_openapi(json.loads(body))).encode()
+                    headers = [
+                        (k, v) for k, v in start.get("headers", []) if k != b"content-length"
+                    ]
+                    headers.append((b"content-length", str(len(body)).encode()))
+                    await send({**start, "headers": headers})
+                    await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, capture)
 
 
 def _db_unavailable(ctx: bentoml.Context) -> JSONResponse:
@@ -101,7 +172,7 @@ class Riskgate:
         self.rt.close()
 
     def _auth(self, ctx: bentoml.Context) -> Principal | JSONResponse:
-        who = getattr(ctx.request.state, "principal", None)  # set by ScoringAuth
+        who = getattr(ctx.request.state, "principal", None)  # set by KeyCheck
         if isinstance(who, Principal):
             return who
         try:
@@ -121,7 +192,9 @@ class Riskgate:
         if key is not None and not 1 <= len(key) <= 200:
             return _reply(ctx, {"error": "Idempotency-Key must be 1-200 characters"}, 400)
         try:
-            status, body = self.rt.scorer.score(PaymentIn.model_validate(payment), who, key)
+            status, body = await anyio.to_thread.run_sync(
+                self.rt.scorer.score, PaymentIn.model_validate(payment), who, key
+            )
         except OperationalError:
             return _db_unavailable(ctx)
         return _reply(ctx, body, status)
@@ -152,7 +225,9 @@ class Riskgate:
             return _reply(ctx, {"error": "Idempotency-Key must be 1-190 characters"}, 400)
         started = time.perf_counter()
         try:
-            status, out = self.rt.scorer.score_many(payments, who, key)
+            status, out = await anyio.to_thread.run_sync(
+                self.rt.scorer.score_many, payments, who, key
+            )
         except OperationalError:
             return _db_unavailable(ctx)
         if status != 200:
@@ -163,4 +238,5 @@ class Riskgate:
         return _reply(ctx, {"results": results, "elapsed_ms": elapsed}, 200)
 
 
-Riskgate.add_asgi_middleware(ScoringAuth)  # type: ignore[attr-defined]  # a bentoml Service
+Riskgate.add_asgi_middleware(KeyCheck)
+Riskgate.add_asgi_middleware(OpenAPIPatch)  # type: ignore[attr-defined]  # a bentoml Service

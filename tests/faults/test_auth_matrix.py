@@ -1,0 +1,188 @@
+"""Every endpoint x every caller: backend, reviewer, admin, no key, a wrong key, a bad scheme.
+
+The expected table is built from the intended roles (not read back from the code):
+  backend   /score, /score_batch, GET /payments/{id}, POST /labels
+  reviewer  GET /cases, GET /cases/{id}, claim (a case, or the next one) / release / decision,
+            POST /cases/bulk_approve
+  admin     /admin/*, GET /labels/export, and read-only GET /cases, /cases/{id}, /payments/{id}
+  any role  GET /whoami
+  nobody    /healthz /livez /readyz /docs.json /api/openapi.json /console/ (no key needed)
+A caller without a valid key gets 401, a valid key of another role 403, an allowed role
+anything but 401/403 (2xx, or a 4xx about the request itself: 404, 409, 422) and never a 5xx.
+(/metrics needs no key either; BentoML serves it only under `bentoml serve`, so test_kill9
+checks it on the real server.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.serving.helpers import (
+    ADMIN,
+    BACKEND,
+    REVIEWER,
+    high_risk,
+    low_risk,
+    running_service,
+)
+
+IDENTITIES: dict[str, dict[str, str]] = {
+    "backend": BACKEND,
+    "reviewer": REVIEWER,
+    "admin": ADMIN,
+    "no-key": {},
+    "wrong-key": {"Authorization": "Bearer not-a-key-of-this-service-0123"},
+    "bad-scheme": {"Authorization": f"Basic {BACKEND['Authorization'].split()[1]}"},
+}
+ROLES = ("backend", "reviewer", "admin")
+OPEN = "open"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # {case}, {case2}, {case3}, {txn} are filled from the seeded data
+    allowed: tuple[str, ...] | str  # roles, or OPEN
+    body: Any = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/score", ("backend",), low_risk("am-score")),
+    Endpoint("POST", "/score_batch", ("backend",), {"payments": [low_risk("am-batch")]}),
+    Endpoint("GET", "/payments/{txn}", ("backend", "admin")),
+    Endpoint("POST", "/labels", ("backend",), {"transaction_id": "{txn}", "is_fraud": False}),
+    Endpoint("GET", "/cases", ("reviewer", "admin")),
+    Endpoint("GET", "/cases/{case}", ("reviewer", "admin")),
+    Endpoint("POST", "/cases/next/claim", ("reviewer",)),
+    Endpoint("POST", "/cases/{case}/claim", ("reviewer",)),
+    Endpoint("POST", "/cases/{case}/release", ("reviewer",)),
+    Endpoint("POST", "/cases/{case2}/decision", ("reviewer",), {"decision": "approve"}),
+    Endpoint("POST", "/cases/bulk_approve", ("reviewer",), {"case_ids": ["{case3}"]}),
+    Endpoint("GET", "/labels/export", ("admin",)),
+    Endpoint("GET", "/admin/audit", ("admin",)),
+    Endpoint("GET", "/admin/outbox", ("admin",)),
+    Endpoint("GET", "/admin/policy", ("admin",)),
+    Endpoint("PUT", "/admin/policy", ("admin",), {}),
+    Endpoint("POST", "/admin/reload", ("admin",)),
+    Endpoint("GET", "/whoami", ROLES),
+    Endpoint("GET", "/healthz", OPEN),
+    Endpoint("GET", "/livez", OPEN),
+    Endpoint("GET", "/readyz", OPEN),
+    Endpoint("GET", "/docs.json", OPEN),
+    Endpoint("GET", "/api/openapi.json", OPEN),
+    Endpoint("GET", "/console/", OPEN),
+]
+
+
+def expected(endpoint: Endpoint, identity: str) -> str:
+    if endpoint.allowed == OPEN:
+        return "200"
+    if identity not in ROLES:
+        return "401"
+    return "ok" if identity in endpoint.allowed else "403"
+
+
+def fill(value: Any, ids: dict[str, Any]) -> Any:
+    """Replace "{name}" placeholders (in paths and bodies) with the seeded ids."""
+    if isinstance(value, str):
+        for k, v in ids.items():
+            if value == f"{{{k}}}":
+                return v
+            value = value.replace(f"{{{k}}}", str(v))
+        return value
+    if isinstance(value, list):
+        return [fill(v, ids) for v in value]
+    if isinstance(value, dict):
+        return {k: fill(v, ids) for k, v in value.items()}
+    return value
+
+
+@pytest.fixture(scope="module")
+def seeded(module_env: dict[str, str]) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """An in-process service with a settled payment and three open cases."""
+    with running_service() as client:
+        ids: dict[str, Any] = {}
+        r = client.post("/score", json=low_risk("am-low"), headers=BACKEND)
+        assert r.status_code == 200, r.text
+        ids["txn"] = r.json()["transaction_id"]
+        for name in ("case", "case2", "case3"):
+            r = client.post("/score", json=high_risk(f"am-{name}"), headers=BACKEND)
+            assert r.json()["decision"] == "review", r.text
+            ids[name] = r.json()["case_id"]
+        yield client, ids
+
+
+@pytest.mark.parametrize("identity", list(IDENTITIES))
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+def test_auth_matrix(seeded, endpoint, identity):
+    client, ids = seeded
+    r = client.request(
+        endpoint.method,
+        fill(endpoint.path, ids),
+        json=fill(endpoint.body, ids),
+        headers=IDENTITIES[identity],
+    )
+    want = expected(endpoint, identity)
+    where = f"{endpoint.name} as {identity}: {r.status_code} {r.text[:200]}"
+
+    assert r.status_code < 500, where
+    if want == "ok":
+        assert r.status_code not in (401, 403), where
+    else:
+        assert str(r.status_code) == want, where
+    if want == "401":
+        assert r.json().get("error"), where  # says what is wrong with the credentials
+
+
+BODY_ENDPOINTS = [e for e in ENDPOINTS if e.method in ("POST", "PUT") and e.allowed != OPEN]
+
+
+BAD_BODIES: dict[str, dict[str, Any]] = {
+    "invalid-body": {"json": {"unexpected": [1, 2, 3]}},
+    "malformed-json": {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+    "not-utf8": {"content": b'{"note": "\xe9"}', "headers": {"Content-Type": "application/json"}},
+}
+
+
+@pytest.mark.parametrize("body", list(BAD_BODIES))
+@pytest.mark.parametrize("endpoint", BODY_ENDPOINTS, ids=lambda e: e.name)
+def test_credentials_are_checked_before_the_body(seeded, endpoint, body):
+    """A caller without a valid key learns nothing about the request or its schema: 401 (as
+    /score does), not 400/422 - the body is not even read."""
+    client, ids = seeded
+    kwargs: dict[str, Any] = dict(BAD_BODIES[body])
+    anonymous = client.request(endpoint.method, fill(endpoint.path, ids), **kwargs)
+    kwargs.setdefault("headers", {})
+    kwargs["headers"] = {**kwargs["headers"], **IDENTITIES["wrong-key"]}
+    wrong = client.request(endpoint.method, fill(endpoint.path, ids), **kwargs)
+
+    assert anonymous.status_code == 401, f"{anonymous.status_code} {anonymous.text[:200]}"
+    assert wrong.status_code == 401, f"{wrong.status_code} {wrong.text[:200]}"
+
+
+def test_the_matrix_covers_every_documented_operation(seeded):
+    """A new route must get its row in the table above (with its intended roles)."""
+    client, _ = seeded
+    documented = {
+        f"{method.upper()} {path}"
+        for doc in ("/docs.json", "/api/openapi.json")
+        for path, item in client.get(doc).json()["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+    in_matrix = {
+        e.name.replace("{case}", "{case_id}")
+        .replace("{case2}", "{case_id}")
+        .replace("{txn}", "{transaction_id}")
+        for e in ENDPOINTS
+    }
+    missing = documented - in_matrix - {"GET /metrics"}  # checked on the real server
+    assert missing == set()
