@@ -18,7 +18,9 @@ payment): per entity key, drop what is older than the look-back relative to this
 add the record; index the transaction; expire transactions that left the look-back (their
 labels then return False, as in `MemoryState`). `record_label` is one Lua script too: the
 counted flag in the index makes a fraud label count once, a reversal uncounts it. `history` is
-one ZRANGE (merchants: one script returning payments and fraud labels together).
+one ZRANGE, or one read script (merchants: payments and fraud labels together; histories this
+instance keeps a local copy of: only what changed since, see `RedisState`); `histories` reads
+several entity keys in one round trip.
 
 Every write also refreshes a key TTL (look-back + a day of wall-clock time) as a safety net for
 entities that go idle; the event-time pruning above is what keeps memory bounded. Scripts build
@@ -37,7 +39,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
 
 from features.state import LOOKBACK_NS, History, PaymentEvent, entity_keys
 from features.transforms import NS_PER_S
@@ -48,7 +49,6 @@ _PAYLOAD = struct.Struct(">qdd?")  # cents, merchant lat, merchant lon, card pre
 _RECORD = struct.Struct(">Q8xqdd?")  # ts, (seq), payload
 _CARD_AT = _RECORD.size  # 41: the card id's utf-8 bytes follow
 DEFAULT_TTL_S = LOOKBACK_NS // NS_PER_S + 86_400
-_EVALSHA = "EVALSHA"
 
 # KEYS: seq, txn hash, txn expiry set, n entity keys, [merchant fraud key]
 # ARGV: ts8, payload, cutoff8 (= ts of bound + 1), ttl ms, txn id, txn index value (no flag),
@@ -107,25 +107,37 @@ end
 return 1
 """
 
-# KEYS: merchant history, merchant fraud labels.
-_MERCHANT_HISTORY = """
-return {redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('ZRANGE', KEYS[2], 0, -1)}
-"""
-
-# What changed since a cached copy whose last member is ARGV[1]: the size, the first member,
-# the members after the cached last one, and (merchants) all fraud labels.
-# KEYS: history, [merchant fraud labels].
-_HISTORY_SINCE = """
-local n = redis.call('ZCARD', KEYS[1])
-local first = ''
-local new = {}
-if n > 0 then
-  first = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
-  new = redis.call('ZRANGEBYLEX', KEYS[1], '(' .. ARGV[1], '+')
+# Read histories. Per history ARGV holds a pair: the last member of the caller's local copy
+# ('' for a full read) and '1' when the merchant's fraud-label key follows its key in KEYS.
+# Per history the reply is {size, first member, members (all, or after the given last one),
+# fraud labels}: enough for the caller to check its copy (see RedisState._apply_since).
+_READ = """
+local out = {}
+local k = 1
+for i = 1, #ARGV, 2 do
+  local key = KEYS[k]
+  k = k + 1
+  local last = ARGV[i]
+  local n = redis.call('ZCARD', key)
+  local first = ''
+  local members = {}
+  if n > 0 then
+    if last == '' then
+      members = redis.call('ZRANGE', key, 0, -1)
+      first = members[1]
+    else
+      first = redis.call('ZRANGE', key, 0, 0)[1]
+      members = redis.call('ZRANGEBYLEX', key, '(' .. last, '+')
+    end
+  end
+  local fraud = {}
+  if ARGV[i + 1] == '1' then
+    fraud = redis.call('ZRANGE', KEYS[k], 0, -1)
+    k = k + 1
+  end
+  out[#out + 1] = {n, first, members, fraud}
 end
-local fraud = {}
-if #KEYS > 1 then fraud = redis.call('ZRANGE', KEYS[2], 0, -1) end
-return {n, first, new, fraud}
+return out
 """
 
 
@@ -203,8 +215,7 @@ class RedisState:
         self._fraud_prefix = f"{prefix}f:"
         self._record_payment = client.register_script(_RECORD_PAYMENT)
         self._record_label = client.register_script(_RECORD_LABEL)
-        self._merchant_history = client.register_script(_MERCHANT_HISTORY)
-        self._history_since = client.register_script(_HISTORY_SINCE)
+        self._read = client.register_script(_READ)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_min = max(1, cache_min_events)
         self._cache_max = cache_max_events
@@ -237,7 +248,8 @@ class RedisState:
         six) saves five round trips on the scoring path.
         """
         plans: list[tuple[str, str | None, _Cached | None, bytes]] = []
-        calls: list[tuple[Any, ...]] = []
+        keys: list[str] = []
+        args: list[bytes | int] = []
         with self._lock:
             for entity, key in wanted:
                 hkey = f"{self._hist_prefix}{entity}:{key}"
@@ -246,53 +258,28 @@ class RedisState:
                 entry = self._cache.get(hkey)
                 last = entry.members[-1] if entry is not None else b""
                 plans.append((hkey, fkey, entry, last))
-                if entry is not None:
-                    calls.append(
-                        (_EVALSHA, self._history_since.sha, 1, hkey, last)
-                        if fkey is None
-                        else (_EVALSHA, self._history_since.sha, 2, hkey, fkey, last)
-                    )
-                elif fkey is not None:
-                    calls.append((_EVALSHA, self._merchant_history.sha, 2, hkey, fkey))
-                else:
-                    calls.append(("ZRANGE", hkey, 0, -1))
-        replies = self._execute(calls)
+                keys.append(hkey)
+                args += (last, 0 if fkey is None else 1)
+                if fkey is not None:
+                    keys.append(fkey)
+        replies: list[Any]
+        if len(plans) == 1 and plans[0][1] is None and plans[0][2] is None:
+            replies = [(-1, b"", self.client.zrange(keys[0], 0, -1), [])]  # plain and cheapest
+        else:
+            replies = self._read(keys, args)
         out = []
         for (hkey, fkey, entry, last), reply in zip(plans, replies, strict=True):
+            n, first, members, fraud = reply
             h = None
             if entry is not None:
-                h = self._apply_since(hkey, entry, last, reply)
-                if h is None:  # rare: re-read this one in full
-                    (reply,) = self._execute(
-                        [("ZRANGE", hkey, 0, -1)]
-                        if fkey is None
-                        else [(_EVALSHA, self._merchant_history.sha, 2, hkey, fkey)]
-                    )
+                h = self._apply_since(hkey, entry, last, int(n), first, members, fraud)
+                if h is None:  # rare: read this one again, in full
+                    again = [hkey] if fkey is None else [hkey, fkey]
+                    _, _, members, fraud = self._read(again, [b"", 0 if fkey is None else 1])[0]
             if h is None:
-                members, fraud = (reply, []) if fkey is None else reply
                 h = self._adopt(hkey, members, fraud)
             out.append(h)
         return out
-
-    def _execute(self, calls: list[tuple[Any, ...]]) -> list[Any]:
-        """Run commands in one round trip; load the scripts if the server lost them."""
-        for attempt in (0, 1):
-            try:
-                if len(calls) == 1:
-                    return [self.client.execute_command(*calls[0])]
-                pipe = self.client.pipeline(transaction=False)
-                for call in calls:
-                    pipe.execute_command(*call)
-                return list(pipe.execute())
-            except NoScriptError:
-                if attempt:
-                    raise
-                self._load_scripts()
-        raise AssertionError("unreachable")
-
-    def _load_scripts(self) -> None:
-        for script in (self._history_since, self._merchant_history):
-            script.sha = self.client.script_load(script.script)
 
     def _adopt(self, hkey: str, members: list[bytes], fraud: list[bytes]) -> History:
         """Decode a full read and keep it in the local copy when it is large."""
@@ -309,10 +296,23 @@ class RedisState:
         return h
 
     def _apply_since(
-        self, hkey: str, entry: _Cached, last: bytes, reply: list[Any]
+        self,
+        hkey: str,
+        entry: _Cached,
+        last: bytes,
+        n: int,
+        first: bytes,
+        new: list[bytes],
+        fraud: list[bytes],
     ) -> History | None:
-        """Bring the cached copy up to date; None when it cannot be (read it in full)."""
-        n, first, new, fraud = int(reply[0]), reply[1], reply[2], reply[3]
+        """Bring a local copy up to date; None when it cannot be (read it in full).
+
+        Redis only ever drops a prefix of a history (expiry) and inserts members; so the copy
+        minus what precedes the server's first member, plus the members after the copy's last
+        one, is the server's history exactly when the first member is in the copy (or after
+        it) and the sizes add up. Otherwise another replica wrote before our last member (a
+        payment out of time order) or the key was recreated: read it in full.
+        """
         with self._lock:
             members = entry.members
             if self._cache.get(hkey) is not entry or not members or members[-1] != last:

@@ -238,5 +238,6 @@ class Riskgate:
         return _reply(ctx, {"results": results, "elapsed_ms": elapsed}, 200)
 
 
-Riskgate.add_asgi_middleware(KeyCheck)
-Riskgate.add_asgi_middleware(OpenAPIPatch)  # type: ignore[attr-defined]  # a bentoml Service
+# @bentoml.service returned a bentoml Service (typed here as the class it wraps)
+Riskgate.add_asgi_middleware(KeyCheck)  # type: ignore[attr-defined]
+Riskgate.add_asgi_middleware(OpenAPIPatch)  # type: ignore[attr-defined]
