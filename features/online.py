@@ -18,7 +18,7 @@ import pandas as pd
 
 from data.schema import COLUMNS
 from features.registry import FEATURES, Feature
-from features.state import EMPTY, History, PaymentEvent, StateStore
+from features.state import EMPTY, History, PaymentEvent, StateStore, entity_keys
 from features.transforms import NS_PER_S, ROW_TRANSFORMS, haversine_km
 
 _NAN = math.nan
@@ -113,6 +113,11 @@ class OnlineFeatures:
         cents = round(float(p["amount"]) * 100.0)
         hist_cache: dict[str, History] = {}
         start_cache: dict[tuple[str, int], int] = {}
+        many = getattr(self.store, "histories", None)
+        if callable(many):  # a remote store: every history this payment needs in one round trip
+            wanted = list(entity_keys(event_of(p)).items())
+            for (entity, _), h in zip(wanted, many(wanted), strict=True):
+                hist_cache[entity] = h
         out = np.empty(len(self.features))
 
         def hist(entity: str) -> History:
