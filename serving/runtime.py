@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -90,6 +91,8 @@ class Runtime:
             if model is None or version is None:
                 raise LookupError(f"no model under alias {self.settings.model_alias!r}")
             self.holder.swap(model, version)
+            gc.collect()
+            gc.freeze()
             return version
 
     def close(self) -> None:
@@ -156,6 +159,10 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
     )
     runtime._policy = _initial_policy(settings, engine)
     runtime.scorer.policy = runtime.policy
+    # The start-up objects (frameworks, the model, the replayed state) live as long as the
+    # process: keep them out of the collector's full scans, which otherwise pause requests.
+    gc.collect()
+    gc.freeze()
     if settings.webhook_url:
         runtime.deliverer = Deliverer(engine, settings.webhook_url, settings.webhook_secret)
         runtime.deliverer.start()

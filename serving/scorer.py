@@ -200,7 +200,7 @@ class Scorer:
                 return replay
             status, body, prepared, online = self._decide(record, started)
             try:
-                self._write(record, body, idempotency_key, digest, principal, status)
+                self._write_many([(record, body, idempotency_key, digest, status)], principal)
             except IntegrityError:
                 # Another replica decided this payment (or used this key) first: answer with it.
                 replay = self._replay(payment.transaction_id, idempotency_key, digest, principal)
@@ -467,17 +467,6 @@ class Scorer:
         except Exception:  # the fallback decides the whole batch
             return [None] * len(X), "error"
         return [float(v) if np.isfinite(v) else None for v in p], None
-
-    def _write(
-        self,
-        record: dict[str, Any],
-        body: dict[str, Any],
-        key: str | None,
-        digest: str,
-        principal: Principal,
-        status: int,
-    ) -> None:
-        self._write_many([(record, body, key, digest, status)], principal)
 
     def _write_many(
         self,

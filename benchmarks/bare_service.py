@@ -1,0 +1,39 @@
+"""The baseline: a bare BentoML service that only runs the model on a feature vector it is sent.
+
+No features, no policy, no database, no auth: `POST /predict {"features": [f1, f2, ...]}` ->
+`{"probability": p}`, with the same model artifact riskgate serves (`RiskModel.load` from the
+directory in BARE_MODEL_DIR). Access log off, async handler, one worker: the cheapest serving of
+this model BentoML offers, which riskgate's `/score` is compared with in bench_serving.py.
+
+    BARE_MODEL_DIR=/path/to/model bentoml serve bare_service:Bare --working-dir benchmarks
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import bentoml
+import numpy as np
+
+from training.model import RiskModel
+
+
+@bentoml.service(
+    name="bare",
+    logging={"access": {"enabled": False}},
+    traffic={"timeout": 30, "max_concurrency": 512},
+    workers=1,
+)
+class Bare:
+    def __init__(self) -> None:
+        self.model = RiskModel.load(os.environ["BARE_MODEL_DIR"])
+        self.width = len(self.model.features)
+        self.model.predict_proba(np.zeros((1, self.width)))  # warm the booster
+
+    @bentoml.api(route="/predict")
+    async def predict(self, features: list[float | None]) -> dict[str, float]:
+        """Calibrated fraud probability for one feature vector (null = missing)."""
+        row = [math.nan if v is None else v for v in features]
+        X = np.ascontiguousarray(np.asarray(row, dtype=np.float64).reshape(1, -1))
+        return {"probability": float(self.model.predict_proba(X)[0])}
