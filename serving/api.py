@@ -184,7 +184,16 @@ def release_case(case_id: CaseId, request: Request, who: Principal = Reviewer) -
     return {"case_id": case_id, "released": True}
 
 
-def _apply_review_label(rt: Any, result: dict[str, Any], now: datetime) -> None:
+def _apply_review_label(
+    rt: Any, result: dict[str, Any], now: datetime, who: Principal | None = None
+) -> None:
+    from serving.metrics import m
+
+    if who is not None:
+        m().review_decisions.labels(reviewer=who.name, decision=result["decision"]).inc()
+    m().time_to_decision.observe(result["waited_seconds"])
+    if result["past_sla"]:
+        m().sla_breaches.inc()
     if result["decision"] in ("approve", "decline_fraud"):
         rt.holder.current.online.apply_label(
             result["transaction_id"], result["decision"] == "decline_fraud", now
@@ -203,7 +212,7 @@ def decide_case(
         result = queue.decide(rt.engine, case_id, body.decision, body.note, who, now, body.version)
     except queue.CaseError as exc:
         raise _case_error(exc) from None
-    _apply_review_label(rt, result, now)
+    _apply_review_label(rt, result, now, who)
     return result
 
 
@@ -216,7 +225,7 @@ def bulk_approve(body: BulkIn, request: Request, who: Principal = Reviewer) -> d
         now = now_utc()
         try:
             r = queue.decide(rt.engine, cid, "approve", body.note, who, now)
-            _apply_review_label(rt, r, now)
+            _apply_review_label(rt, r, now, who)
             results.append({"case_id": cid, "ok": True, "status": r["status"]})
         except queue.CaseError as exc:
             results.append(

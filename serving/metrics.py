@@ -52,6 +52,35 @@ def m() -> Any:
             documentation="PSI of the recent scores against the training profile (>0.25: shift)",
             multiprocess_mode="mostrecent",
         )
+        review_decisions = prom.Counter(
+            name="riskgate_review_decisions_total",
+            documentation="Review decisions by reviewer and decision",
+            labelnames=["reviewer", "decision"],
+        )
+        time_to_decision = prom.Histogram(
+            name="riskgate_time_to_decision_seconds",
+            documentation="From scoring (case created) to the reviewer's decision",
+            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400),
+        )
+        sla_breaches = prom.Counter(
+            name="riskgate_sla_breaches_total",
+            documentation="Cases decided after their SLA due time",
+        )
+        queue_depth = prom.Gauge(
+            name="riskgate_queue_depth",
+            documentation="Open review cases",
+            multiprocess_mode="mostrecent",
+        )
+        queue_oldest = prom.Gauge(
+            name="riskgate_queue_oldest_age_seconds",
+            documentation="Age of the oldest open case",
+            multiprocess_mode="mostrecent",
+        )
+        queue_overdue = prom.Gauge(
+            name="riskgate_queue_overdue",
+            documentation="Open cases already past their SLA due time",
+            multiprocess_mode="mostrecent",
+        )
         reloads = prom.Counter(
             name="riskgate_model_reloads_total",
             documentation="Model reloads by outcome",

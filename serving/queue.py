@@ -334,7 +334,9 @@ def decide(
     c = db.cases.c
     with engine.begin() as conn:
         row = conn.execute(
-            select(c.version, c.transaction_id, c.status).where(c.id == case_id)
+            select(c.version, c.transaction_id, c.status, c.created_at, c.sla_due).where(
+                c.id == case_id
+            )
         ).first()
         if row is None:
             raise CaseError(404, f"case {case_id} not found")
@@ -427,6 +429,8 @@ def decide(
         "decision": decision,
         "status": status,
         "event_id": event_id,
+        "waited_seconds": (now - _aware(row.created_at)).total_seconds(),  # type: ignore[operator]
+        "past_sla": now > _aware(row.sla_due),  # type: ignore[operator]
     }
 
 

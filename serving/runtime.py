@@ -51,6 +51,7 @@ class Runtime:
     _policy: PolicyConfig = field(default_factory=PolicyConfig)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
     deliverer: Deliverer | None = None
+    watcher: QueueWatcher | None = None
 
     def wake_webhooks(self) -> None:
         if self.deliverer is not None:
@@ -96,11 +97,46 @@ class Runtime:
             return version
 
     def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.deliverer is not None:
             self.deliverer.stop()
         self.scorer.close()
         self.state.close()
         self.engine.dispose()
+
+
+class QueueWatcher:
+    """Refreshes the queue gauges (depth, oldest age, overdue) every few seconds."""
+
+    def __init__(self, engine: Engine, every_s: float = 5.0) -> None:
+        self.engine, self.every_s = engine, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="queue-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def refresh(self) -> None:
+        from serving.metrics import m
+        from serving.queue import queue_stats
+
+        stats = queue_stats(self.engine, now_utc())
+        m().queue_depth.set(stats["depth"])
+        m().queue_oldest.set(stats["oldest_wait_seconds"])
+        m().queue_overdue.set(stats["sla_breaches"])
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except Exception:  # a transient database error must not end the watcher
+                log.exception("queue gauges not refreshed")
+            self._stop.wait(self.every_s)
 
 
 def _initial_policy(settings: Settings, engine: Engine) -> PolicyConfig:
@@ -163,6 +199,8 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
     # process: keep them out of the collector's full scans, which otherwise pause requests.
     gc.collect()
     gc.freeze()
+    runtime.watcher = QueueWatcher(engine)
+    runtime.watcher.start()
     if settings.webhook_url:
         runtime.deliverer = Deliverer(engine, settings.webhook_url, settings.webhook_secret)
         runtime.deliverer.start()
