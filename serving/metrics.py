@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from functools import cache
+import threading
 from typing import Any
 
+_LOCK = threading.Lock()
+_METRICS: Any = None
 
-@cache
+
 def m() -> Any:
+    """The metric objects, created once (thread-safe: the queue watcher and the first request
+    may ask at the same moment, and a metric registered twice is an error)."""
+    global _METRICS
+    if _METRICS is None:
+        with _LOCK:
+            if _METRICS is None:
+                _METRICS = _create()
+    return _METRICS
+
+
+def _create() -> Any:
     """The metric objects. Plain prometheus_client: under `bentoml serve` it runs in multi-process
     mode (BentoML sets PROMETHEUS_MULTIPROC_DIR) and /metrics aggregates every worker."""
     import prometheus_client as prom
