@@ -393,8 +393,13 @@ def _md(report: dict[str, Any]) -> str:
         f"- team: {s['team']}",
         f"- rule policy: review when amount > X = {s['rule_amount_text']}, billing and IP "
         "countries differ, or the device is new for the customer; first come, first served",
-        f"- riskgate: review at p >= {s['review_threshold']:.4f}, decline at p >= "
-        f"{s['decline_threshold']:.10g}; reviewers take the largest probability x amount first",
+        (
+            f"- riskgate: review when a review's expected saving >= {s['review_threshold']:,.2f}"
+            if s.get("review_by") == "saving"
+            else f"- riskgate: review at p >= {s['review_threshold']:.4f}"
+        )
+        + f", decline at p >= {s['decline_threshold']:.10g}; reviewers take the largest "
+        "probability x amount first",
         f"- capacity-aware: {s['capacity_text']}; review threshold raised up to "
         f"{s['max_review_threshold']:g}; {s['capacity_adjusted_payments']:,} payments decided "
         f"with a raised threshold, {s['capacity_changed_decisions']:,} of them decided "
