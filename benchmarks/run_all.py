@@ -128,7 +128,7 @@ def table(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
             "(reference)",
         ),
         ("online features median (us)", _fmt(online.get("median_us"), ",.0f"), "<= 200"),
-        ("features peak memory (MiB)", _fmt(f.get("peak_rss_mb"), ",.0f"), ""),
+        ("features peak memory (MiB)", _fmt(f.get("batch_peak_rss_mb"), ",.0f"), ""),
         ("training 1M rows, total (s)", _fmt(t.get("total_seconds"), ".1f"), "<= 120"),
         ("training peak memory (MiB)", _fmt(t.get("peak_rss_mb"), ",.0f"), ""),
     ]
