@@ -1,7 +1,7 @@
 """Fault and load tests: a small trained model, per-test service environments, real servers.
 
 Everything runs on 127.0.0.1, every load is bounded in count and in time, and every server a
-test starts is stopped by its PID (see tests/faults/server.py).
+test starts is stopped by its PID (see tests/servers.py).
 """
 
 from __future__ import annotations

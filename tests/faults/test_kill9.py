@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.faults.conftest import riskgate_env
-from tests.faults.server import Server, free_port
+from tests.servers import Server, free_port
 from tests.serving.helpers import BACKEND, high_risk, low_risk
 
 pytestmark = pytest.mark.slow

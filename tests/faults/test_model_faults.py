@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from serving import db
 from tests.faults.conftest import riskgate_env
-from tests.faults.server import Server, free_port, log_tail
+from tests.servers import Server, free_port, log_tail
 from tests.serving.helpers import ADMIN, BACKEND, high_risk, low_risk, running_service
 from training.model import RiskModel
 

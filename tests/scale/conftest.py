@@ -20,7 +20,6 @@ import dataclasses
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from sqlalchemy.engine import make_url
 
 from data.simulate import SimulationConfig, simulate
 from serving import db
+from tests.servers import free_port, log_tail
 from training.config import TrainConfig
 from training.model import RiskModel, Thresholds
 from training.pipeline import train
@@ -345,19 +345,6 @@ def _forget_bentoml_http_metrics() -> None:
 
 
 # --- real servers ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 @dataclass

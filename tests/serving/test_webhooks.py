@@ -25,8 +25,9 @@ from serving import db, queue
 from serving.auth import KeyRing
 from serving.schemas import now_utc
 from serving.webhooks import deliver_due, sign
+from tests.servers import free_port, log_tail
 from tests.serving.helpers import ADMIN, BACKEND, KEY_SPEC, REVIEWER, high_risk
-from tests.serving.test_server import free_port, log_tail, stop
+from tests.serving.test_server import stop
 
 DEADLINE_S = 30.0
 

@@ -1,4 +1,5 @@
-"""A real `riskgate serve` on 127.0.0.1 for the fault tests: start, wait, kill -9, stop.
+"""A real `riskgate serve` on 127.0.0.1 for the tests: start, wait, kill -9, stop (shared by
+the serving, scale and fault suites).
 
 `riskgate serve` execs `bentoml serve` in our child process, which starts the service worker as
 its child in a session of its own: the tree is found by PID (psutil), never by process name.
