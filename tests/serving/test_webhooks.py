@@ -6,9 +6,6 @@ A tiny HTTP receiver on 127.0.0.1 records what arrives. "Down" is a port nobody 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,9 +22,8 @@ from serving import db, queue
 from serving.auth import KeyRing
 from serving.schemas import now_utc
 from serving.webhooks import deliver_due, sign
-from tests.servers import free_port, log_tail
+from tests.servers import Server, free_port
 from tests.serving.helpers import ADMIN, BACKEND, KEY_SPEC, REVIEWER, high_risk
-from tests.serving.test_server import stop
 
 DEADLINE_S = 30.0
 
@@ -173,38 +169,21 @@ def server(
     model_dir: Path, tmp_path_factory: pytest.TempPathFactory, hook_port: int
 ) -> Iterator[str]:
     work = tmp_path_factory.mktemp("webhook-server")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKGATE_")}
-    env.update(
-        RISKGATE_API_KEYS=KEY_SPEC,
-        RISKGATE_MODEL_DIR=str(model_dir),
-        RISKGATE_DB_URL=f"sqlite:///{work / 'riskgate.db'}",
-        RISKGATE_STATE_PATH=str(work / "state.db"),
-        RISKGATE_MODEL_DEADLINE_MS="5000",
-        RISKGATE_WEBHOOK_URL=f"http://127.0.0.1:{hook_port}/hooks",
-        BENTOML_HOME=str(work / "bentoml"),
-        BENTOML_DO_NOT_TRACK="true",
-    )
-    argv = [str(Path(sys.executable).parent / "riskgate"), "serve", "--port", str(port)]
-    log = work / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    base = f"http://127.0.0.1:{port}"
+    env = {
+        "RISKGATE_API_KEYS": KEY_SPEC,
+        "RISKGATE_MODEL_DIR": str(model_dir),
+        "RISKGATE_DB_URL": f"sqlite:///{work / 'riskgate.db'}",
+        "RISKGATE_STATE_PATH": str(work / "state.db"),
+        "RISKGATE_MODEL_DEADLINE_MS": "5000",
+        "RISKGATE_WEBHOOK_URL": f"http://127.0.0.1:{hook_port}/hooks",
+    }
+    srv = Server(free_port(), env, work, work / "server.log")
+    srv.start()
     try:
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{base}/readyz", timeout=2.0).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        if not _wait_for(lambda: proc.poll() is not None or ready(), 60.0) or not ready():
-            pytest.fail(f"server not ready:\n{log_tail(log)}")
-        yield base
+        srv.wait_ready()
+        yield srv.base
     finally:
-        stop(proc)
+        srv.stop()
 
 
 @pytest.mark.slow
