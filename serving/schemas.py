@@ -7,7 +7,6 @@ and every text field is checked for something that looks like a raw card number.
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -161,15 +160,6 @@ class BatchIn(BaseModel):
 class BatchOut(BaseModel):
     results: list[ScoreOut]
     elapsed_ms: float
-
-
-class ErrorOut(BaseModel):
-    error: str
-    detail: Any = None
-
-
-def clean_float(v: float) -> float | None:
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
 def now_utc() -> datetime:

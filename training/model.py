@@ -15,7 +15,6 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-ARTIFACT_FILES = ("riskmodel.json", "booster.txt")
 TIE_BREAK = 1e-6
 
 
