@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.batch import optional_ns, to_ns
-from features.online import OnlineFeatures
+from features.online import OnlineFeatures, prepare
 from features.registry import Feature, available
 from features.state import MemoryState, StateStore
 
@@ -64,8 +64,6 @@ def replay(
         features = available(frame.columns).features
     online = OnlineFeatures(store if store is not None else MemoryState(), features)
     records = frame.to_dict("records")
-    from features.online import prepare  # local: keeps this module's import light
-
     prepared = [prepare({str(k): v for k, v in r.items()}) for r in records]
     out = np.full((len(frame), len(features)), np.nan)
     is_fraud = (
