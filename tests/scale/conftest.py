@@ -48,6 +48,7 @@ from sqlalchemy.engine import make_url
 from data.simulate import SimulationConfig, simulate
 from serving import db
 from tests.servers import free_port, log_tail
+from tests.serving.helpers import high_risk, low_risk
 from training.config import TrainConfig
 from training.model import RiskModel, Thresholds
 from training.pipeline import train
@@ -77,40 +78,6 @@ def new_tag() -> str:
     """A run-unique tag: every identifier a test sends carries one, so in a shared database or
     Redis its entities have no history but their own."""
     return uuid.uuid4().hex[:12]
-
-
-def low_risk(tag: str) -> dict[str, Any]:
-    """A plain payment (small, countries agree, 3-D Secure passed, midday on a weekday)."""
-    return {
-        "transaction_id": f"txn-{tag}",
-        "timestamp": "2024-03-05T12:00:00Z",
-        "card_id": f"card-{tag}",
-        "customer_id": f"cust-{tag}",
-        "merchant_id": f"merch-{tag}",
-        "amount": 12.5,
-        "currency": "EUR",
-        "billing_country": "DE",
-        "ip_country": "DE",
-        "device_id": f"dev-{tag}",
-        "ip_hash": f"ip-{tag}",
-        "channel": "online",
-        "auth_result": "passed",
-    }
-
-
-def high_risk(tag: str) -> dict[str, Any]:
-    """Large, at night, countries disagree, no 3-D Secure, a day-old account, credentials
-    changed ten minutes before: held for review by the test model."""
-    return {
-        **low_risk(tag),
-        "timestamp": "2024-03-06T03:00:00Z",
-        "amount": 2500.0,
-        "ip_country": "BR",
-        "shipping_country": "NG",
-        "auth_result": "not_attempted",
-        "account_created_at": "2024-03-05T00:00:00Z",
-        "credential_changed_at": "2024-03-06T02:50:00Z",
-    }
 
 
 # --- the model -------------------------------------------------------------------------------

@@ -113,3 +113,50 @@ def _forget_bentoml_http_metrics() -> None:
     for collector, names in list(REGISTRY._collector_to_names.items()):
         if any(name.startswith("bentoml_") for name in names):
             REGISTRY.unregister(collector)
+
+
+def open_case(
+    engine: Engine, transaction_id: str, amount: float, priority: float, reasons: list[Any]
+) -> None:
+    """Seed one held payment and its open review case directly (queue-level tests)."""
+    from datetime import timedelta
+
+    from serving import db
+    from serving.schemas import now_utc
+
+    now = now_utc()
+    with engine.begin() as conn:
+        conn.execute(
+            db.decisions.insert(),
+            {
+                "transaction_id": transaction_id,
+                "created_at": now,
+                "payment_time": now,
+                "decision": "review",
+                "source": "model",
+                "status": "held_for_review",
+                "status_at": now,
+                "amount": amount,
+                "currency": "EUR",
+                "merchant_id": "m1",
+                "card_id": "card_1",
+                "response": {},
+            },
+        )
+        conn.execute(
+            db.cases.insert(),
+            {
+                "transaction_id": transaction_id,
+                "created_at": now,
+                "sla_due": now + timedelta(minutes=15),
+                "status": "open",
+                "priority": priority,
+                "amount": amount,
+                "merchant_id": "m1",
+                "version": 0,
+                "payment": {},
+                "features": {},
+                "factors": [],
+                "reasons": reasons,
+            },
+        )

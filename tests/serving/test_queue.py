@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from serving import db, queue
 from serving.auth import KeyRing
 from serving.schemas import now_utc
-from tests.serving.helpers import BOB_KEY, KEY_SPEC, REVIEWER
+from tests.serving.helpers import BOB_KEY, KEY_SPEC, REVIEWER, open_case
 
 KEYS = KeyRing.parse(KEY_SPEC)
 ALICE = KEYS.authenticate(REVIEWER["Authorization"])
@@ -24,43 +24,8 @@ BOB = KEYS.authenticate(f"Bearer {BOB_KEY}")
 def engine(tmp_path: Path) -> Any:
     engine = db.make_engine(f"sqlite:///{tmp_path / 'rg.db'}")
     db.create_schema(engine)
-    now = now_utc()
-    with engine.begin() as conn:
-        for i in (1, 2):
-            conn.execute(
-                db.decisions.insert(),
-                {
-                    "transaction_id": f"q-{i}",
-                    "created_at": now,
-                    "payment_time": now,
-                    "decision": "review",
-                    "source": "model",
-                    "status": "held_for_review",
-                    "status_at": now,
-                    "amount": 100.0 * i,
-                    "currency": "EUR",
-                    "merchant_id": "m1",
-                    "card_id": "card_1",
-                    "response": {},
-                },
-            )
-            conn.execute(
-                db.cases.insert(),
-                {
-                    "transaction_id": f"q-{i}",
-                    "created_at": now,
-                    "sla_due": now + timedelta(minutes=15),
-                    "status": "open",
-                    "priority": 10.0 * i,
-                    "amount": 100.0 * i,
-                    "merchant_id": "m1",
-                    "version": 0,
-                    "payment": {},
-                    "features": {},
-                    "factors": [],
-                    "reasons": [],
-                },
-            )
+    for i in (1, 2):
+        open_case(engine, f"q-{i}", amount=100.0 * i, priority=10.0 * i, reasons=[])
     return engine
 
 

@@ -23,7 +23,7 @@ from serving.auth import KeyRing
 from serving.schemas import now_utc
 from serving.webhooks import deliver_due, sign
 from tests.servers import Server, free_port
-from tests.serving.helpers import ADMIN, BACKEND, KEY_SPEC, REVIEWER, high_risk
+from tests.serving.helpers import ADMIN, BACKEND, KEY_SPEC, REVIEWER, high_risk, open_case
 
 DEADLINE_S = 30.0
 
@@ -77,42 +77,9 @@ def decided(tmp_path: Path) -> Any:
     """A database holding one decided case, so one event waits in the outbox."""
     engine = db.make_engine(f"sqlite:///{tmp_path / 'rg.db'}")
     db.create_schema(engine)
+    reasons = [{"text": "IP country NG differs from billing country DE"}]
+    open_case(engine, "wh-1", amount=120.0, priority=60.0, reasons=reasons)
     now = now_utc()
-    with engine.begin() as conn:
-        conn.execute(
-            db.decisions.insert(),
-            {
-                "transaction_id": "wh-1",
-                "created_at": now,
-                "payment_time": now,
-                "decision": "review",
-                "source": "model",
-                "status": "held_for_review",
-                "status_at": now,
-                "amount": 120.0,
-                "currency": "EUR",
-                "merchant_id": "m1",
-                "card_id": "card_1",
-                "response": {},
-            },
-        )
-        conn.execute(
-            db.cases.insert(),
-            {
-                "transaction_id": "wh-1",
-                "created_at": now,
-                "sla_due": now + timedelta(minutes=15),
-                "status": "open",
-                "priority": 60.0,
-                "amount": 120.0,
-                "merchant_id": "m1",
-                "version": 0,
-                "payment": {},
-                "features": {},
-                "factors": [],
-                "reasons": [{"text": "IP country NG differs from billing country DE"}],
-            },
-        )
     who = KeyRing.parse(KEY_SPEC).authenticate(REVIEWER["Authorization"])
     result = queue.decide(engine, 1, "approve", "fine", who, now)
     return engine, result
