@@ -46,7 +46,10 @@ def role(*allowed: Role) -> Callable[..., Principal]:
     def dep(request: Request, authorization: str | None = Header(default=None)) -> Principal:
         rt = runtime(request)
         try:
-            who = rt.keys.authenticate(authorization)
+            # the service's KeyCheck middleware has already authenticated the key: reuse it
+            who = getattr(request.state, "principal", None)
+            if not isinstance(who, Principal):
+                who = rt.keys.authenticate(authorization)
             require(who, allowed)
         except AuthError as exc:
             raise HTTPException(exc.status, exc.message) from None
