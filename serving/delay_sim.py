@@ -9,6 +9,12 @@ drawn per case from one seeded generator, so equal inputs give equal results.
 Times are float seconds since the Unix epoch (UTC); a datetime column is converted. A reviewer
 who is on a case when the shift ends finishes it, but starts nothing new off shift; that
 overtime counts neither as on-shift time nor as on-shift work, so utilisation stays in [0, 1].
+
+A review stops only fraud a review can reveal. First-party ("friendly") fraud is the
+cardholders themselves, on their own device, home IP and usual address: the reviewer (or a call
+to the cardholder) confirms the purchase and approves it, and it is known only from a later
+chargeback. Such payments are marked `stoppable = False`; the reviewer declines a fraudulent
+payment only if it is stoppable (and then with probability `TeamConfig.accuracy`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ DAY_S = 86_400.0
 HOUR_S = 3_600.0
 MIN_S = 60.0
 ACTIONS = ("approve", "review", "decline")
+STOPPABLE = "stoppable"  # optional column: False for fraud no review can stop (friendly fraud)
 
 
 # === team =====================================================================================
@@ -116,14 +123,15 @@ class TeamConfig:
 
     Defaults: 24/7 coverage with two reviewers on the day shift (08-20 UTC, the European
     daytime peak) and one at night; a case takes a median 4 minutes (lognormal, sigma 0.5: the
-    95th percentile is about 9 minutes, the mean 4.5), reviewers decline every fraud they see,
-    and a reviewed payment should be released within 15 minutes.
+    95th percentile is about 9 minutes, the mean 4.5), reviewers decline every fraud a review
+    can reveal (not friendly fraud: see the module docstring), and a reviewed payment should be
+    released within 15 minutes.
     """
 
     shifts: tuple[Shift, ...] = field(default_factory=_default_shifts)
     handling_median_min: float = 4.0
     handling_sigma: float = 0.5
-    accuracy: float = 1.0  # share of reviewed fraud the reviewer correctly declines
+    accuracy: float = 1.0  # share of reviewed, stoppable fraud the reviewer correctly declines
     sla_min: float = 15.0
     seed: int = 0
 
@@ -191,7 +199,8 @@ class TeamConfig:
 @dataclass(frozen=True)
 class QueueResult:
     """Per case (index and order of the arrivals): arrival `time`, `start`, `end`, `wait`,
-    `hold` (arrival to release, seconds), `handling`, `reviewer`, `declined` (fraud recognised).
+    `hold` (arrival to release, seconds), `handling`, `reviewer`, `declined` (stoppable fraud
+    recognised and declined; fraud a review cannot stop is approved).
     `series`: the state after every change, `time`, `queue_depth` (waiting, not in hand),
     `busy`, `on_shift`. Utilisation is on-shift work over on-shift time within `period`."""
 
@@ -230,6 +239,13 @@ def draw_handling(team: TeamConfig, n: int) -> tuple[np.ndarray, np.ndarray]:
     return handling, rng.random(n)
 
 
+def stoppable_mask(frame: pd.DataFrame) -> np.ndarray:
+    """The frame's `stoppable` column as booleans (missing column or NA: True, stoppable)."""
+    if STOPPABLE not in frame:
+        return np.ones(len(frame), dtype=bool)
+    return frame[STOPPABLE].astype("boolean").fillna(True).to_numpy(dtype=bool)
+
+
 def _busy_on_shift(cases: pd.DataFrame, team: TeamConfig, start: float, end: float) -> float:
     """Seconds of case work that fall inside the reviewer's own shift and inside [start, end)."""
     if cases.empty:
@@ -254,7 +270,12 @@ def simulate_queue(
     handling_minutes: np.ndarray | None = None,
     period: tuple[float, float] | None = None,
 ) -> QueueResult:
-    """Run the review queue on `arrivals` (columns `time`; `priority`, `is_fraud` optional).
+    """Run the review queue on `arrivals` (columns `time`; `priority`, `is_fraud`, `stoppable`
+    optional).
+
+    The reviewer declines a case when it is fraud, a review can stop it (`stoppable`, True when
+    the column is missing or the value is NA) and the case's verdict draw is below
+    `team.accuracy`; everything else is approved.
 
     `priority_order`: reviewers take the waiting case with the highest `priority` (ties: the
     oldest); otherwise the oldest. `handling_minutes` replaces the lognormal draws (one per
@@ -275,12 +296,13 @@ def simulate_queue(
         if "is_fraud" in arrivals
         else np.zeros(n, dtype=bool)
     )
+    stoppable = stoppable_mask(arrivals)
     handling, verdict_u = draw_handling(team, n)
     if handling_minutes is not None:
         handling = np.asarray(handling_minutes, dtype=np.float64) * MIN_S
         if handling.shape != (n,) or (handling < 0).any():
             raise ValueError("handling_minutes needs one non-negative value per arrival")
-    declined = fraud & (verdict_u < team.accuracy)
+    declined = fraud & stoppable & (verdict_u < team.accuracy)
 
     start = np.full(n, np.nan)
     end = np.full(n, np.nan)
@@ -461,9 +483,14 @@ def replay(
 ) -> tuple[dict[str, float], QueueResult]:
     """Every figure for one policy on one period, and the queue it produced.
 
-    `frame`: one row per payment of the period with `time`, `is_fraud`, `amount` and, for
-    priority order, `priority`. `surge` flags the payments on surge days (for the surge
-    figures). `period` defaults to the whole days the payments span.
+    `frame`: one row per payment of the period with `time`, `is_fraud`, `amount`, for
+    priority order `priority`, and optionally `stoppable` (False for fraud no review stops, e.g.
+    friendly fraud; all fraud is stoppable without it). `surge` flags the payments on surge days
+    (for the surge figures). `period` defaults to the whole days the payments span.
+
+    Fraud counts as caught only when it is stopped: declined at scoring (no reviewer needed),
+    or reviewed and declined by the reviewer. Reviewed fraud a review cannot stop is approved
+    and counts as loss.
     """
     d = np.asarray(decisions).astype(str)
     if len(d) != len(frame):
@@ -476,6 +503,7 @@ def replay(
     times = to_seconds(frame["time"])
     fraud = frame["is_fraud"].to_numpy(dtype=np.float64) == 1
     amount = frame["amount"].to_numpy(dtype=np.float64)
+    stoppable = stoppable_mask(frame)
     surge_mask = np.zeros(len(frame), dtype=bool) if surge is None else np.asarray(surge, bool)
     if period is None:
         lo = math.floor(times.min() / DAY_S) * DAY_S if len(times) else 0.0
@@ -494,6 +522,7 @@ def replay(
                 else np.zeros(int(reviewed.sum()))
             ),
             "is_fraud": fraud[reviewed],
+            STOPPABLE: stoppable[reviewed],
         }
     )
     queue = simulate_queue(arrivals, team, priority_order, period=period)
@@ -522,11 +551,15 @@ def replay(
     )
     n_good = int(good.sum())
     fraud_amount = float(amount[fraud].sum())
+    not_stoppable = fraud & ~stoppable
+    reviewed_fraud = reviewed & fraud
     figures: dict[str, float] = {
         "payments": float(len(frame)),
         "good_payments": float(n_good),
         "fraud_payments": float(fraud.sum()),
         "fraud_amount_total": fraud_amount,
+        "fraud_not_stoppable_payments": float(not_stoppable.sum()),
+        "fraud_not_stoppable_amount": float(amount[not_stoppable].sum()),
         "days": days,
         "approved": float(approved.sum()),
         "declined": float(declined.sum()),
@@ -539,7 +572,11 @@ def replay(
         "good_settled_instantly_share": float((approved & good).sum()) / max(n_good, 1),
         "good_reviewed": float((reviewed & good).sum()),
         "good_declined": float((declined & good).sum()),
-        "fraud_reviewed": float((reviewed & fraud).sum()),
+        "fraud_reviewed": float(reviewed_fraud.sum()),
+        "fraud_reviewed_amount": float(amount[reviewed_fraud].sum()),
+        # reviewed fraud a review cannot stop (friendly fraud): held, then approved
+        "fraud_reviewed_not_stoppable": float((reviewed_fraud & ~stoppable).sum()),
+        "fraud_reviewed_not_stoppable_amount": float(amount[reviewed_fraud & ~stoppable].sum()),
         "fraud_caught_count": float(caught.sum()),
         "fraud_caught_amount": float(amount[caught].sum()),
         "fraud_caught_amount_share": float(amount[caught].sum()) / fraud_amount
@@ -579,15 +616,24 @@ def evaluate_policy(
 
 
 def reviews_to_match(
-    score: np.ndarray, fraud: np.ndarray, amount: np.ndarray, target: float
+    score: np.ndarray,
+    fraud: np.ndarray,
+    amount: np.ndarray,
+    target: float,
+    stoppable: np.ndarray | None = None,
 ) -> int:
     """Payments to review, taken by descending score, until their fraud amount reaches target.
 
-    len(score) + 1 if even reviewing everything does not reach it.
+    With `stoppable`, only fraud a review can stop counts towards the target (a reviewed
+    friendly-fraud payment is approved, so it adds nothing). len(score) + 1 if even reviewing
+    everything does not reach it.
     """
     if target <= 0:
         return 0
+    counts = np.asarray(fraud, bool)
+    if stoppable is not None:
+        counts = counts & np.asarray(stoppable, bool)
     order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
-    gained = np.cumsum(np.where(np.asarray(fraud, bool), amount, 0.0)[order])
+    gained = np.cumsum(np.where(counts, amount, 0.0)[order])
     k = int(np.searchsorted(gained, target - 1e-9 * max(target, 1.0), side="left")) + 1
     return k if k <= len(order) else len(order) + 1

@@ -17,6 +17,13 @@ The default X is chosen *before* the held-out period: the largest amount (a perc
 training period's amounts) at which the rule policy catches at least the fraud amount share
 riskgate's thresholds catch on the validation period (labels as known at the start of the
 held-out period). So the two policies are compared at a similar catch, without peeking.
+
+Fraud counts as caught only when it is stopped. Friendly fraud (the data's `scenario` column:
+the cardholders themselves, on their own device at home, disputing a purchase later) passes a
+pre-authorization review: the reviewer sees the cardholder's own device, home IP and address and
+approves it. So the reviewers decline only the other fraud, and the rule-X calibration and the
+equal-amount comparison count only fraud a review can stop (the all-fraud figures are reported
+next to them). Data without a `scenario` column has every fraud counted as stoppable.
 """
 
 from __future__ import annotations
@@ -35,7 +42,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.delay_sim import Shift, TeamConfig, binned_depth, replay, reviews_to_match
+from serving.delay_sim import (
+    STOPPABLE,
+    Shift,
+    TeamConfig,
+    binned_depth,
+    replay,
+    reviews_to_match,
+)
 
 POLICIES = ("rules", "riskgate_fixed", "riskgate_capacity")
 POLICY_TITLES = {
@@ -48,6 +62,8 @@ EQUAL_AMOUNT_TARGET = 0.10
 INSTANT_TARGET = 0.99
 HOLD_P95_TARGET_MIN = 15.0
 SWEEP_QUANTILES = (None, 0.999, 0.995, 0.99, 0.98, 0.95, 0.90)
+# fraud scenarios a pre-authorization review cannot stop: the cardholder's own purchase
+NOT_STOPPABLE_SCENARIOS = ("friendly_fraud",)
 
 
 class InputError(Exception):
@@ -174,6 +190,38 @@ def _check_labels(frame: pd.DataFrame, test: np.ndarray) -> None:
         )
 
 
+def stoppable_from_scenario(frame: pd.DataFrame) -> tuple[np.ndarray, bool]:
+    """(per payment: could a review stop it if it is fraud?, did the data say?).
+
+    From the `scenario` column (text or category): NOT_STOPPABLE_SCENARIOS are not stoppable,
+    anything else (a missing value too) is. Without the column every payment is stoppable and
+    the second value is False, so the report can say the split was not possible.
+    """
+    if "scenario" not in frame.columns:
+        return np.ones(len(frame), dtype=bool), False
+    scenario = frame["scenario"].astype("string")
+    not_stoppable = scenario.isin(NOT_STOPPABLE_SCENARIOS).to_numpy(dtype=bool, na_value=False)
+    return ~not_stoppable, True
+
+
+def stoppable_note(
+    has_scenario: bool, n_not: int, amount_not: float, n_fraud: int, amount_fraud: float
+) -> str:
+    """One plain sentence for the report: which held-out fraud a review cannot stop."""
+    if not has_scenario:
+        return (
+            "the data has no scenario column, so every fraud is counted as one a review can "
+            "stop; if it holds first-party (friendly) fraud, the figures overstate what review "
+            "stops"
+        )
+    share = amount_not / amount_fraud if amount_fraud > 0 else 0.0
+    return (
+        f"{n_not:,} of the {n_fraud:,} held-out fraud payments ({amount_not:,.0f} of "
+        f"{amount_fraud:,.0f}, {share:.1%} of the fraud amount) are friendly fraud, which a "
+        "review does not stop"
+    )
+
+
 def surge_days(timestamps: pd.Series) -> list[pd.Timestamp]:
     """Days with at least SURGE_FACTOR x the median day's payments (a promotion, a holiday)."""
     per_day = timestamps.dt.floor("D").value_counts().sort_index()
@@ -189,19 +237,24 @@ def rule_amount_from_validation(
     signals_valid: dict[str, np.ndarray],
     fraud_valid: np.ndarray,
     riskgate_flagged_valid: np.ndarray,
+    stoppable_valid: np.ndarray | None = None,
 ) -> tuple[float, float | None]:
     """(X, its percentile of the training amounts): the largest X whose rule policy catches at
-    least riskgate's share of the fraud amount on validation (inf if the signals alone do)."""
+    least riskgate's share of the fraud amount on validation (inf if the signals alone do).
+
+    Only fraud a review can stop counts (`stoppable_valid`; all fraud when None): holding a
+    friendly-fraud payment for review stops nothing, for the rules as for riskgate."""
     from training.baselines import rule_flags
 
-    total = float(amount_valid[fraud_valid].sum())
+    counted = fraud_valid if stoppable_valid is None else fraud_valid & stoppable_valid
+    total = float(amount_valid[counted].sum())
     if total <= 0:
         return float(np.quantile(amount_train, 0.95)), 0.95
-    target = float(amount_valid[riskgate_flagged_valid & fraud_valid].sum()) / total
+    target = float(amount_valid[riskgate_flagged_valid & counted].sum()) / total
 
     def share(x: float) -> float:
         flags = rule_flags(amount_valid, signals_valid, x)
-        return float(amount_valid[flags & fraud_valid].sum()) / total
+        return float(amount_valid[flags & counted].sum()) / total
 
     if share(math.inf) >= target:
         return math.inf, None
@@ -211,6 +264,59 @@ def rule_amount_from_validation(
         if share(x) >= target:
             return x, float(q)
     return float(np.quantile(amount_train, qs[-1])), float(qs[-1])
+
+
+def equal_at(
+    flags: np.ndarray,
+    fraud: np.ndarray,
+    stoppable: np.ndarray,
+    amount: np.ndarray,
+    review_score: np.ndarray,
+    p: np.ndarray,
+) -> dict[str, Any]:
+    """Review volume at equal fraud amount: the rule policy's reviews (`flags`) against the
+    number riskgate reviews, top k by its review score, to hold the same fraud amount.
+
+    The amount compared is fraud a review can stop (`stoppable`); the same comparison counting
+    all fraud (friendly fraud too, which no review stops) is reported next to it, `*_all_fraud`.
+    Also ranked by expected loss (p x amount) and by probability.
+    """
+    n = int(flags.sum())
+    stop = fraud & stoppable
+    total = float(amount[fraud].sum())
+    total_stop = float(amount[stop].sum())
+    hit = float(amount[flags & stop].sum())
+    hit_all = float(amount[flags & fraud].sum())
+
+    def k_for(score: np.ndarray, target: float, only_stoppable: bool) -> int:
+        return reviews_to_match(score, fraud, amount, target, stoppable if only_stoppable else None)
+
+    def ratio(k: int) -> float:
+        return k / n if n else math.inf
+
+    k = k_for(review_score, hit, True)
+    k_loss = k_for(p * amount, hit, True)
+    k_p = k_for(p, hit, True)
+    k_all = k_for(review_score, hit_all, False)
+    k_all_loss = k_for(p * amount, hit_all, False)
+    return {
+        "rule_reviews": n,
+        "rule_stoppable_fraud_amount": hit,
+        "rule_stoppable_fraud_share": hit / total_stop if total_stop > 0 else 0.0,
+        "rule_not_stoppable_fraud_amount": hit_all - hit,
+        "riskgate_reviews": k,
+        "ratio": ratio(k),
+        "riskgate_reviews_by_expected_loss": k_loss,
+        "ratio_by_expected_loss": ratio(k_loss),
+        "riskgate_reviews_by_probability": k_p,
+        "ratio_by_probability": ratio(k_p),
+        "rule_fraud_amount_all_fraud": hit_all,
+        "rule_fraud_share_all_fraud": hit_all / total if total > 0 else 0.0,
+        "riskgate_reviews_all_fraud": k_all,
+        "ratio_all_fraud": ratio(k_all),
+        "riskgate_reviews_all_fraud_by_expected_loss": k_all_loss,
+        "ratio_all_fraud_by_expected_loss": ratio(k_all_loss),
+    }
 
 
 def surge_drift(
@@ -274,6 +380,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("fraud caught (amount)", "fraud_caught_amount", "money"),
     ("fraud caught (share of amount)", "fraud_caught_amount_share", "pct1"),
     ("fraud loss (amount let through)", "fraud_loss", "money"),
+    ("fraud held for review (amount)", "fraud_reviewed_amount", "money"),
+    (
+        "of it friendly fraud, approved on review (amount)",
+        "fraud_reviewed_not_stoppable_amount",
+        "money",
+    ),
     ("good payments held for review", "good_reviewed", "int"),
     ("good-payment hold p50 (min)", "hold_p50_min", "f1"),
     ("good-payment hold p95 (min)", "hold_p95_min", "f1"),
@@ -326,6 +438,9 @@ def targets(
             "riskgate_fixed": equal["riskgate_reviews"],
             "riskgate_capacity": equal["riskgate_reviews"],
             "value": ratio,
+            "counts": "fraud a review can stop",
+            "riskgate_reviews_all_fraud": equal["riskgate_reviews_all_fraud"],
+            "value_all_fraud": equal["ratio_all_fraud"],
             "threshold": EQUAL_AMOUNT_TARGET,
             "met": {p: bool(ratio <= EQUAL_AMOUNT_TARGET) for p in POLICIES[1:]},
         }
@@ -380,9 +495,15 @@ def targets_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _ratio(v: float | None) -> str:
+    """A share as text; None (the rules review nothing: no ratio) as a dash."""
+    return "-" if v is None else f"{v:.1%}"
+
+
 def _md(report: dict[str, Any]) -> str:
     s = report["setup"]
     eq = report["equal_amount"]
+    ranking = "expected saving" if s.get("review_by") == "saving" else "probability"
     lines = [
         "# riskgate simulate: review delay on the held-out period",
         "",
@@ -390,6 +511,7 @@ def _md(report: dict[str, Any]) -> str:
         f"- held-out period: {s['test_start']} .. {s['test_end']} ({s['test_payments']:,} "
         f"payments); model trained on {s['train_start']} .. {s['train_end']}",
         f"- surge days in the held-out period: {', '.join(s['surge_days']) or 'none'}",
+        f"- fraud a review cannot stop: {s['stoppable_note']}",
         f"- team: {s['team']}",
         f"- rule policy: review when amount > X = {s['rule_amount_text']}, billing and IP "
         "countries differ, or the device is new for the customer; first come, first served",
@@ -412,31 +534,52 @@ def _md(report: dict[str, Any]) -> str:
         "Hold = arrival to the reviewer's decision, for good payments sent to review. SLA "
         f"breaches count reviewed payments held longer than {s['sla_min']:g} min.",
         "",
+        "Fraud caught counts fraud actually stopped: declined at scoring, or held and declined "
+        "by the reviewer. Friendly fraud (cardholders disputing their own purchase later) is "
+        "approved on review, since the reviewer sees the cardholder's own device, home IP and "
+        "address; it is fought later by disputing the chargeback, not by review.",
+        "",
         "## Targets (rule policy's figure next to riskgate's; nothing adjusted)",
         "",
         targets_table(report["targets"]),
         "",
+        "The equal-amount target counts fraud a review can stop; counting friendly fraud too, "
+        f"riskgate needs {eq['riskgate_reviews_all_fraud']:,} reviews "
+        f"({_ratio(eq['ratio_all_fraud'])} of the rule policy's).",
+        "",
         "## Review volume at equal fraud amount caught",
         "",
-        f"The rule policy reviews {eq['rule_reviews']:,} payments holding "
-        f"{eq['rule_fraud_amount']:,.0f} of fraud. Reviewing by descending riskgate "
-        f"probability (top k) reaches that amount after {eq['riskgate_reviews']:,} reviews: "
-        f"{eq['ratio']:.1%} of the rule policy's volume (target <= 10%). Ranked by expected "
-        f"loss (probability x amount) instead, {eq['riskgate_reviews_by_expected_loss']:,} "
-        f"reviews ({eq['ratio_by_expected_loss']:.1%}).",
+        f"Counted on fraud a review can stop (friendly fraud held for review is approved, so "
+        f"it counts for neither policy). The rule policy reviews {eq['rule_reviews']:,} "
+        f"payments holding {eq['rule_stoppable_fraud_amount']:,.0f} of such fraud "
+        f"({eq['rule_stoppable_fraud_share']:.1%} of it) and "
+        f"{eq['rule_not_stoppable_fraud_amount']:,.0f} of friendly fraud. Reviewing by "
+        f"descending riskgate {ranking} (top k) reaches that amount after "
+        f"{eq['riskgate_reviews']:,} reviews: {_ratio(eq['ratio'])} of the rule policy's volume "
+        f"(target <= 10%). Ranked by expected loss (probability x amount) instead, "
+        f"{eq['riskgate_reviews_by_expected_loss']:,} reviews "
+        f"({_ratio(eq['ratio_by_expected_loss'])}).",
+        "",
+        "Counting friendly fraud too, which no review stops: the rules hold "
+        f"{eq['rule_fraud_amount_all_fraud']:,.0f} of fraud and riskgate needs "
+        f"{eq['riskgate_reviews_all_fraud']:,} reviews to hold as much: "
+        f"{_ratio(eq['ratio_all_fraud'])}.",
         "",
         "How the comparison depends on the rule's amount X (percentiles of the training "
-        "period's amounts):",
+        "period's amounts); ratios are riskgate's top-k reviews over the rule's reviews:",
         "",
-        "| X | rule reviews | rule fraud amount | share of fraud amount | riskgate top-k | ratio "
-        "| by p x amount | ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| X | rule reviews | stoppable fraud amount held | share of stoppable fraud amount "
+        "| friendly fraud amount held | riskgate top-k | ratio | ratio by p x amount "
+        "| ratio counting friendly fraud |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rule_amount_sweep"]:
         lines.append(
-            f"| {r['label']} | {r['rule_reviews']:,} | {r['rule_fraud_amount']:,.0f} | "
-            f"{r['rule_fraud_amount_share']:.1%} | {r['riskgate_reviews']:,} | {r['ratio']:.1%} | "
-            f"{r['riskgate_reviews_by_expected_loss']:,} | {r['ratio_by_expected_loss']:.1%} |"
+            f"| {r['label']} | {r['rule_reviews']:,} | {r['rule_stoppable_fraud_amount']:,.0f} | "
+            f"{r['rule_stoppable_fraud_share']:.1%} | "
+            f"{r['rule_not_stoppable_fraud_amount']:,.0f} | {r['riskgate_reviews']:,} | "
+            f"{_ratio(r['ratio'])} | {_ratio(r['ratio_by_expected_loss'])} | "
+            f"{_ratio(r['ratio_all_fraud'])} |"
         )
     lines += ["", "## Drift of the surge days", ""]
     drift = report["surge_drift"]
@@ -592,6 +735,7 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
     te, va, tr = parts == "test", parts == "valid", parts == "train"
 
     amount = frame["amount"].to_numpy(dtype=np.float64)
+    stoppable_all, has_scenario = stoppable_from_scenario(frame)
     table = result.features
     signals_all = {s: table[s].to_numpy() for s in RULE_SIGNALS if s in table}
     p_valid = score_table(model, table.loc[va])
@@ -606,12 +750,13 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
             {k: v[va] for k, v in signals_all.items()},
             fraud_valid,
             th.apply(p_valid, model.thresholds, amount[va]) != "approve",
+            stoppable_all[va],
         )
         rule_text = (
             f"{rule_x:,.2f} (percentile p{rule_q * 100:g} of the training period's amounts"
             if rule_q is not None
             else "inf (the location and device signals alone"
-        ) + ", matched to riskgate's fraud amount share on validation)"
+        ) + ", matched to riskgate's share of the fraud amount a review can stop on validation)"
 
     # the held-out period, in time order
     idx = np.flatnonzero(te)
@@ -621,13 +766,16 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
     times = to_seconds(held["timestamp"])
     fraud = held["is_fraud"].to_numpy(dtype=np.float64) == 1
     am = held["amount"].to_numpy(dtype=np.float64)
+    stoppable = stoppable_all[idx]
     surges = [d for d in surge_days(frame["timestamp"]) if split.test_start <= d < split.test_end]
     surge_mask = held["timestamp"].dt.floor("D").isin(surges).to_numpy()
     period = (
         float(to_seconds(pd.Series([split.test_start]))[0]),
         float(to_seconds(pd.Series([split.test_end]))[0]),
     )
-    eval_frame = pd.DataFrame({"time": times, "is_fraud": fraud, "amount": am, "priority": p * am})
+    eval_frame = pd.DataFrame(
+        {"time": times, "is_fraud": fraud, "amount": am, "priority": p * am, STOPPABLE: stoppable}
+    )
     signals = {k: v[idx] for k, v in signals_all.items()}
     say(
         f"held-out period {split.test_start:%Y-%m-%d} .. {split.test_end:%Y-%m-%d}: "
@@ -697,34 +845,19 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
     figures["riskgate_capacity"]["capacity_adjusted_payments"] = float(adjusted.sum())
     figures["riskgate_capacity"]["capacity_changed_decisions"] = float(changed)
 
-    # review volume at equal fraud amount caught (before the reviewers' verdict, for both)
-    # riskgate takes payments in the order of its own review score (expected saving by default)
+    # review volume at equal fraud amount held for review (fraud a review can stop; all fraud
+    # next to it). riskgate takes payments in the order of its own review score (expected
+    # saving by default)
     review_score = model.thresholds.review_score(p, am)
-
-    def equal_at(flags: np.ndarray) -> dict[str, Any]:
-        amount_hit = float(am[flags & fraud].sum())
-        k = reviews_to_match(review_score, fraud, am, amount_hit)
-        k2 = reviews_to_match(p * am, fraud, am, amount_hit)
-        k3 = reviews_to_match(p, fraud, am, amount_hit)
-        n = int(flags.sum())
-        return {
-            "rule_reviews": n,
-            "rule_fraud_amount": amount_hit,
-            "rule_fraud_amount_share": amount_hit / max(float(am[fraud].sum()), 1e-9),
-            "riskgate_reviews": k,
-            "ratio": k / n if n else math.inf,
-            "riskgate_reviews_by_expected_loss": k2,
-            "ratio_by_expected_loss": k2 / n if n else math.inf,
-            "riskgate_reviews_by_probability": k3,
-            "ratio_by_probability": k3 / n if n else math.inf,
-        }
-
-    equal = equal_at(rules)
+    equal = equal_at(rules, fraud, stoppable, am, review_score, p)
     sweep = []
     for q in SWEEP_QUANTILES:
         x = math.inf if q is None else float(np.quantile(amount[tr], q))
         label = "inf (signals only)" if q is None else f"{x:,.0f} (p{q * 100:g})"
-        sweep.append({"label": label, "amount": x, **equal_at(rule_flags(am, signals, x))})
+        flags = rule_flags(am, signals, x)
+        sweep.append(
+            {"label": label, "amount": x, **equal_at(flags, fraud, stoppable, am, review_score, p)}
+        )
 
     drift: list[dict[str, Any]] | None = None
     drift_note = "no surge day in the held-out period"
@@ -765,6 +898,18 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
             "test_end": f"{split.test_end:%Y-%m-%d}",
             "test_payments": len(held),
             "test_fraud": int(fraud.sum()),
+            "test_fraud_amount": float(am[fraud].sum()),
+            "scenario_known": has_scenario,
+            "test_fraud_not_stoppable": int((fraud & ~stoppable).sum()),
+            "test_fraud_not_stoppable_amount": float(am[fraud & ~stoppable].sum()),
+            "not_stoppable_scenarios": list(NOT_STOPPABLE_SCENARIOS) if has_scenario else [],
+            "stoppable_note": stoppable_note(
+                has_scenario,
+                int((fraud & ~stoppable).sum()),
+                float(am[fraud & ~stoppable].sum()),
+                int(fraud.sum()),
+                float(am[fraud].sum()),
+            ),
             "surge_days": [f"{d:%Y-%m-%d}" for d in surges],
             "surge_rule": f"days with >= {SURGE_FACTOR:g} x the median day's payments",
             "team": team.describe(),

@@ -11,6 +11,7 @@ from serving.delay_sim import (
     DAY_S,
     HOUR_S,
     MIN_S,
+    STOPPABLE,
     Shift,
     TeamConfig,
     binned_depth,
@@ -19,6 +20,7 @@ from serving.delay_sim import (
     replay,
     reviews_to_match,
     simulate_queue,
+    stoppable_mask,
     to_seconds,
 )
 
@@ -269,3 +271,62 @@ def test_reviews_to_match() -> None:
     assert reviews_to_match(score, fraud, amount, 80.0) == 4
     assert reviews_to_match(score, fraud, amount, 81.0) == 5  # unreachable
     assert reviews_to_match(score, fraud, amount, 0.0) == 0
+
+
+def test_reviewer_approves_fraud_a_review_cannot_stop() -> None:
+    # a friendly-fraud case (the cardholder's own purchase), a stolen-card case, a good payment
+    arr = _arrivals([0, 10, 20]).assign(is_fraud=[1, 1, 0], **{STOPPABLE: [False, True, True]})
+    team = TeamConfig(shifts=ALL_DAY)
+    c = simulate_queue(arr, team, False, handling_minutes=np.array([3.0, 3.0, 3.0])).cases
+    assert c["declined"].tolist() == [False, True, False]
+    # the column changes only the verdict: the same work, in the same order
+    plain = simulate_queue(arr.drop(columns=STOPPABLE), team, False).cases
+    assert plain["declined"].tolist() == [True, True, False]
+    with_col = simulate_queue(arr, team, False).cases
+    assert with_col["handling"].tolist() == plain["handling"].tolist()
+    # accuracy still applies to the fraud a review can stop
+    blind = TeamConfig(shifts=ALL_DAY, accuracy=0.0)
+    assert not simulate_queue(arr, blind, False).cases["declined"].any()
+
+
+def test_stoppable_column_missing_or_na_means_stoppable() -> None:
+    assert stoppable_mask(pd.DataFrame({"time": [1.0, 2.0]})).tolist() == [True, True]
+    na = pd.DataFrame({STOPPABLE: pd.array([False, pd.NA, True], dtype="boolean")})
+    assert stoppable_mask(na).tolist() == [False, True, True]
+    arr = _arrivals([0, 10]).assign(is_fraud=[1, 1], **{STOPPABLE: [None, False]})
+    c = simulate_queue(arr, TeamConfig(shifts=ALL_DAY), False).cases
+    assert c["declined"].tolist() == [True, False]
+
+
+def test_fraud_caught_counts_only_fraud_actually_stopped() -> None:
+    # payment 1 (100) is friendly fraud, payment 3 (40) a stolen card; both reviewed
+    frame = _frame().assign(**{STOPPABLE: [True, False, True, True, True, True]})
+    decisions = ["approve", "review", "approve", "review", "approve", "approve"]
+    team = TeamConfig(shifts=ALL_DAY, handling_median_min=5.0, handling_sigma=0.0)
+    f = evaluate_policy(decisions, frame, team, priority_order=True)
+    assert f["fraud_reviewed"] == 2
+    assert f["fraud_reviewed_amount"] == 140.0
+    assert f["fraud_reviewed_not_stoppable"] == 1
+    assert f["fraud_reviewed_not_stoppable_amount"] == 100.0
+    assert f["fraud_caught_count"] == 1
+    assert f["fraud_caught_amount"] == 40.0
+    assert f["fraud_caught_amount_share"] == pytest.approx(40 / 140)
+    assert f["fraud_loss"] == 100.0
+    assert f["fraud_not_stoppable_amount"] == 100.0
+    # without the column every reviewed fraud is stopped, as before
+    assert evaluate_policy(decisions, _frame(), team)["fraud_caught_amount"] == 140.0
+    # a decline at scoring needs no reviewer: it stops friendly fraud too
+    declined = ["approve", "decline", "approve", "review", "approve", "approve"]
+    g = evaluate_policy(declined, frame, team)
+    assert g["fraud_caught_amount"] == 140.0
+    assert g["fraud_loss"] == 0.0
+
+
+def test_reviews_to_match_counts_only_fraud_a_review_can_stop() -> None:
+    score = np.array([0.9, 0.8, 0.3, 0.1])
+    fraud = np.array([True, True, True, False])
+    amount = np.array([50.0, 10.0, 20.0, 5.0])
+    stoppable = np.array([False, True, True, True])  # the top-scored fraud is friendly fraud
+    assert reviews_to_match(score, fraud, amount, 30.0, stoppable) == 3  # 10 + 20
+    assert reviews_to_match(score, fraud, amount, 30.0) == 1  # 50 counted without the mask
+    assert reviews_to_match(score, fraud, amount, 31.0, stoppable) == 5  # unreachable
