@@ -8,11 +8,13 @@ open, so the state survives a restart. A shared backend (Redis) implements the s
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
+import threading
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,19 +190,61 @@ CREATE INDEX IF NOT EXISTS state_events_ts ON state_events (ts);
 
 
 class SQLiteState(MemoryState):
-    """MemoryState whose events are logged to SQLite and replayed on open (survives restarts)."""
+    """MemoryState whose events are logged to SQLite and replayed on open (survives restarts).
+
+    Several processes may share one log (the service's worker processes): `exclusive()` takes
+    an OS file lock next to the database and first applies the events the other processes
+    appended since this one last looked, so each payment is scored against every earlier one,
+    in one total order, whichever worker it reached. Without a caller holding it, each
+    `record_*` takes it for itself.
+    """
+
+    transactional = True  # `deferred()` rolls a failed batch back (see Scorer.score_group)
 
     def __init__(self, path: str | Path, *, commit_every: int = 1) -> None:
+        """`commit_every > 1` keeps a write transaction open between calls: for one writer
+        replaying history in bulk, not for a log shared by running workers."""
         super().__init__()
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._lockfile = open(self._path.with_name(self._path.name + ".lock"), "a+b")  # noqa: SIM115
+        self._mutex = threading.RLock()
+        self._depth = 0
+        self._seq = 0  # the last logged event this process has applied
         self._commit_every = commit_every
         self._pending = 0
-        self._replay()
+        with self.exclusive(catch_up=False):
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._replay()
+
+    @contextmanager
+    def exclusive(self, *, catch_up: bool = True) -> Iterator[None]:
+        """Hold the log for this thread and process (re-entrant), up to date with the others."""
+        with self._mutex:
+            if self._depth == 0:
+                fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                if self._depth == 1 and catch_up:
+                    self._catch_up()
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_UN)
+
+    def _apply(self, rows: Iterable[tuple[int, str, str]]) -> None:
+        for seq, kind, body in rows:
+            data = json.loads(body)
+            if kind == "payment":
+                super().record_payment(PaymentEvent(**data))
+            else:
+                super().record_label(data["transaction_id"], data["is_fraud"], data["label_time"])
+            self._seq = seq
 
     def _replay(self) -> None:
         row = self._db.execute("SELECT max(ts) FROM state_events WHERE kind='payment'").fetchone()
@@ -208,23 +252,29 @@ class SQLiteState(MemoryState):
             return
         bound = int(row[0]) - LOOKBACK_NS
         self._db.execute("DELETE FROM state_events WHERE ts <= ?", (bound,))
-        cur = self._db.execute(
-            "SELECT kind, body FROM state_events WHERE ts > ? ORDER BY seq", (bound,)
+        self._apply(
+            self._db.execute(
+                "SELECT seq, kind, body FROM state_events WHERE ts > ? ORDER BY seq", (bound,)
+            )
         )
-        for kind, body in cur:
-            data = json.loads(body)
-            if kind == "payment":
-                super().record_payment(PaymentEvent(**data))
-            else:
-                super().record_label(data["transaction_id"], data["is_fraud"], data["label_time"])
+
+    def _catch_up(self) -> None:
+        """Apply what other processes logged since this one last looked (usually nothing)."""
+        self._apply(
+            self._db.execute(
+                "SELECT seq, kind, body FROM state_events WHERE seq > ? ORDER BY seq", (self._seq,)
+            )
+        )
 
     def _log(self, kind: str, ts: int, body: dict[str, object]) -> None:
         if self._pending == 0:
-            self._db.execute("BEGIN")
-        self._db.execute(
+            self._db.execute("BEGIN IMMEDIATE")
+        cur = self._db.execute(
             "INSERT INTO state_events (kind, ts, body) VALUES (?, ?, ?)",
             (kind, ts, json.dumps(body, separators=(",", ":"))),
         )
+        assert cur.lastrowid is not None
+        self._seq = cur.lastrowid  # under the lock: every event before it is applied here
         self._pending += 1
         if self._pending >= self._commit_every:
             self.flush()
@@ -236,33 +286,61 @@ class SQLiteState(MemoryState):
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
-        """Log a batch's events in one commit instead of one each."""
-        every = self._commit_every
-        self._commit_every = 1 << 30
-        try:
-            yield
-        finally:
-            self._commit_every = every
+        """Log a batch's events in one commit instead of one each. If the block fails (the
+        decisions' transaction did not commit), the batch's events are rolled back, here and
+        in the log, so a retried payment does not count itself."""
+        with self.exclusive():
             self.flush()
+            every = self._commit_every
+            self._commit_every = 1 << 30
+            try:
+                yield
+            except BaseException:
+                self._rollback()
+                raise
+            else:
+                self.flush()
+            finally:
+                self._commit_every = every
+
+    def _rollback(self) -> None:
+        """Drop the uncommitted events and rebuild the memory from the log (rare: a failed
+        batch), which is simpler and safer than undoing each entity's lists."""
+        if self._pending:
+            self._db.execute("ROLLBACK")
+            self._pending = 0
+        MemoryState.__init__(self)
+        self._seq = 0
+        self._replay()
 
     def record_payment(self, event: PaymentEvent) -> None:
-        self._log("payment", event.ts, event.__dict__)
-        super().record_payment(event)
+        with self.exclusive():
+            self._log("payment", event.ts, event.__dict__)
+            super().record_payment(event)
 
     def record_label(self, transaction_id: str, is_fraud: bool, label_time: int) -> bool:
-        known = super().record_label(transaction_id, is_fraud, label_time)
-        if known:
-            body = {
-                "transaction_id": transaction_id,
-                "is_fraud": is_fraud,
-                "label_time": label_time,
-            }
-            self._log("label", label_time, body)
-        return known
+        with self.exclusive():
+            known = super().record_label(transaction_id, is_fraud, label_time)
+            if known:
+                body = {
+                    "transaction_id": transaction_id,
+                    "is_fraud": is_fraud,
+                    "label_time": label_time,
+                }
+                self._log("label", label_time, body)
+            return known
 
     def close(self) -> None:
-        self.flush()
-        self._db.close()
+        with self._mutex:
+            self.flush()
+            self._db.close()
+            self._lockfile.close()
+
+
+def exclusive(store: StateStore) -> Any:
+    """`with exclusive(store):` orders scoring across processes where the backend supports it."""
+    hold = getattr(store, "exclusive", None)
+    return hold() if callable(hold) else nullcontext()
 
 
 def deferred_commits(store: StateStore) -> Any:

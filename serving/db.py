@@ -7,6 +7,9 @@ decision per transaction, one case per transaction, one idempotency key, one dec
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +189,22 @@ def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """Worker processes starting together on one SQLite file migrate one at a time (the
+    PostgreSQL path takes an advisory lock instead)."""
+    path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if not path or path == ":memory:":
+        yield
+        return
+    with open(f"{path}.migrate.lock", "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def create_schema(engine: Engine) -> None:
     """Bring the database to the latest schema with Alembic (idempotent; also for PostgreSQL)."""
     from alembic import command
@@ -193,7 +212,7 @@ def create_schema(engine: Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with _sqlite_file_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":  # replicas starting together migrate one at a time
             conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
         config.attributes["connection"] = conn
