@@ -357,7 +357,7 @@ def reload_model(request: Request, who: Principal = Admin) -> dict[str, Any]:
     rt = runtime(request)
     old = rt.holder.current.version
     try:
-        version = rt.reload()
+        version = rt.reload(who.name)
     except (LookupError, ArtifactMismatchError) as exc:
         m().reloads.labels(outcome="refused").inc()
         raise HTTPException(409, f"reload refused: {exc}") from None

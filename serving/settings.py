@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     explain_top: int = 5
     max_batch: int = 1_000
     max_body_bytes: int = 2_000_000
+    score_group_max: int = Field(
+        default=64, ge=1, description="/score requests scored together at most (1: one by one)"
+    )
+    workers: int = Field(default=1, ge=1, description="worker processes (set by riskgate serve)")
+    config_poll_seconds: float = Field(
+        default=2.0, gt=0, description="how soon other workers follow a policy change or reload"
+    )
     capacity_enabled: bool = Field(default=False, description="adapt the review band to capacity")
     capacity_reviews_per_hour: float = 30.0
     capacity_max_review_probability: float = 0.2  # ceiling when the model reviews by probability
