@@ -47,6 +47,11 @@ def _create() -> Any:
             labelnames=["stage"],
             buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25),
         )
+        group_size = prom.Histogram(
+            name="riskgate_score_group_size",
+            documentation="/score requests scored together in one group (one commit) under load",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )
         replays = prom.Counter(
             name="riskgate_replays_total",
             documentation="Requests answered from a stored decision (idempotency key or same id)",

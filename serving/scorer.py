@@ -2,7 +2,8 @@
 
 Dependencies are passed in (engine, model holder, online features, policy), so the same code runs
 under BentoML, in tests with fakes, and in the benchmarks. Scoring is serialised by a lock: the
-online state must see payments one at a time, in order, for its windows to equal the batch ones.
+online state must see payments one at a time, in order, for its windows to equal the batch ones
+(across worker processes too, when the state store offers `exclusive()`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from features.online import OnlineFeatures, prepare
 from features.registry import feature_set_version
 from features.registry import select as select_features
-from features.state import StateStore, deferred_commits
+from features.state import StateStore, deferred_commits, exclusive
 from serving import db, explain
 from serving.auth import Principal
 from serving.capacity import CapacityConfig, CapacityGovernor
@@ -112,6 +114,10 @@ class ModelHolder:
     def current(self) -> Loaded:
         return self._loaded
 
+    @property
+    def store(self) -> StateStore:
+        return self._store
+
     def swap(self, model: RiskModel, version: str) -> None:
         self._loaded = self._build(model, version)
 
@@ -134,6 +140,17 @@ def masked_payment(payment: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class _Todo:
+    """A payment to score fresh: its place in the request, contract record, key, body hash."""
+
+    index: int
+    record: dict[str, Any]
+    key: str | None
+    digest: str
+    principal: Principal
+
+
 class Scorer:
     """Scores payments and records every decision before answering."""
 
@@ -150,17 +167,25 @@ class Scorer:
         self.policy = policy
         self.settings = settings
         self.clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # score_group falls back to score inside it
         self._recent: deque[float] = deque(maxlen=DRIFT_WINDOW)
         self._since_drift = 0
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="model")
         self.governor = CapacityGovernor(
             CapacityConfig(
                 enabled=settings.capacity_enabled,
-                reviews_per_hour=settings.capacity_reviews_per_hour,
+                # each worker process sees about 1/workers of the payments
+                reviews_per_hour=settings.capacity_reviews_per_hour / settings.workers,
                 max_review_threshold=settings.capacity_max_review_probability,
             )
         )
+
+    @contextmanager
+    def _serial(self) -> Iterator[None]:
+        """One payment at a time, in one order: this process's threads, and the other worker
+        processes when the online state is shared through a local log (SQLiteState)."""
+        with self._lock, exclusive(self.holder.store):
+            yield
 
     # -- the model call, under its deadline ---------------------------------------------------
     def _call_model(self, model: RiskModel, X: np.ndarray, deadline: float) -> np.ndarray:
@@ -194,13 +219,13 @@ class Scorer:
         started = time.perf_counter()
         record = payment.contract()
         digest = body_hash(payment.model_dump(mode="json"))
-        with self._lock:
+        with self._serial():
             replay = self._replay(payment.transaction_id, idempotency_key, digest, principal)
             if replay is not None:
                 return replay
             status, body, prepared, online = self._decide(record, started)
             try:
-                self._write_many([(record, body, idempotency_key, digest, status)], principal)
+                self._write_many([(record, body, idempotency_key, digest, status, principal)])
             except IntegrityError:
                 # Another replica decided this payment (or used this key) first: answer with it.
                 replay = self._replay(payment.transaction_id, idempotency_key, digest, principal)
@@ -368,15 +393,18 @@ class Scorer:
         model call for the batch and one database transaction (a group commit) for all the
         decisions. Replays and per-item keys (`KEY#i`) behave as for single payments."""
         started = time.perf_counter()
-        with self._lock:
+        with self._serial():
             results: list[dict[str, Any] | None] = [None] * len(payments)
             todo = []
             seen: set[str] = set()
-            known = self._known(
-                [p.transaction_id for p in payments], idempotency_key, len(payments)
+            keys: list[str | None] = (
+                [None] * len(payments)
+                if idempotency_key is None
+                else [f"{idempotency_key}#{i}" for i in range(len(payments))]
             )
+            known = self._known([p.transaction_id for p in payments], keys)
             for i, payment in enumerate(payments):
-                key = None if idempotency_key is None else f"{idempotency_key}#{i}"
+                key = keys[i]
                 digest = body_hash(payment.model_dump(mode="json"))
                 replay = None
                 if payment.transaction_id in known or (key is not None and key in known):
@@ -388,73 +416,128 @@ class Scorer:
                     results[i] = body
                 elif payment.transaction_id not in seen:
                     seen.add(payment.transaction_id)
-                    todo.append((i, payment.contract(), key, digest))
+                    todo.append(_Todo(i, payment.contract(), key, digest, principal))
             if todo:
-                self._score_fresh(todo, results, principal, started)
+                bodies = self._score_fresh(todo, started)
+                for item, body in zip(todo, bodies, strict=True):
+                    results[item.index] = body
         m().latency.observe((time.perf_counter() - started) / max(len(payments), 1))
         return 200, [r for r in results if r is not None]
 
-    def _known(self, ids: list[str], key: str | None, n: int) -> set[str]:
-        """Which of a batch's transaction ids (and per-item keys) the database already holds:
-        two queries for the batch instead of two per payment."""
+    def score_group(
+        self, requests: list[tuple[PaymentIn, Principal, str | None]]
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Score single-payment requests that arrived together (`/score` under load) as one
+        group: one lock, one model call, one transaction. Each answers exactly as `score`
+        would have, in arrival order: a repeat of an earlier request of the group (same
+        transaction id or key) is answered from the stored decision, a reused key with another
+        body gets 422. Only for a state store that rolls back a failed group (`deferred`):
+        otherwise, or if the group's transaction fails on a conflict, one by one."""
+        if len(requests) == 1 or not getattr(self.holder.store, "transactional", False):
+            return [self.score(p, who, key) for p, who, key in requests]
+        started = time.perf_counter()
+        out: list[tuple[int, dict[str, Any]] | None] = [None] * len(requests)
+        digests = [body_hash(p.model_dump(mode="json")) for p, _, _ in requests]
+        with self._serial():
+            ids = [p.transaction_id for p, _, _ in requests]
+            known = self._known(ids, [key for _, _, key in requests])
+            todo: list[_Todo] = []
+            later: list[int] = []  # repeats of a request earlier in the group
+            taken: set[str] = set()
+            for i, (payment, who, key) in enumerate(requests):
+                if payment.transaction_id in taken or (key is not None and key in taken):
+                    later.append(i)
+                    continue
+                if payment.transaction_id in known or (key is not None and key in known):
+                    replay = self._replay(payment.transaction_id, key, digests[i], who)
+                    if replay is not None:
+                        out[i] = replay
+                        continue
+                taken.add(payment.transaction_id)
+                if key is not None:
+                    taken.add(key)
+                todo.append(_Todo(i, payment.contract(), key, digests[i], who))
+            if todo:
+                try:
+                    bodies = self._score_fresh(todo, started)
+                except IntegrityError:  # a replica decided one of them first: one by one
+                    bodies = None
+                if bodies is None:
+                    for item in todo:
+                        p, who, key = requests[item.index]
+                        out[item.index] = self.score(p, who, key)
+                else:
+                    for item, body in zip(todo, bodies, strict=True):
+                        out[item.index] = (200, body)
+            for i in later:
+                p, who, key = requests[i]
+                out[i] = self._replay(p.transaction_id, key, digests[i], who) or self.score(
+                    p, who, key
+                )
+        m().group_size.observe(len(requests))
+        if todo:
+            m().latency.observe((time.perf_counter() - started) / len(todo))
+        return [r for r in out if r is not None]
+
+    def _known(self, ids: list[str], keys: list[str | None]) -> set[str]:
+        """Which of these transaction ids and idempotency keys the database already holds:
+        two queries for all of them instead of two per payment."""
         found: set[str] = set()
+        wanted = [k for k in keys if k is not None]
         with self.engine.connect() as conn:
             for chunk in range(0, len(ids), 500):
-                part = ids[chunk : chunk + 500]
                 found.update(
                     conn.execute(
                         select(db.decisions.c.transaction_id).where(
-                            db.decisions.c.transaction_id.in_(part)
+                            db.decisions.c.transaction_id.in_(ids[chunk : chunk + 500])
                         )
                     ).scalars()
                 )
-            if key is not None:
-                keys = [f"{key}#{i}" for i in range(n)]
-                for chunk in range(0, n, 500):
-                    found.update(
-                        conn.execute(
-                            select(db.idempotency.c.key).where(
-                                db.idempotency.c.key.in_(keys[chunk : chunk + 500])
-                            )
-                        ).scalars()
-                    )
+            for chunk in range(0, len(wanted), 500):
+                found.update(
+                    conn.execute(
+                        select(db.idempotency.c.key).where(
+                            db.idempotency.c.key.in_(wanted[chunk : chunk + 500])
+                        )
+                    ).scalars()
+                )
         return found
 
-    def _score_fresh(
-        self,
-        todo: list[tuple[int, dict[str, Any], str | None, str]],
-        results: list[dict[str, Any] | None],
-        principal: Principal,
-        started: float,
-    ) -> None:
+    def _score_fresh(self, todo: list[_Todo], started: float) -> list[dict[str, Any]]:
+        """Features in order (each payment sees the ones before it), one model call, then one
+        transaction for the decisions. The online state's events commit with it: if the
+        decisions do not commit, a transactional store rolls the events back too."""
         loaded = self.holder.current
         rows = []
         with deferred_commits(loaded.online.store):
-            for _, record, _, _ in todo:
-                prepared = prepare(record)
+            for item in todo:
+                prepared = prepare(item.record)
                 rows.append(loaded.online.compute(prepared))
-                # later payments of the batch must see this one (a failed commit below leaves
-                # it in the online state: the retried payment then counts itself once)
-                loaded.online.update(prepared)
-        X = np.ascontiguousarray(np.vstack(rows), dtype=np.float64)
-        probs: list[float | None] = [None] * len(todo)
-        cause: str | None = "no_model"
-        if loaded.model is not None:
-            probs, cause = self._predict_many(loaded.model, X)
-        items = []
-        for j, (i, record, key, digest) in enumerate(todo):
-            body = self._finish(
-                record,
-                loaded,
-                rows[j],
-                probs[j],
-                cause if probs[j] is None else None,
-                functools.partial(model_contrib, loaded, X[j : j + 1]),
-                started,
+                loaded.online.update(prepared)  # later payments of the group must see this one
+            X = np.ascontiguousarray(np.vstack(rows), dtype=np.float64)
+            probs: list[float | None] = [None] * len(todo)
+            cause: str | None = "no_model"
+            if loaded.model is not None:
+                probs, cause = self._predict_many(loaded.model, X)
+            bodies = []
+            for j, item in enumerate(todo):
+                body = self._finish(
+                    item.record,
+                    loaded,
+                    rows[j],
+                    probs[j],
+                    cause if probs[j] is None else None,
+                    functools.partial(model_contrib, loaded, X[j : j + 1]),
+                    started,
+                )
+                bodies.append(body)
+            self._write_many(
+                [
+                    (item.record, body, item.key, item.digest, 200, item.principal)
+                    for item, body in zip(todo, bodies, strict=True)
+                ]
             )
-            items.append((record, body, key, digest, 200))
-            results[i] = body
-        self._write_many(items, principal)
+        return bodies
 
     def _predict_many(
         self, model: RiskModel, X: np.ndarray
@@ -470,13 +553,12 @@ class Scorer:
 
     def _write_many(
         self,
-        items: list[tuple[dict[str, Any], dict[str, Any], str | None, str, int]],
-        principal: Principal,
+        items: list[tuple[dict[str, Any], dict[str, Any], str | None, str, int, Principal]],
     ) -> None:
         """Decisions (+ cases, keys, audit) of one or many payments in ONE transaction."""
         now = self.clock()
         with self.engine.begin() as conn:
-            for record, body, key, digest, status in items:
+            for record, body, key, digest, status, principal in items:
                 self._write_one(conn, now, record, body, key, digest, principal, status)
 
     def _write_one(

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 
 from serving.api import create_app
 from serving.auth import AuthError, KeyRing, Principal, require
+from serving.groups import ClosedError
 from serving.schemas import BatchIn, BatchOut, PaymentIn, ScoreOut
 
 http_app = create_app()
@@ -191,12 +192,16 @@ class Riskgate:
         key = ctx.request.headers.get("idempotency-key")
         if key is not None and not 1 <= len(key) <= 200:
             return _reply(ctx, {"error": "Idempotency-Key must be 1-200 characters"}, 400)
-        # Inline on the event loop: scoring is serialised by the scorer's lock anyway, and a
-        # thread hop per request costs more than it frees (the model call has its deadline).
+        item = PaymentIn.model_construct(**payment)
         try:
-            status, body = self.rt.scorer.score(PaymentIn.model_construct(**payment), who, key)
+            if self.rt.groups is not None:  # group commit: concurrent requests score together
+                status, body = await self.rt.groups.score(item, who, key)
+            else:  # inline on the event loop (the model call has its deadline)
+                status, body = self.rt.scorer.score(item, who, key)
         except OperationalError:
             return _db_unavailable(ctx)
+        except ClosedError:
+            return _reply(ctx, {"error": "the service is stopping: retry with the same key"}, 503)
         return _reply(ctx, body, status)
 
     @bentoml.api(route="/score_batch", input_spec=BatchIn, output_spec=BatchOut)
