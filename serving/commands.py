@@ -34,7 +34,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--workers",
         type=int,
         default=1,
-        help="worker processes (more than 1 needs shared state: Redis / PostgreSQL)",
+        help="worker processes; they share the database and the online state (the SQLite log "
+        "by default, Redis with RISKGATE_STATE_URL)",
     )
     s.set_defaults(func=serve)
 

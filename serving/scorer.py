@@ -433,6 +433,7 @@ class Scorer:
         transaction id or key) is answered from the stored decision, a reused key with another
         body gets 422. Only for a state store that rolls back a failed group (`deferred`):
         otherwise, or if the group's transaction fails on a conflict, one by one."""
+        m().group_size.observe(len(requests))
         if len(requests) == 1 or not getattr(self.holder.store, "transactional", False):
             return [self.score(p, who, key) for p, who, key in requests]
         started = time.perf_counter()
@@ -474,7 +475,6 @@ class Scorer:
                 out[i] = self._replay(p.transaction_id, key, digests[i], who) or self.score(
                     p, who, key
                 )
-        m().group_size.observe(len(requests))
         if todo:
             m().latency.observe((time.perf_counter() - started) / len(todo))
         return [r for r in out if r is not None]

@@ -145,7 +145,7 @@ def test_the_state_log_is_rolled_back_too(tmp_path: Path, model_dir: Path, payme
         def boom(*_: Any, **__: Any) -> None:
             raise OperationalError("INSERT", {}, Exception("disk I/O error"))
 
-        rt.scorer._write_many = boom  # type: ignore[method-assign]
+        rt.scorer._write_many = boom
         with pytest.raises(OperationalError):
             rt.scorer.score_group([(p, who, None) for p in payments[5:15]])
     finally:
@@ -181,7 +181,7 @@ class _Recorder:
 
 def test_requests_waiting_together_are_scored_as_one_group_in_order() -> None:
     fake = _Recorder()
-    groups = GroupScorer(fake, max_group=8).start()  # type: ignore[arg-type]
+    groups = GroupScorer(fake, max_group=8).start()
 
     async def main() -> list[tuple[int, dict[str, Any]]]:
         fake.gate.clear()  # hold the first group so the others pile up behind it
