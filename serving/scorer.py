@@ -151,6 +151,26 @@ class _Todo:
     principal: Principal
 
 
+def _decision_row(record: dict[str, Any], body: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "transaction_id": record["transaction_id"],
+        "created_at": now,
+        "payment_time": record["timestamp"],
+        "decision": body["decision"],
+        "source": body["decision_source"],
+        "status": body["status"],
+        "status_at": now,
+        "probability": body["probability"],
+        "score": body["score"],
+        "model_version": body["model_version"],
+        "amount": record["amount"],
+        "currency": record["currency"],
+        "merchant_id": record["merchant_id"],
+        "card_id": record["card_id"],
+        "response": body,
+    }
+
+
 class Scorer:
     """Scores payments and records every decision before answering."""
 
@@ -555,93 +575,79 @@ class Scorer:
         self,
         items: list[tuple[dict[str, Any], dict[str, Any], str | None, str, int, Principal]],
     ) -> None:
-        """Decisions (+ cases, keys, audit) of one or many payments in ONE transaction."""
+        """Decisions (+ cases, keys, audit) of one or many payments in ONE transaction, with
+        one multi-row INSERT per table (a case needs its id back, so cases go one by one)."""
         now = self.clock()
+        decisions, keys, audits, reviewed = [], [], [], []
+        for record, body, key, digest, status, principal in items:
+            features = body.pop("_features")
+            factors = body.pop("_factors")
+            decisions.append(_decision_row(record, body, now))
+            if body["decision"] == "review":
+                reviewed.append((record, body, features, factors))
+            if key is not None:
+                keys.append(
+                    {
+                        "key": key,
+                        "endpoint": "score",
+                        "body_hash": digest,
+                        "status_code": status,
+                        "response": body,  # the same dict: a case id set below is stored too
+                        "created_at": now,
+                    }
+                )
+            audits.append(
+                {
+                    "at": now,
+                    "actor": principal.name,
+                    "role": principal.role,
+                    "key_id": principal.key_id,
+                    "action": "score",
+                    "target": record["transaction_id"],
+                    "detail": {"decision": body["decision"], "source": body["decision_source"]},
+                }
+            )
         with self.engine.begin() as conn:
-            for record, body, key, digest, status, principal in items:
-                self._write_one(conn, now, record, body, key, digest, principal, status)
+            conn.execute(_INS_DECISION, decisions)
+            for record, body, features, factors in reviewed:
+                body["case_id"] = self._open_case(conn, now, record, body, features, factors)
+                conn.execute(_UPD_RESPONSE, {"t_id": record["transaction_id"], "response": body})
+            if keys:
+                conn.execute(_INS_IDEMPOTENCY, keys)
+            conn.execute(_INS_AUDIT, audits)
 
-    def _write_one(
+    def _open_case(
         self,
         conn: Any,
         now: datetime,
         record: dict[str, Any],
         body: dict[str, Any],
-        key: str | None,
-        digest: str,
-        principal: Principal,
-        status: int,
-    ) -> None:
-        features = body.pop("_features")
-        factors = body.pop("_factors")
-        conn.execute(
-            _INS_DECISION,
-            {
-                "transaction_id": record["transaction_id"],
-                "created_at": now,
-                "payment_time": record["timestamp"],
-                "decision": body["decision"],
-                "source": body["decision_source"],
-                "status": body["status"],
-                "status_at": now,
-                "probability": body["probability"],
-                "score": body["score"],
-                "model_version": body["model_version"],
-                "amount": record["amount"],
-                "currency": record["currency"],
-                "merchant_id": record["merchant_id"],
-                "card_id": record["card_id"],
-                "response": body,
-            },
-        )
-        if body["decision"] == "review":
-            p = body["probability"]
-            risk = p if p is not None else 0.05  # unknown risk (fallback): a modest prior
-            result = conn.execute(
-                insert(db.cases).values(
-                    transaction_id=record["transaction_id"],
-                    created_at=now,
-                    sla_due=now + timedelta(minutes=self.settings.sla_minutes),
-                    status="open",
-                    priority=risk * float(record["amount"]),
-                    amount=record["amount"],
-                    probability=p,
-                    score=body["score"],
-                    merchant_id=record["merchant_id"],
-                    version=0,
-                    payment=masked_payment(record),
-                    features={k: (None if v != v else v) for k, v in features.items()},
-                    factors=factors,
-                    reasons=body["reasons"],
-                )
+        features: dict[str, float],
+        factors: list[dict[str, Any]],
+    ) -> int:
+        """The review case of a held payment, with what the reviewer needs; its id."""
+        p = body["probability"]
+        risk = p if p is not None else 0.05  # unknown risk (fallback): a modest prior
+        result = conn.execute(
+            insert(db.cases).values(
+                transaction_id=record["transaction_id"],
+                created_at=now,
+                sla_due=now + timedelta(minutes=self.settings.sla_minutes),
+                status="open",
+                priority=risk * float(record["amount"]),
+                amount=record["amount"],
+                probability=p,
+                score=body["score"],
+                merchant_id=record["merchant_id"],
+                version=0,
+                payment=masked_payment(record),
+                features={k: (None if v != v else v) for k, v in features.items()},
+                factors=factors,
+                reasons=body["reasons"],
             )
-            assert result.inserted_primary_key is not None
-            body["case_id"] = int(result.inserted_primary_key[0])
-            conn.execute(_UPD_RESPONSE, {"t_id": record["transaction_id"], "response": body})
-        if key is not None:
-            conn.execute(
-                _INS_IDEMPOTENCY,
-                {
-                    "key": key,
-                    "endpoint": "score",
-                    "body_hash": digest,
-                    "status_code": status,
-                    "response": body,
-                    "created_at": now,
-                },
-            )
-        conn.execute(
-            _INS_AUDIT,
-            {
-                "at": now,
-                "actor": principal.name,
-                "role": principal.role,
-                "key_id": principal.key_id,
-                "action": "score",
-                "target": record["transaction_id"],
-                "detail": {"decision": body["decision"], "source": body["decision_source"]},
-            },
         )
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
 
     def _watch_drift(self, model: RiskModel, probability: float) -> None:
         """Score PSI over the recent payments against the training profile, every DRIFT_EVERY."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from features.online import prepare
@@ -92,7 +93,7 @@ def test_repeats_inside_and_across_groups_replay_and_a_reused_key_is_refused(
 
 
 def test_a_failed_group_commit_stores_nothing_and_leaves_the_state_as_it_was(
-    tmp_path: Path, model_dir: Path, payments, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, model_dir: Path, payments
 ) -> None:
     """The decisions' transaction fails half-way: no decision, no key, no state event; the
     retried requests are then scored exactly as if the failure had never happened."""
@@ -108,21 +109,17 @@ def test_a_failed_group_commit_stores_nothing_and_leaves_the_state_as_it_was(
         probe = prepare(group[0].contract())
         features_before = online.compute(probe)
 
-        real = failing.scorer._write_one
-        calls = {"n": 0}
+        def fail_at_audit(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            # after the decisions and keys went in: a failure in the middle of the transaction
+            if statement.startswith("INSERT INTO audit_log"):
+                raise OperationalError(statement, {}, Exception("database is locked"))
 
-        def flaky(conn: Any, *args: Any, **kwargs: Any) -> None:
-            calls["n"] += 1
-            if calls["n"] == 7:
-                raise OperationalError("INSERT", {}, Exception("database is locked"))
-            real(conn, *args, **kwargs)
-
-        monkeypatch.setattr(failing.scorer, "_write_one", flaky)
+        event.listen(failing.engine, "before_cursor_execute", fail_at_audit)
         with pytest.raises(OperationalError):
             failing.scorer.score_group([(p, who, f"g-{p.transaction_id}") for p in group])
+        event.remove(failing.engine, "before_cursor_execute", fail_at_audit)
         assert counts(failing.engine) == before
         np.testing.assert_array_equal(online.compute(probe), features_before)  # NaN == NaN
-        monkeypatch.setattr(failing.scorer, "_write_one", real)
         retried = failing.scorer.score_group([(p, who, f"g-{p.transaction_id}") for p in group])
         reference = clean.scorer.score_group([(p, who, f"g-{p.transaction_id}") for p in group])
         for (_, a), (_, b) in zip(retried, reference, strict=True):
