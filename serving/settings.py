@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, NonNegativeInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 2_000_000
     score_group_max: int = Field(
         default=64, ge=1, description="/score requests scored together at most (1: one by one)"
+    )
+    gc_threshold: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] = Field(
+        default=(20_000, 50, 100), description="gc.set_threshold in each worker, e.g. [700,10,10]"
     )
     workers: int = Field(default=1, ge=1, description="worker processes (set by riskgate serve)")
     config_poll_seconds: float = Field(
