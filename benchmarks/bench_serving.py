@@ -13,11 +13,12 @@
    (stage wrappers); the model alone; the explanation (`contributions` for one row, plus the
    reason texts); the DB write and replay check with per-call vs prebuilt statements vs the bare
    sqlite3 driver (a what-if); a cProfile.
-3. HTTP, one worker per server, one server at a time (2 shared cores): the bare service
-   (benchmarks/bare_service.py, model only) and riskgate (`riskgate serve`), each at a fixed
+3. HTTP, one server at a time (2 shared cores): the bare service (benchmarks/bare_service.py,
+   model only, one worker) and riskgate (`riskgate serve`, `--workers`, default 1), each at a fixed
    offered rate (open loop, latency from the scheduled send time) and at saturation (closed
    loop, N clients); riskgate's /score_batch in batches of 500; a cProfile inside riskgate's
-   worker; then riskgate "tuned" (model inline + gc.freeze() after start-up, a what-if). Errors,
+   worker; then the variants (`--variants`): riskgate with two workers (shipped: `riskgate serve
+   --workers 2`), or the what-ifs "no_hops" / "tuned" (model inline, gc.freeze()). Errors,
    503s, server CPU per request, the workers' gen-2 GC pauses and the CPU other processes took
    are reported with every run (the machine is shared: read latencies with that column).
    The load generator is benchmarks/loadgen.py (asyncio, pre-encoded keep-alive requests). A
@@ -955,6 +956,10 @@ def run_bare(model_dir: Path, work: Path, vectors: list[list[float | None]], cfg
     return out
 
 
+# what-if runs after the real one, and their worker processes
+VARIANT_WORKERS = {"two_workers": 2, "one_worker": 1, "no_hops": 1, "tuned": 1}
+
+
 def run_riskgate(
     model_dir: Path,
     state_src: Path,
@@ -972,6 +977,7 @@ def run_riskgate(
     is no_hops plus gc.collect() + gc.freeze() once the worker is ready (start-up objects and
     the replayed state leave the collector's gen-2 scans)."""
     name = f"riskgate-{variant}" if variant else "riskgate"
+    main = not variant
     d = work / name
     copy_state(state_src, d / "state.db")
     port = free_port()
@@ -986,6 +992,7 @@ def run_riskgate(
         env["RISKGATE_MODEL_DEADLINE_MS"] = "0"
         env["BENCH_INLINE_THREADS"] = "1"
     argv = [str(BIN / "riskgate"), "serve", "--host", HOST, "--port", str(port)]
+    argv += ["--workers", str(cfg["workers"] if main else VARIANT_WORKERS.get(variant, 1))]
     auth = {"Authorization": f"Bearer {BACKEND_KEY}"}
 
     def score_req(p: dict[str, Any]) -> bytes:
@@ -994,10 +1001,10 @@ def run_riskgate(
             headers["Idempotency-Key"] = p["transaction_id"]
         return loadgen.encode_request(HOST, port, "/score", p, headers)
 
-    main = not variant
     n_warm, n_open = cfg["warm"], int(cfg["rate"] * cfg["open_s"])
     n_batch = cfg["batches"] * cfg["batch_size"] if main else 0
-    n_prof = cfg["profile_n"] if main else 0
+    one = (main and cfg["workers"] == 1) or variant == "one_worker"
+    n_prof = cfg["profile_n"] if one else 0  # the profiler reads one worker
     n_closed = min(cfg["closed_max"], len(payments) - n_warm - n_open - n_batch - n_prof)
     if n_closed < 1000:
         raise ValueError("not enough payments in the stream for the riskgate runs")
@@ -1086,13 +1093,14 @@ def run(
     model_dir: Path | None = None,
     skip_http: bool = False,
     server_profile: bool = True,
-    variants: tuple[str, ...] = ("no_hops", "tuned"),
+    variants: tuple[str, ...] = ("two_workers",),
     retrain: bool = False,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Every figure, as a dict (see the module docstring)."""
-    unknown = set(variants) - {"no_hops", "tuned"}
+    unknown = set(variants) - set(VARIANT_WORKERS)
     if unknown:
-        raise ValueError(f"unknown variants {sorted(unknown)} (use no_hops, tuned)")
+        raise ValueError(f"unknown variants {sorted(unknown)} (use {', '.join(VARIANT_WORKERS)})")
     t_all = time.perf_counter()
     load_at_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="riskgate-bench-"))
@@ -1122,6 +1130,7 @@ def run(
             "start_timeout_s": 180.0,
             "max_connections": 64,  # the backend's HTTP pool: beyond it, requests queue client-side
             "profile_n": 1_500 if server_profile else 0,
+            "workers": workers,
         }
         n_http = (
             cfg["warm"]
@@ -1229,6 +1238,10 @@ def verdict(r: dict[str, Any]) -> dict[str, Any]:
         v["riskgate_p99_ms_at_rate"] = [g["open"]["p99_ms"], g["open"]["p99_ms"] <= 25.0]
         tr = g["closed"]["throughput_rps"] / b["closed"]["throughput_rps"]
         v["throughput_ratio"] = [round(tr, 2), tr >= 1.0]
+        two = h.get("riskgate_two_workers")
+        if two:
+            tr2 = two["closed"]["throughput_rps"] / b["closed"]["throughput_rps"]
+            v["throughput_ratio_two_workers"] = [round(tr2, 2), tr2 >= 1.0]
         v["batch_payments_per_s"] = [
             g["batch"]["payments_per_s"],
             g["batch"]["payments_per_s"] >= 2000,
@@ -1316,8 +1329,8 @@ def report(r: dict[str, Any]) -> str:
 
         lines += [
             "",
-            "HTTP  one worker each, 127.0.0.1, one server at a time; load generator: "
-            "benchmarks/loadgen.py",
+            f"HTTP  bare: 1 worker, riskgate: {r['meta']['http_config'].get('workers', 1)} "
+            "worker(s); 127.0.0.1, one server at a time; load generator: benchmarks/loadgen.py",
             f"  {'':46} {'bare':>10} {'riskgate':>10} {'ratio':>7} "
             + "".join(f"{name.replace('_', ' '):>10} " for name, _ in extra)
             + " target",
@@ -1410,13 +1423,16 @@ def report(r: dict[str, Any]) -> str:
             "anyio.to_thread.run_sync patched inline in the worker: scoring on the event loop, "
             "no thread hand-off",
             "tuned": "no_hops + gc.collect() + gc.freeze() in the worker once ready",
+            "two_workers": "riskgate serve --workers 2 (shared SQLite database and state log)",
+            "one_worker": "riskgate serve --workers 1",
         }
         for name, v in extra:
             frozen = v.get("frozen_objects")
+            shipped = name in ("two_workers", "one_worker")
             lines.append(
                 f"  {name.replace('_', ' ')} = {notes.get(name, name)}"
                 + (f" ({frozen} objects frozen)" if frozen else "")
-                + ": a what-if, not the shipped code"
+                + (": the shipped code" if shipped else ": a what-if, not the shipped code")
             )
         sp = g.get("server_profile")
         if sp and "error" not in sp:
@@ -1470,9 +1486,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-server-profile", action="store_true", help="skip the cProfile phase")
     ap.add_argument(
         "--variants",
-        default="no_hops,tuned",
-        help="riskgate what-ifs to run after the real one: no_hops, tuned (comma list, or none)",
+        default="two_workers",
+        help="riskgate runs after the real one: two_workers, one_worker, no_hops, tuned "
+        "(comma list, or none)",
     )
+    ap.add_argument("--workers", type=int, default=1, help="riskgate serve --workers (real run)")
     ap.add_argument("--retrain", action="store_true", help="ignore the cached model")
     args = ap.parse_args(argv)
     result = run(
@@ -1491,6 +1509,7 @@ def main(argv: list[str] | None = None) -> int:
         server_profile=not args.no_server_profile,
         variants=tuple(v for v in args.variants.split(",") if v and v != "none"),
         retrain=args.retrain,
+        workers=args.workers,
     )
     print(report(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
