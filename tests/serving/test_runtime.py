@@ -110,3 +110,16 @@ def test_each_worker_applies_its_gc_thresholds(tmp_path: Path, model_dir: Path) 
 def test_gc_thresholds_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="gc_threshold"):
         Settings(gc_threshold=(700, -1, 10))
+
+
+def test_the_scoring_path_is_left_out_of_tracing_unless_asked(monkeypatch) -> None:
+    """BentoML's OpenTelemetry spans cost about a third of a /score request; with no exporter
+    they go nowhere, so /score and /score_batch are not traced by default."""
+    from serving import service
+
+    assert service.Riskgate.config["tracing"]["excluded_urls"] == "/score"  # type: ignore[attr-defined]
+    monkeypatch.delenv("RISKGATE_TRACE_SCORING", raising=False)
+    assert service._trace_scoring() is False
+    for value, want in (("true", True), ("1", True), ("yes", True), ("false", False), ("", False)):
+        monkeypatch.setenv("RISKGATE_TRACE_SCORING", value)
+        assert service._trace_scoring() is want
