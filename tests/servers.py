@@ -47,6 +47,7 @@ class Server:
     env: dict[str, str]
     work: Path
     log: Path
+    args: tuple[str, ...] = ()  # more `riskgate serve` options, e.g. ("--workers", "2")
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _tick: threading.Event = field(default_factory=threading.Event)  # never set: a poll pause
@@ -61,7 +62,7 @@ class Server:
         env["BENTOML_HOME"] = str(self.work / "bentoml")
         env["BENTOML_DO_NOT_TRACK"] = "true"
         argv = [sys.executable, "-m", "serving.cli", "serve"]
-        argv += ["--host", "127.0.0.1", "--port", str(self.port)]
+        argv += ["--host", "127.0.0.1", "--port", str(self.port), *self.args]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 argv,
@@ -137,3 +138,18 @@ class Server:
         for p in alive:
             p.kill()
         psutil.wait_procs(alive, timeout=STOP_TIMEOUT_S)
+
+
+def same_features(a: dict[str, float | None], b: dict[str, float | None]) -> bool:
+    """Equal names; each value equal to 1e-9 relative, or unknown (None: NaN) in both."""
+    import pytest
+
+    if a.keys() != b.keys():
+        return False
+    for name, x in a.items():
+        y = b[name]
+        if (x is None) != (y is None):
+            return False
+        if x is not None and x != pytest.approx(y, rel=1e-9, abs=1e-12):
+            return False
+    return True

@@ -29,7 +29,6 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,8 @@ from tests.scale.conftest import (
     riskgate_env,
     server_admin,
 )
+from tests.servers import same_features
+from tests.serving.helpers import card_sequence
 
 pytestmark = pytest.mark.slow
 
@@ -303,19 +304,6 @@ def test_one_payment_sent_to_both_replicas_at_once_is_decided_and_counted_once(
 # --- b: velocity features through the shared online state -----------------------------------------
 
 
-def card_sequence(tag: str) -> list[dict[str, Any]]:
-    """One card's payments, 7 minutes apart, each a review (so its case keeps the features)."""
-    start = datetime.fromisoformat("2024-03-06T03:00:00+00:00")
-    out = []
-    for i in range(VELOCITY_PAYMENTS):
-        p = high_risk(tag)
-        p["transaction_id"] = f"txn-{tag}-{i}"
-        p["timestamp"] = (start + timedelta(minutes=7 * i)).isoformat()
-        p["amount"] = 2500.0 + 100 * i
-        out.append(p)
-    return out
-
-
 def score_through(replicas: list[Replica], payments: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Score in order, payment i through replicas[i % len]; each result with its case features."""
     out = []
@@ -332,23 +320,12 @@ def score_through(replicas: list[Replica], payments: list[dict[str, Any]]) -> li
     return out
 
 
-def same_features(a: dict[str, float | None], b: dict[str, float | None]) -> bool:
-    """Equal names; each value equal to 1e-9 relative, or unknown (None: NaN) in both."""
-    if a.keys() != b.keys():
-        return False
-    for name, x in a.items():
-        y = b[name]
-        if (x is None) != (y is None):
-            return False
-        if x is not None and x != pytest.approx(y, rel=1e-9, abs=1e-12):
-            return False
-    return True
-
-
 def test_velocity_features_agree_across_replicas(deployment):
     d = deployment
-    alternating = score_through([d.a, d.b], card_sequence(f"alt-{new_tag()}"))
-    single = score_through([d.a], card_sequence(f"one-{new_tag()}"))
+    alternating = score_through(
+        [d.a, d.b], card_sequence(f"alt-{new_tag()}", VELOCITY_PAYMENTS, 7 * 60)
+    )
+    single = score_through([d.a], card_sequence(f"one-{new_tag()}", VELOCITY_PAYMENTS, 7 * 60))
 
     rows = [
         (

@@ -66,6 +66,22 @@ def high_risk(tag: str = "high") -> dict[str, Any]:
     }
 
 
+def card_sequence(tag: str, n: int, step_seconds: float) -> list[dict[str, Any]]:
+    """One card's `n` high-risk payments, `step_seconds` apart, each a review (so its case
+    keeps the features): velocity features grow along it."""
+    from datetime import datetime, timedelta
+
+    start = datetime.fromisoformat("2024-03-06T03:00:00+00:00")
+    out = []
+    for i in range(n):
+        p = high_risk(tag)
+        p["transaction_id"] = f"txn-{tag}-{i}"
+        p["timestamp"] = (start + timedelta(seconds=step_seconds * i)).isoformat()
+        p["amount"] = 2500.0 + 100 * i
+        out.append(p)
+    return out
+
+
 COUNTED = ("decisions", "cases", "idempotency_keys", "audit_log", "labels", "outbox")
 
 
