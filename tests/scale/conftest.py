@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ from sqlalchemy.engine import make_url
 from data.simulate import SimulationConfig, simulate
 from serving import db
 from tests.servers import free_port, log_tail
-from tests.serving.helpers import high_risk, low_risk
+from tests.serving.helpers import high_risk, low_risk, running_service  # noqa: F401 (re-exported)
 from training.config import TrainConfig
 from training.model import RiskModel, Thresholds
 from training.pipeline import train
@@ -278,37 +277,6 @@ def service_environ(env: dict[str, str]) -> Iterator[None]:
         for name, value in env.items():
             mp.setenv(name, value)
         yield
-
-
-@contextlib.contextmanager
-def running_service() -> Iterator[Any]:
-    """The BentoML service in-process, configured from the current RISKGATE_* environment.
-
-    The TestClient's context runs the service's start-up (Riskgate.__init__ builds the runtime)
-    and shutdown. BentoML registers its per-app HTTP metrics in the process-wide Prometheus
-    registry when an app first serves; they are unregistered before and after, so a second
-    in-process app does not fail with DuplicateTimeseries (a real server has one app).
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # starlette's httpx notice on import
-        from starlette.testclient import TestClient
-
-    from serving.service import Riskgate
-
-    _forget_bentoml_http_metrics()
-    try:
-        with TestClient(Riskgate.to_asgi()) as client:
-            yield client
-    finally:
-        _forget_bentoml_http_metrics()
-
-
-def _forget_bentoml_http_metrics() -> None:
-    from prometheus_client import REGISTRY
-
-    for collector, names in list(REGISTRY._collector_to_names.items()):
-        if any(name.startswith("bentoml_") for name in names):
-            REGISTRY.unregister(collector)
 
 
 # --- real servers ---------------------------------------------------------------------------------
