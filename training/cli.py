@@ -18,15 +18,47 @@ if TYPE_CHECKING:
     from training.dask_fit import DaskSettings
 
 
+LOG_EVERY_S = 10.0  # progress lines when stderr is not a terminal
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t = sub.add_parser("train", help="train, evaluate and register a challenger model")
     t.add_argument("--data", required=True, help="CSV or Parquet with labels")
     t.add_argument("--mapping", help="TOML column mapping")
     t.add_argument("--config", help="TOML training config ([lightgbm], [business])")
     t.add_argument("--labels", help="label events from the service to merge (CSV/Parquet)")
-    for name in ("train-start", "train-end", "test-start", "test-end"):
-        t.add_argument(f"--{name}", help="explicit period boundary (date, UTC)")
+    for name in ("train-start", "train-end", "test-start", "test-end", "valid-start", "valid-end"):
+        kind = "end" if name.endswith("end") else "start"
+        t.add_argument(
+            f"--{name}",
+            metavar="DATE",
+            help=f"period {kind} (UTC; "
+            + (
+                "a date-only end is inclusive: the whole day belongs to the period)"
+                if kind == "end"
+                else "date or date and time)"
+            ),
+        )
+    t.add_argument(
+        "--labels-as-of",
+        metavar="DATE",
+        help="labels as known at this moment (default: the test start; never later)",
+    )
     t.add_argument("--label-delay", default=None, help="gap for label delay, e.g. 7d (default 7d)")
+    t.add_argument(
+        "--search-trials",
+        type=_worker_count,
+        default=None,
+        metavar="N",
+        help="hyperparameter trials on validation, the defaults first (default 8; 1 = defaults)",
+    )
+    t.add_argument(
+        "--search-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="no new search trial starts after this many seconds (default 60)",
+    )
     t.add_argument("--metrics-out", help="write the metrics as JSON")
     t.add_argument("--scores-out", help="write transaction_id, score, label of the test period")
     t.add_argument("--no-mlflow", action="store_true", help="skip tracking (quick experiments)")
@@ -88,22 +120,21 @@ def _dask_settings(args: argparse.Namespace) -> DaskSettings | None:
     return DaskSettings(n_workers=args.dask_workers or 2, scheduler=args.dask_scheduler)
 
 
-def _ts(value: str | None) -> pd.Timestamp | None:
+def _ts(value: str | None, *, end: bool = False) -> pd.Timestamp | None:
+    """A boundary from the command line; a date-only end date is inclusive (whole day)."""
     if value is None:
         return None
-    try:
-        ts = pd.Timestamp(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a date") from None
-    if ts is pd.NaT:
-        raise ValueError(f"{value!r} is not a date")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    from training.split import bound
+
+    return bound(value, end=end)
 
 
 def _print_table(metrics: dict[str, dict[str, float]]) -> None:
     rows = [
         ("average precision (PR-AUC)", "average_precision", "{:.3f}"),
         ("ROC-AUC", "roc_auc", "{:.3f}"),
+        ("recall at 1% reviewed", "recall_at_1pct", "{:.1%}"),
+        ("recall at 2% reviewed", "recall_at_2pct", "{:.1%}"),
         ("review rate", "review_rate", "{:.2%}"),
         ("recall at budget", "recall", "{:.1%}"),
         ("precision at budget", "precision", "{:.1%}"),
@@ -113,7 +144,8 @@ def _print_table(metrics: dict[str, dict[str, float]]) -> None:
         ("calibration error", "calibration_error", "{:.4f}"),
     ]
     policies = list(metrics)
-    print(f"\n{'metric (test period)':<28}" + "".join(f"{p:>14}" for p in policies))
+    heads = {"plain_lightgbm": "plain LGBM"}
+    print(f"\n{'metric (test period)':<28}" + "".join(f"{heads.get(p, p):>14}" for p in policies))
     for label, key, fmt in rows:
         cells = []
         for p in policies:
@@ -156,6 +188,16 @@ def train(args: argparse.Namespace) -> int:
             print(f"error: --label-delay: {exc}", file=sys.stderr)
             return 2
         config = replace(config, label_delay_days=delay / pd.Timedelta(days=1))
+    try:
+        search = replace(
+            config.search,
+            **({"trials": args.search_trials} if args.search_trials else {}),
+            **({"budget_seconds": args.search_budget} if args.search_budget is not None else {}),
+        )
+    except ValueError as exc:
+        print(f"error: --search-budget: {exc}", file=sys.stderr)
+        return 2
+    config = replace(config, search=search)
     frame = load(args.data, args.mapping)
     if args.labels:
         labels = validate_labels(read_table(args.labels), args.labels)
@@ -163,18 +205,36 @@ def train(args: argparse.Namespace) -> int:
     try:
         periods = {
             "train_start": _ts(args.train_start),
-            "train_end": _ts(args.train_end),
+            "train_end": _ts(args.train_end, end=True),
             "test_start": _ts(args.test_start),
-            "test_end": _ts(args.test_end),
+            "test_end": _ts(args.test_end, end=True),
+            "valid_start": _ts(args.valid_start),
+            "valid_end": _ts(args.valid_end, end=True),
+            "labels_as_of": _ts(args.labels_as_of),
         }
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    bar = tqdm(total=config.lightgbm.n_estimators, desc="boosting", unit="tree", file=sys.stderr)
+    interactive = sys.stderr.isatty()
+    bar = tqdm(
+        total=config.lightgbm.n_estimators,
+        desc="boosting",
+        unit="tree",
+        file=sys.stderr,
+        leave=False,
+        disable=not interactive,  # a log gets a line every few seconds instead (below)
+    )
+    last_line = [time.perf_counter()]
 
-    def rounds(i: int, ap: float) -> None:
-        bar.update(i - bar.n)
-        bar.set_postfix_str(f"valid AP {ap:.3f}")
+    def rounds(i: int, best_ap: float) -> None:
+        if interactive:
+            if i < bar.n:  # the next search trial or fold starts from round 1
+                bar.reset()
+            bar.update(i - bar.n)
+            bar.set_postfix_str(f"best valid AP {best_ap:.4f}", refresh=False)
+        elif time.perf_counter() - last_line[0] >= LOG_EVERY_S:
+            last_line[0] = time.perf_counter()
+            say(f"boosting: round {i}, best validation AP so far {best_ap:.4f}")
 
     def say(msg: str) -> None:
         tqdm.write(f"[{time.perf_counter() - started:6.1f}s] {msg}", file=sys.stderr)
@@ -230,6 +290,8 @@ def train(args: argparse.Namespace) -> int:
         extra["challenger_amount_caught_at_k"] = result.metrics["riskgate"]["amount_caught"]
         extra["review_count"] = float(k)
         say("logging to MLflow")
+        sel = result.selection
+        assert sel is not None
         with tempfile.TemporaryDirectory() as tmp:
             figs = _figures(result, Path(tmp))
             params = {
@@ -239,6 +301,17 @@ def train(args: argparse.Namespace) -> int:
                 **{f"lgb_{k}": v for k, v in asdict(config.lightgbm).items()},
                 **{f"business_{k}": v for k, v in asdict(config.business).items()},
                 "label_delay_days": config.label_delay_days,
+                "labels_as_of": str(result.split.known_by),
+                "model_selection": result.split.selection,
+                **{f"chosen_{k}": v for k, v in asdict(sel.params).items()},
+                "kept_iteration": sel.rounds,
+                "search_trials": len(sel.trials),
+                "search_cut_by_budget": sel.cut_by_budget,
+                **{
+                    f"period_{p.name}_{i}_{k}": v
+                    for i, p in enumerate(result.periods)
+                    for k, v in (("rows", p.rows), ("used", p.used), ("fraud_used", p.fraud_known))
+                },
                 "seed": config.seed,
                 "features": len(result.model.features),
                 "feature_set_version": result.model.feature_set_version,

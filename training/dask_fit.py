@@ -230,8 +230,10 @@ def best_round(
     y_valid: np.ndarray,
     stopping_rounds: int,
     progress: Callable[[int, float], None] | None = None,
+    floor: int = 1,
 ) -> tuple[int, float]:
-    """`lgb.early_stopping` replayed on the client: (best round, 1-based; its validation AP).
+    """`training.fit`'s early stopping replayed on the client: (best round, 1-based; its
+    validation AP). As there, the best round is taken at or after `floor` trees.
 
     The raw score after round i is the sum of the first i trees' leaf outputs (the first tree
     holds the initial score), so one `pred_leaf` pass gives the whole validation curve.
@@ -239,7 +241,8 @@ def best_round(
     n_trees = booster.num_trees()
     y = np.asarray(y_valid, dtype=np.float64)
     raw = np.zeros(len(X_valid), dtype=np.float64)
-    best_i, best_ap = 0, -math.inf
+    best_i, best_ap, best_any = 0, -math.inf, -math.inf
+    floor = max(1, min(floor, n_trees))
     for start in range(0, n_trees, _TREE_BLOCK):  # blocks: leaf indices of every tree at once
         count = min(_TREE_BLOCK, n_trees - start)
         leaves = np.asarray(
@@ -253,11 +256,12 @@ def best_round(
             out = np.array([booster.get_leaf_output(i, leaf) for leaf in range(int(col.max()) + 1)])
             raw += out[col]
             ap = _average_precision(y, raw)
+            best_any = max(best_any, ap)
             if progress is not None:
-                progress(i + 1, ap)
-            if ap > best_ap:
+                progress(i + 1, best_any)
+            if (i + 1 >= floor or i + 1 == n_trees) and ap > best_ap:
                 best_i, best_ap = i, ap
-            elif i - best_i >= stopping_rounds:
+            elif i - best_i >= stopping_rounds and i + 1 >= floor:
                 return best_i + 1, best_ap
     return best_i + 1, best_ap
 
@@ -316,7 +320,9 @@ def fit_booster_dask(
             warnings.filterwarnings("ignore", "Parameter n_jobs will be ignored", UserWarning)
             model.fit(X, y, feature_name=list(names))
         local = model.to_local()
-    best, ap = best_round(local.booster_, X_valid, y_valid, params.early_stopping_rounds, progress)
+    best, ap = best_round(
+        local.booster_, X_valid, y_valid, params.early_stopping_rounds, progress, params.min_trees
+    )
     # Kept to the best round, like the booster `lgb.train` returns after early stopping.
     booster = lgb.Booster(
         model_str=_local_model(local.booster_.model_to_string(num_iteration=best))

@@ -36,6 +36,16 @@ def at_flagged(flagged: np.ndarray, y: np.ndarray, amount: np.ndarray) -> dict[s
     }
 
 
+def recall_at_rate(score: np.ndarray, y: np.ndarray, rate: float) -> float:
+    """Share of the frauds among the `rate` x n highest scores: recall at a review rate."""
+    y = np.asarray(y).astype(bool)
+    k = round(rate * len(y))
+    return float((top_k_mask(score, k) & y).sum()) / max(int(y.sum()), 1)
+
+
+REVIEW_RATES = (0.01, 0.02)
+
+
 def card_precision_at_k(
     day: np.ndarray, card: np.ndarray, score: np.ndarray, y: np.ndarray, k: int = 100
 ) -> float:
@@ -84,6 +94,8 @@ def evaluate(
         "average_precision": float(average_precision_score(y, score)) if both else float("nan"),
         "card_precision_at_k": card_precision_at_k(day, card, score, y, k),
     }
+    for rate in REVIEW_RATES:
+        out[f"recall_at_{rate:.0%}".replace("%", "pct")] = recall_at_rate(score, y, rate)
     out.update(at_flagged(flagged, y, amount))
     if calibrated:
         out["calibration_error"] = expected_calibration_error(score, y)

@@ -80,11 +80,12 @@ class RiskModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] | None = None  # reference distributions for drift (training.drift)
 
-    def raw(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster.predict(X, num_threads=1), dtype=np.float64)
+    def raw(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
+        """One thread by default: serving scores one payment at a time; training passes more."""
+        return np.asarray(self.booster.predict(X, num_threads=threads), dtype=np.float64)
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.calibration.apply(self.raw(X))
+    def predict_proba(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
+        return self.calibration.apply(self.raw(X, threads))
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature SHAP values (log-odds of the raw model) plus the bias in the last column.

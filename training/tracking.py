@@ -7,6 +7,7 @@ Tracking defaults to `sqlite:///mlruns/mlflow.db` with artifacts under `mlruns/a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -35,8 +36,17 @@ def _sqlite_root(uri: str) -> Path | None:
     return None
 
 
+def quiet() -> None:
+    """MLflow's INFO lines and artifact progress bars say nothing a riskgate user acts on; its
+    warnings stay. Called when riskgate connects, never at import time."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def connect(uri: str | None = None) -> Any:
     """Point MLflow at the store (creating a local store's folder) and return a client."""
+    quiet()
     import mlflow
     from mlflow import MlflowClient
 

@@ -103,11 +103,14 @@ def review_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     probabilities, scores and SHAP reasons are still the real model's.
     """
     from data.simulate import SimulationConfig, simulate
-    from training.config import TrainConfig
+    from training.config import SearchSettings, TrainConfig
     from training.model import Thresholds
     from training.pipeline import train
 
-    result = train(simulate(SimulationConfig(rows=40_000, days=60)), TrainConfig())
+    result = train(
+        simulate(SimulationConfig(rows=40_000, days=60)),
+        TrainConfig(search=SearchSettings(trials=1)),
+    )
     model = dataclasses.replace(result.model, thresholds=Thresholds(review=0.0, decline=1.01))
     return model.save(tmp_path_factory.mktemp("console-model") / "model")
 

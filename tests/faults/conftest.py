@@ -29,7 +29,7 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
 from data.simulate import SimulationConfig, simulate
 from tests.serving.helpers import KEY_SPEC, high_risk, low_risk
-from training.config import TrainConfig
+from training.config import SearchSettings, TrainConfig
 from training.model import RiskModel, Thresholds
 from training.pipeline import train
 
@@ -57,7 +57,10 @@ def fault_model() -> RiskModel:
     probabilities, so `low_risk()` is approved and `high_risk()` held for review (as in
     tests/serving/conftest.py); the model never declines on its own (decline threshold > 1).
     """
-    model = train(simulate(SimulationConfig(rows=ROWS, days=DAYS, seed=SEED)), TrainConfig()).model
+    model = train(
+        simulate(SimulationConfig(rows=ROWS, days=DAYS, seed=SEED)),
+        TrainConfig(search=SearchSettings(trials=1)),
+    ).model
     p_low, p_high = probability_of(model, low_risk()), probability_of(model, high_risk())
     if not p_high > 4 * p_low:
         pytest.fail(f"test model does not separate the references ({p_low:.5f}, {p_high:.5f})")

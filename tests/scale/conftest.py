@@ -48,7 +48,7 @@ from data.simulate import SimulationConfig, simulate
 from serving import db
 from tests.servers import free_port, log_tail
 from tests.serving.helpers import high_risk, low_risk, running_service  # noqa: F401 (re-exported)
-from training.config import TrainConfig
+from training.config import SearchSettings, TrainConfig
 from training.model import RiskModel, Thresholds
 from training.pipeline import train
 
@@ -102,7 +102,10 @@ def scale_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     `high_risk` held for review deterministically, through the real model; the decline
     threshold is above 1 (the model never declines on its own).
     """
-    model = train(simulate(SimulationConfig(rows=ROWS, days=DAYS, seed=SEED)), TrainConfig()).model
+    model = train(
+        simulate(SimulationConfig(rows=ROWS, days=DAYS, seed=SEED)),
+        TrainConfig(search=SearchSettings(trials=1)),
+    ).model
     p_low = probability_of(model, low_risk("ref"))
     p_high = probability_of(model, high_risk("ref"))
     if not p_high > 4 * p_low:

@@ -21,7 +21,7 @@ import pytest
 
 from data.simulate import SimulationConfig, simulate
 from tests.serving.helpers import KEY_SPEC, high_risk, low_risk, running_service
-from training.config import TrainConfig
+from training.config import SearchSettings, TrainConfig
 from training.model import RiskModel, Thresholds
 from training.pipeline import train
 
@@ -54,7 +54,7 @@ def probability_of(model: RiskModel, payment: dict[str, Any]) -> float:
 @pytest.fixture(scope="session")
 def trained_model() -> RiskModel:
     frame = simulate(SimulationConfig(rows=ROWS, days=DAYS, seed=SEED))
-    return train(frame, TrainConfig()).model
+    return train(frame, TrainConfig(search=SearchSettings(trials=1))).model
 
 
 @pytest.fixture(scope="session")

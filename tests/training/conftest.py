@@ -10,7 +10,7 @@ import pytest
 
 from data.simulate import SimulationConfig, simulate
 from tests.training.helpers import DAYS, ROWS, SEED, forget_tracking_uri, store_uri
-from training.config import TrainConfig
+from training.config import SearchSettings, TrainConfig
 from training.pipeline import TrainResult, train
 
 
@@ -30,7 +30,7 @@ def data_path(frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="session")
 def trained(frame: pd.DataFrame) -> TrainResult:
     """The training job with the default configuration, run in-process without MLflow."""
-    return train(frame, TrainConfig())
+    return train(frame, TrainConfig(search=SearchSettings(trials=1)))
 
 
 @pytest.fixture

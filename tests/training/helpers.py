@@ -28,7 +28,13 @@ class CliRun:
 
 
 def riskgate(*argv: object) -> CliRun:
-    """`riskgate ARGV` in this process; SystemExit counts as the shell would see it."""
+    """`riskgate ARGV` in this process; SystemExit counts as the shell would see it.
+
+    `train` runs with one search trial (the defaults) unless the test gives --search-trials:
+    the search itself is tested in tests/training/test_search.py, and one trial keeps each CLI
+    run short."""
+    if argv and argv[0] == "train" and "--search-trials" not in argv:
+        argv = (*argv, "--search-trials", "1")
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:

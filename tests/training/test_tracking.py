@@ -19,7 +19,7 @@ from training.pipeline import dataset_digest
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 
-POLICIES = ("riskgate", "rules", "logistic")
+POLICIES = ("riskgate", "plain_lightgbm", "rules", "logistic")
 PLOTS = {"pr_curve.png", "calibration.png", "shap_summary.png", "threshold_tradeoff.png"}
 
 
@@ -213,6 +213,8 @@ def test_metrics_out_holds_all_three_policies_and_the_tradeoff_table(tracked: Tr
         "valid_end",
         "test_start",
         "test_end",
+        "labels_as_of",
+        "selection",
     }
 
 

@@ -160,13 +160,36 @@ def test_partly_given_periods_are_refused(data_path, mlflow_store):
     refused(run, mlflow_store, "give all of --train-start, --train-end, --test-start, --test-end")
 
 
-def test_a_gap_shorter_than_the_label_delay_is_refused(data_path, mlflow_store):
+def test_a_gap_shorter_than_the_label_delay_trains_on_labels_known_at_deployment(
+    data_path, mlflow_store
+):
     run = train(
         data_path,
+        "--no-mlflow",
         *("--train-start", "2024-01-01", "--train-end", "2024-02-01"),
         *("--test-start", "2024-02-03", "--test-end", "2024-02-28"),
     )
-    refused(run, mlflow_store, "is shorter than the label delay (7 days 00:00:00)")
+    assert run.code == 0, run.err[-2000:]
+    lines = run.err.splitlines()
+    valid = next(line for line in lines if "] " in line and " validation " in line)
+    # validation ends a label delay before the test start: its labels are known by then
+    assert " ".join(valid.split("validation")[1].split()[2:4]) == "2024-01-27 00:00"
+    cells = valid.split()
+    assert cells[-4] == cells[-2], "every validation payment's label is known at deployment"
+
+
+def test_the_periods_actually_used_are_printed_with_inclusive_end_dates(data_path, mlflow_store):
+    run = train(
+        data_path,
+        "--no-mlflow",
+        *("--train-start", "2024-01-01", "--train-end", "2024-01-31"),
+        *("--test-start", "2024-02-08", "--test-end", "2024-02-28"),
+    )
+    assert run.code == 0, run.err[-2000:]
+    assert "periods (labels as known at 2024-02-08 00:00 UTC" in run.err
+    test_line = next(line for line in run.err.splitlines() if " test " in line and "] " in line)
+    assert "2024-02-08 00:00 2024-02-29 00:00" in test_line, "the end date's whole day is in"
+    assert "lightgbm: kept iteration" in run.err
 
 
 def test_a_period_date_that_is_not_a_date_exits_2(data_path, mlflow_store):
