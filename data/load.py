@@ -216,21 +216,19 @@ def tokenize(values: pd.Series, key: bytes) -> pd.Series:
     Surrounding blanks, and spaces or dashes inside a number ('4111 1111-...'), are dropped
     first, so one card written two ways gets one token. Each distinct value is hashed once.
     """
-    text = as_text(values).str.strip()
+    codes, uniques = pd.factorize(values)  # normalise and hash each distinct value once
+    text = as_text(pd.Series(uniques)).str.strip()
     spaced = text.str.fullmatch(r"[\d -]+").fillna(False).to_numpy(dtype=bool)
-    if spaced.any():
-        text = text.where(~spaced, text.str.replace(r"[ -]", "", regex=True))
-    codes, uniques = pd.factorize(text)
-    tokens = np.array(
-        [
-            "tok_"
-            + hmac.new(key, str(u).encode(), hashlib.sha256).hexdigest()[:24].translate(_LETTERS)
-            for u in uniques
-        ]
-        + [None],
-        dtype=object,
-    )
+    text = text.where(~spaced, text.str.replace(r"[ -]", "", regex=True))
+    digests = [None if t is None or t != t else _token(key, str(t)) for t in text.astype(object)]
+    tokens = np.array([*digests, None], dtype=object)  # code -1 (missing) picks the last
     return pd.Series(tokens[codes], index=values.index, dtype="str")
+
+
+def _token(key: bytes, text: str) -> str:
+    return "tok_" + hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:24].translate(
+        _LETTERS
+    )
 
 
 def _unix_seconds(raw: pd.Series, source: str, column: str) -> pd.Series:
@@ -255,8 +253,11 @@ def _unix_seconds(raw: pd.Series, source: str, column: str) -> pd.Series:
 
 def _age(dob_raw: pd.Series, ts: pd.Series, source: str, column: str) -> pd.Series:
     """Age in years at each payment's own timestamp (point in time), from a date of birth."""
-    dob = to_utc(dob_raw)
-    present = dob_raw.notna().to_numpy() & (as_text(dob_raw).notna().to_numpy())
+    codes, uniques = pd.factorize(dob_raw)  # a few thousand people, many payments each
+    parsed = to_utc(as_text(pd.Series(uniques)))
+    dob = pd.Series(parsed.to_numpy()[codes], index=dob_raw.index).where(codes >= 0)
+    dob = dob.astype("datetime64[ns, UTC]")
+    present = codes >= 0
     _raise_rows(
         source,
         column,
