@@ -124,7 +124,7 @@ def parse_duration(text: str) -> pd.Timedelta:
 
 def _column_sources(name: str, value: object) -> tuple[dict[str, Source], str | None]:
     """One `[columns]` entry -> the sources it declares, or the reason it is wrong."""
-    if isinstance(value, str):
+    if isinstance(value, str) and name not in PAIRS:
         return {name: Source(value)}, None
     if not isinstance(value, dict):
         return {}, 'must be a column name or an inline table such as {tokenize = "column"}'

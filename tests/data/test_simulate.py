@@ -57,7 +57,7 @@ def test_output_passes_validate_and_is_returned_as_validate_returns_it(frame):
 
 def test_output_has_the_contract_columns_plus_scenario_with_contract_dtypes(frame):
     simulated = [c.name for c in COLUMNS if c.name not in NOT_SIMULATED]
-    assert list(frame.columns) == simulated + ["scenario"]
+    assert list(frame.columns) == [*simulated, "scenario"]
     for name in STR_COLUMNS:
         assert frame[name].dtype == "str", name
     for name in TIME_COLUMNS:
