@@ -104,10 +104,19 @@ _RUN = re.compile(r"\d{13,}")
 
 
 def luhn_runs(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
-    """(column, row, text) of every cell holding a 13-19 digit Luhn-valid run: a scanner's view."""
+    """(column, row, text) of every text cell holding a 13-19 digit Luhn-valid run.
+
+    A scanner's view of the text columns; numbers (amounts, ages, features) and timestamps are
+    left out, as the decimals of a number are long digit runs that are no card number.
+    """
     found = []
     for column in frame.columns:
-        for row, value in enumerate(frame[column].astype("str")):
+        if not pd.api.types.is_string_dtype(frame[column].dtype):
+            continue
+        text = frame[column].astype("str")
+        candidates = text.str.contains(_RUN.pattern, regex=True).fillna(False).to_numpy(dtype=bool)
+        for row in candidates.nonzero()[0]:
+            value = text.iloc[row]
             for match in _RUN.finditer(value):
                 run = match.group()
                 if any(
@@ -115,6 +124,6 @@ def luhn_runs(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
                     for n in range(13, min(19, len(run)) + 1)
                     for i in range(len(run) - n + 1)
                 ):
-                    found.append((column, row + 1, value))
+                    found.append((column, int(row) + 1, value))
                     break
     return found
