@@ -254,10 +254,11 @@ def _unix_seconds(raw: pd.Series, source: str, column: str) -> pd.Series:
 def _age(dob_raw: pd.Series, ts: pd.Series, source: str, column: str) -> pd.Series:
     """Age in years at each payment's own timestamp (point in time), from a date of birth."""
     codes, uniques = pd.factorize(dob_raw)  # a few thousand people, many payments each
-    parsed = to_utc(as_text(pd.Series(uniques)))
-    dob = pd.Series(parsed.to_numpy()[codes], index=dob_raw.index).where(codes >= 0)
+    text = as_text(pd.Series(uniques))  # blank text is missing, not a bad date
+    parsed = to_utc(text)
+    present = (codes >= 0) & text.notna().to_numpy()[codes]
+    dob = pd.Series(parsed.to_numpy()[codes], index=dob_raw.index).where(present)
     dob = dob.astype("datetime64[ns, UTC]")
-    present = codes >= 0
     _raise_rows(
         source,
         column,

@@ -218,6 +218,15 @@ def test_unparsable_date_of_birth_names_the_file_row_and_column_and_writes_nothi
     assert sorted(tmp_path.iterdir()) == before
 
 
+def test_a_missing_or_blank_date_of_birth_leaves_the_age_empty(tmp_path):
+    frame = sparkov_frame()
+    frame.loc[1, "dob"] = None
+    frame.loc[2, "dob"] = "  "
+    data = write_sparkov(tmp_path / "sample.parquet", frame)
+    out = load_with(data, mapping(tmp_path, BASE + CARD + AGE + USD))
+    assert out["customer_age"].isna().tolist() == [False, True, True, False, False, False]
+
+
 def test_a_birth_after_the_payment_is_an_age_out_of_range(tmp_path):
     frame = sparkov_frame()
     frame.loc[1, "dob"] = "2024-01-01"
