@@ -26,6 +26,8 @@ class Column:
     required: bool
     doc: str
     allowed: tuple[str, ...] = ()
+    low: float | None = None  # inclusive bounds for a float column, checked on finite values
+    high: float | None = None
 
 
 CHANNELS = ("card_present", "online")
@@ -43,7 +45,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("ip_country", "str", False, "Country of the payer's IP address."),
     Column("shipping_country", "str", False, "Shipping country, for goods shipped."),
     Column("merchant_country", "str", False, "Merchant's country."),
-    Column("mcc", "str", False, "Merchant category code (4 digits)."),
+    Column(
+        "mcc",
+        "str",
+        False,
+        "Merchant category: an ISO 18245 code (4 digits, e.g. 5411) or a category name "
+        "(e.g. grocery_pos).",
+    ),
     Column("channel", "category", False, "card_present or online.", CHANNELS),
     Column("customer_lat", "float", False, "Customer home latitude."),
     Column("customer_lon", "float", False, "Customer home longitude."),
@@ -55,6 +63,21 @@ COLUMNS: tuple[Column, ...] = (
     Column("account_created_at", "timestamp", False, "When the customer's account was opened."),
     Column("credential_changed_at", "timestamp", False, "Last password / phone / e-mail change."),
     Column("auth_result", "category", False, "Two-factor / 3-D Secure result.", AUTH_RESULTS),
+    Column(
+        "customer_age",
+        "float",
+        False,
+        "Customer's age in years at the payment's timestamp (0..130).",
+        low=0.0,
+        high=130.0,
+    ),
+    Column(
+        "city_population",
+        "float",
+        False,
+        "Population of the customer's home city (>= 0).",
+        low=0.0,
+    ),
     Column("is_fraud", "label", False, "1 fraud, 0 genuine; empty when unknown."),
     Column("label_time", "timestamp", False, "When the label became known (>= timestamp)."),
 )
@@ -76,6 +99,16 @@ CURRENCIES: frozenset[str] = frozenset(
 )
 
 MAX_ERRORS = 20
+
+
+def card_number_refused(column: str) -> str:
+    """The refusal names the mapping option that fixes it, so a team need not search the docs."""
+    return (
+        "looks like a raw card number (refused: send a token or keyed hash, or tokenize it at "
+        f'load with {column} = {{tokenize = "<column>"}} in the mapping\'s [columns])'
+    )
+
+
 _CARD_LIKE = re.compile(r"^(?:\d[ -]?){12,18}\d$")
 
 
@@ -137,7 +170,7 @@ def _rows(mask: np.ndarray | pd.Series) -> np.ndarray:
     return np.flatnonzero(np.asarray(mask, dtype=bool))
 
 
-def _to_utc(series: pd.Series) -> pd.Series:
+def to_utc(series: pd.Series) -> pd.Series:
     """Parse timestamps as UTC; naive values are taken as UTC, offsets are converted."""
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         return series.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
@@ -148,7 +181,7 @@ def _to_utc(series: pd.Series) -> pd.Series:
     )
 
 
-def _as_str(series: pd.Series) -> pd.Series:
+def as_text(series: pd.Series) -> pd.Series:
     """Text as pandas strings; ids read from CSV as numbers keep their text (123 -> '123')."""
     if pd.api.types.is_float_dtype(series.dtype):
         arr = series.to_numpy("float64", na_value=np.nan)
@@ -212,7 +245,7 @@ def validate(frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
         if col.required:
             bad(~present, col.name, "value is empty")
         if col.kind in ("str", "category"):
-            values = _as_str(raw)
+            values = as_text(raw)
             if col.kind == "category":
                 ok = (values.isna() | values.isin(col.allowed)).to_numpy()
                 allowed = ", ".join(col.allowed)
@@ -235,9 +268,20 @@ def validate(frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
                 col.name,
                 lambda v: f"non-finite value {v!r}",
             )
+            if col.low is not None or col.high is not None:
+                low = -np.inf if col.low is None else col.low
+                high = np.inf if col.high is None else col.high
+                span = f"{col.low:g}..{col.high:g}" if col.high is not None else f">= {low:g}"
+
+                def outside(v: object, s: str = span) -> str:
+                    return f"{v!r} is out of range (expected {s})"
+
+                with np.errstate(invalid="ignore"):
+                    off = np.isfinite(arr) & ((arr < low) | (arr > high))
+                bad(off, col.name, outside)
             out[col.name] = num
         elif col.kind == "timestamp":
-            ts = _to_utc(raw)
+            ts = to_utc(raw)
             bad(present & ts.isna().to_numpy(), col.name, lambda v: f"{v!r} is not a timestamp")
             out[col.name] = ts
         elif col.kind == "label":
@@ -288,7 +332,7 @@ def validate(frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
         candidate = values.str.fullmatch(r"[\d -]{13,25}").fillna(False).to_numpy(dtype=bool)
         if candidate.any():
             pan = candidate & values.map(looks_like_card_number).fillna(False).to_numpy(dtype=bool)
-            bad(pan, col.name, "looks like a raw card number (refused: send a token or keyed hash)")
+            bad(pan, col.name, card_number_refused(col.name))
 
     if problems:
         problems.sort(key=lambda p: (p.row or 0, p.column or ""))

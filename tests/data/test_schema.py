@@ -461,3 +461,39 @@ def test_luhn_check_digit_decides_whether_a_digit_string_is_a_card_number(body, 
     wrong = pan[:-1] + str((check + 1) % 10)
     assert looks_like_card_number(pan)
     assert not looks_like_card_number(wrong)
+
+
+# --- customer_age and city_population ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "fragment"),
+    [
+        pytest.param("customer_age", -0.5, "-0.5 is out of range (expected 0..130)", id="age<0"),
+        pytest.param(
+            "customer_age", 131.0, "131.0 is out of range (expected 0..130)", id="age>130"
+        ),
+        pytest.param("customer_age", "old", "'old' is not a number", id="age-text"),
+        pytest.param("customer_age", "inf", "non-finite value 'inf'", id="age-inf"),
+        pytest.param("city_population", -1, "-1.0 is out of range (expected >= 0)", id="pop<0"),
+    ],
+)
+def test_age_and_city_population_out_of_range_are_refused(column, value, fragment):
+    values: list[object] = [30.0, value, None, 0.0]
+    assert_one_problem(good(**{column: values}), 2, column, fragment)
+
+
+def test_age_and_city_population_in_range_are_floats():
+    out = validate(good(customer_age=[0, 18.5, None, 130], city_population=[0, 5, None, 8e6]))
+    assert out["customer_age"].dtype == "float64"
+    assert out["city_population"].tolist()[:2] == [0.0, 5.0]
+
+
+def test_mcc_may_be_a_category_name():
+    out = validate(good(mcc=["5411", "grocery_pos", None, "0742"]))
+    assert out["mcc"].tolist()[:2] == ["5411", "grocery_pos"]
+
+
+def test_card_number_refusal_names_the_tokenize_option_for_its_column():
+    frame = good(device_id=["d1", "4111111111111111", "d3", "d4"])
+    assert_one_problem(frame, 2, "device_id", 'device_id = {tokenize = "<column>"}')
