@@ -121,5 +121,7 @@ def _plain_matrix(raw: pd.DataFrame, levels: dict[str, pd.Index]) -> pd.DataFram
         if raw[name].dtype != object:
             out[name] = raw[name].to_numpy(dtype=np.float64)
         elif name in levels:
-            out[name] = pd.Categorical(raw[name], categories=levels[name])
+            col = raw[name]
+            seen = col.where(col.isin(levels[name]))  # unseen levels score as missing
+            out[name] = pd.Categorical(seen, categories=levels[name])
     return pd.DataFrame(out, index=raw.index)

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from training.model import RiskModel
 
 MODEL_NAME = "riskgate"
 EXPERIMENT = "riskgate"
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
-# Pinned so logging never spends ~10 s inferring requirements.
-PIP_REQUIREMENTS = ["lightgbm", "numpy", "pandas", "scikit-learn", "mlflow"]
+# Given (pinned at logging time) so logging never spends ~10 s inferring requirements; the
+# model code (training/mlflow_pyfunc.py) needs nothing else.
+PIP_PACKAGES = ("mlflow", "lightgbm", "numpy", "pandas")
 
 
 def tracking_uri() -> str:
@@ -65,20 +65,14 @@ def connect(uri: str | None = None) -> Any:
     return client
 
 
-def _pyfunc_class() -> type:
-    from mlflow.pyfunc import PythonModel
+PYFUNC_CODE = Path(__file__).with_name("mlflow_pyfunc.py")
 
-    class _Model(PythonModel):
-        """Generic MLflow entry: a DataFrame of the model's features -> calibrated probability."""
 
-        def load_context(self, context: Any) -> None:
-            self.model = RiskModel.load(context.artifacts["riskmodel"])
+def pip_requirements() -> list[str]:
+    """What the logged model needs, pinned to the versions it was trained with."""
+    from importlib.metadata import version
 
-        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-            X = np.ascontiguousarray(model_input[list(self.model.features)].to_numpy(np.float64))
-            return self.model.predict_proba(X)
-
-    return _Model
+    return [f"{name}=={version(name)}" for name in PIP_PACKAGES]
 
 
 @dataclass(frozen=True)
@@ -122,11 +116,11 @@ def log_training(
         signature = infer_signature(example, result.model.predict_proba(example.to_numpy()))
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=_pyfunc_class()(),
+            python_model=str(PYFUNC_CODE),  # models from code: no pickle to load
             artifacts={"riskmodel": str(model_dir)},
             signature=signature,
             input_example=example,
-            pip_requirements=PIP_REQUIREMENTS,
+            pip_requirements=pip_requirements(),
             registered_model_name=MODEL_NAME,
             await_registration_for=0,
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,3 +236,44 @@ def test_same_seed_gives_the_same_model_scores(tracked: Tracked):
     pd.testing.assert_frame_equal(first, second, check_exact=True)
     assert tracked.metrics_out[0]["metrics"] == tracked.metrics_out[1]["metrics"]
     assert tracked.metrics_out[0]["thresholds"] == tracked.metrics_out[1]["thresholds"]
+
+
+def test_the_registered_model_loads_without_riskgate_and_without_a_pickle(
+    tracked: Tracked, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """models:/riskgate/1 in a fresh interpreter: no riskgate module is imported to load and
+    score it, the model holds no pickle, and the scores are riskgate's own."""
+    import mlflow
+
+    from training import tracking
+
+    features = tmp_path / "X.parquet"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracked.uri)
+    model = tracking.load_version("1")
+    X = pd.DataFrame(
+        np.random.default_rng(0).normal(size=(50, len(model.features))), columns=model.features
+    )
+    X.to_parquet(features)
+    code = (
+        "import sys, json, mlflow, pandas as pd\n"
+        f"mlflow.set_tracking_uri({tracked.uri!r})\n"
+        "m = mlflow.pyfunc.load_model('models:/riskgate/1')\n"
+        f"p = m.predict(pd.read_parquet({str(features)!r}))\n"
+        "ours = [n for n in ('training', 'features', 'serving', 'data') if n in sys.modules]\n"
+        "print(json.dumps({'p': [float(v) for v in p], 'ours': ours}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["ours"] == [], "loading the registered model imported riskgate code"
+    want = model.predict_proba(np.ascontiguousarray(X.to_numpy(np.float64)))
+    np.testing.assert_allclose(out["p"], want, rtol=0, atol=1e-12)
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=tracked.run.info.run_id, artifact_path="model", dst_path=str(tmp_path / "m")
+        )
+    )
+    assert not list(local.rglob("*.pkl")), "the model is code and data, not a pickle"
+    assert "mlflow_pyfunc.py" in {p.name for p in local.rglob("*.py")}
