@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.registry import ENTITY_COLUMN, FEATURES, Feature, available
-from features.transforms import NS_PER_S, ROW_TRANSFORMS, haversine_km
+from features.transforms import NS_PER_DAY, NS_PER_S, ROW_TRANSFORMS, haversine_km
 
 _ROW_TIMESTAMPS = ("account_created_at", "credential_changed_at")
 
@@ -69,9 +69,11 @@ class _Grouped:
         first = np.maximum.accumulate(np.where(is_first, np.arange(len(order)), 0))
         return cls(order, order_rows[order], key, group, first, n_ranks)
 
-    def index_after(self, rank_bound: np.ndarray) -> np.ndarray:
-        """Per element: index of the first element of its group with time rank >= rank_bound."""
-        return np.searchsorted(self.key, self.group * (self.n_ranks + 1) + rank_bound, "left")
+    def index_after(self, rank_bound: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
+        """Per element (or per given group): index of the first element of the group with time
+        rank >= rank_bound (the group's end when there is none)."""
+        group = self.group if group is None else group
+        return np.searchsorted(self.key, group * (self.n_ranks + 1) + rank_bound, "left")
 
 
 class _Context:
@@ -92,6 +94,9 @@ class _Context:
         self._cents: np.ndarray | None = None
         self._rank_after: dict[int, np.ndarray] = {}
         self._starts: dict[tuple[str, int], np.ndarray] = {}
+        self._csums: dict[str, np.ndarray] = {}
+        self._labels: np.ndarray | None = None
+        self._label_begin: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}
 
     def col(self, name: str) -> pd.Series:
         return self.frame[name].iloc[self.order].reset_index(drop=True)
@@ -101,6 +106,25 @@ class _Context:
         if self._cents is None:
             self._cents = to_cents(self.col("amount").to_numpy())
         return self._cents
+
+    def csum(self, entity: str) -> np.ndarray:
+        """Cumulative cents of the entity's grouped elements, with a leading 0: the sum of
+        elements [a, b) is csum[b] - csum[a]."""
+        if entity not in self._csums:
+            cents = self.cents[self.entity(entity).pos]
+            self._csums[entity] = np.concatenate(([0], np.cumsum(cents)))
+        return self._csums[entity]
+
+    def known_fraud_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per payment (time order): whether it is labelled fraud with a label time, and that
+        label time (int64 ns; meaningless where not)."""
+        if self._labels is None:
+            fraud = self.col("is_fraud").to_numpy(dtype=np.float64, na_value=np.nan) == 1
+            lt_col = self.col("label_time")
+            missing = lt_col.isna().to_numpy()
+            lt = to_ns(lt_col)
+            self._labels = np.stack((fraud & ~missing, lt))
+        return self._labels[0].astype(bool), self._labels[1]
 
     def grouped(self, name: str, codes: Callable[[], np.ndarray]) -> _Grouped:
         if name not in self._groups:
@@ -181,18 +205,20 @@ def _window_matrix(
             yield chunk, mat, widths[chunk]
 
 
-def _card_amount_stats(ctx: _Context, f: Feature) -> np.ndarray:
+def _amount_stats(ctx: _Context, f: Feature) -> np.ndarray:
     g = ctx.entity(f.entity)
     idx = np.arange(len(g.pos))
     start = ctx.window_start(g, f.window)
     cents = ctx.cents[g.pos]
     n = (idx - start).astype(np.int64)
-    csum = np.concatenate(([0], np.cumsum(cents)))
+    csum = ctx.csum(f.entity)
     s = csum[idx] - csum[start]
     a = cents
     with np.errstate(divide="ignore", invalid="ignore"):
         if f.aggregation == "sum":
             res = s / 100.0
+        elif f.aggregation == "mean":
+            res = np.where(n > 0, s / (100.0 * n), np.nan)
         elif f.aggregation == "mean_ratio":
             res = np.where((n > 0) & (s > 0), (a * n) / s, np.nan)
         elif f.aggregation == "zscore":
@@ -231,6 +257,16 @@ def _count(ctx: _Context, f: Feature) -> np.ndarray:
     g = ctx.entity(f.entity)
     start = ctx.window_start(g, f.window)
     return _scatter(ctx.n, g, (np.arange(len(g.pos)) - start).astype(np.float64))
+
+
+def _since_first(ctx: _Context, f: Feature) -> np.ndarray:
+    """Days since the entity's first payment inside the window (NaN when there is none)."""
+    g = ctx.entity(f.entity)
+    idx = np.arange(len(g.pos))
+    start = ctx.window_start(g, f.window)
+    t = ctx.ts[g.pos]
+    days = (t - t[np.minimum(start, len(t) - 1)]) / NS_PER_DAY
+    return _scatter(ctx.n, g, np.where(start < idx, days, np.nan))
 
 
 def _previous(ctx: _Context, f: Feature) -> np.ndarray:
@@ -292,37 +328,46 @@ def _pair_new(ctx: _Context, f: Feature) -> np.ndarray:
     return _scatter(ctx.n, g, (start == np.arange(len(g.pos))).astype(np.float64))
 
 
-def _label_rate(ctx: _Context, f: Feature) -> np.ndarray:
-    """Known fraud / payments at the entity with ts in (t - delay - window, t - delay]."""
+def _count_reached(ctx: _Context, g: _Grouped, group: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Per grouped element i: how many of the (group, point) pairs of its group have
+    point <= t_i. Each point is placed at the first element of its group with ts >= point
+    (two binary searches); a cumulative histogram of those places then counts, per element,
+    the points at or before it, minus those placed before its group began."""
+    m = len(g.pos)
+    at = g.index_after(np.searchsorted(ctx.uniq, points, "left"), group)
+    inside = at < m
+    inside[inside] = g.group[at[inside]] == group[inside]  # else beyond the group's last one
+    hist = np.bincount(at[inside], minlength=m)
+    upto = np.cumsum(hist)
+    return upto - (upto[g.first] - hist[g.first])
+
+
+def _label_stats(ctx: _Context, f: Feature) -> np.ndarray:
+    """Known fraud (count, or per payment) at the entity with ts in (t - delay - window,
+    t - delay], a fraud counting only once its label_time <= t."""
     g = ctx.entity(f.entity)
     t = ctx.ts[g.pos]
     delay, window = f.label_delay * NS_PER_S, f.window * NS_PER_S
-    hi = g.index_after(ctx.rank_after(t - delay))
-    lo = g.index_after(ctx.rank_after(t - delay - window))
-    payments = (hi - lo).astype(np.float64)
 
-    # A fraud label at payment f counts for payment p when p's time lies in
-    # [max(ts_f + delay, label_time_f), ts_f + delay + window): an interval per label.
-    fraud = ctx.col("is_fraud").to_numpy(dtype=np.float64, na_value=np.nan)[g.pos] == 1
-    lt_col = ctx.col("label_time")
-    lt = np.where(lt_col.isna().to_numpy()[g.pos], np.iinfo(np.int64).max, to_ns(lt_col)[g.pos])
-    known = fraud & (lt != np.iinfo(np.int64).max)
-    ts_f = t[known]
-    begin = np.maximum(ts_f + delay, lt[known])
-    end = ts_f + delay + window
-    live = begin < end
-    grp = g.group[known][live]
-    begin, end = begin[live], end[live]
-    times = np.unique(np.concatenate((t, begin, end)))
-    span = len(times) + 1
-
-    def count_le(points: np.ndarray) -> np.ndarray:
-        """Per payment: labels of its group with point <= t."""
-        keys = np.sort(grp * span + np.searchsorted(times, points))
-        upto = np.searchsorted(keys, g.group * span + np.searchsorted(times, t), "right")
-        return upto - np.searchsorted(keys, g.group * span, "left")
-
-    frauds = (count_le(begin) - count_le(end)).astype(np.float64)
+    # A fraud label on payment j counts for payment p when p's time lies in
+    # [max(ts_j + delay, label_time_j), ts_j + delay + window): an interval per label, so a
+    # count is (intervals begun by t) - (intervals ended by t). The beginnings do not depend
+    # on the window: counted once per (entity, delay).
+    cache_key = (f.entity, f.label_delay)
+    if cache_key not in ctx._label_begin:
+        fraud, lt = ctx.known_fraud_times()
+        known = np.flatnonzero(fraud[g.pos])
+        ts_f = t[known]
+        begin = np.maximum(ts_f + delay, lt[g.pos[known]])
+        group = g.group[known]
+        ctx._label_begin[cache_key] = (group, ts_f, begin, _count_reached(ctx, g, group, begin))
+    group, ts_f, begin, begun = ctx._label_begin[cache_key]
+    end = np.maximum(ts_f + delay + window, begin)  # a label known too late: an empty interval
+    frauds = (begun - _count_reached(ctx, g, group, end)).astype(np.float64)
+    if f.aggregation == "label_count":
+        return _scatter(ctx.n, g, frauds)
+    lo = ctx.window_start(g, f.label_delay + f.window)
+    payments = (ctx.window_start(g, f.label_delay) - lo).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(payments > 0, frauds / payments, np.nan)
     return _scatter(ctx.n, g, rate)
@@ -330,16 +375,19 @@ def _label_rate(ctx: _Context, f: Feature) -> np.ndarray:
 
 _AGGREGATORS: dict[str, Callable[[_Context, Feature], np.ndarray]] = {
     "count": lambda ctx, f: _count(ctx, f),
-    "sum": _card_amount_stats,
-    "mean_ratio": _card_amount_stats,
-    "median_ratio": _card_amount_stats,
-    "zscore": _card_amount_stats,
+    "sum": _amount_stats,
+    "mean": _amount_stats,
+    "mean_ratio": _amount_stats,
+    "median_ratio": _amount_stats,
+    "zscore": _amount_stats,
     "since_prev": _previous,
+    "since_first": _since_first,
     "prev_distance": _previous,
     "prev_speed": _previous,
     "distinct_cards": _distinct_cards,
     "pair_new": _pair_new,
-    "label_rate": _label_rate,
+    "label_rate": _label_stats,
+    "label_count": _label_stats,
 }
 
 

@@ -400,14 +400,27 @@ MINIMAL_FEATURES = [
     "amount_to_card_median_30d",
     "amount_to_card_mean_30d",
     "amount_zscore_card_30d",
+    "amount_to_merchant_mean_30d",
     "hour_of_day",
     "is_night",
     "is_weekend",
     "seconds_since_card_prev",
-    *(f"card_{agg}_{w}" for agg in ("count", "sum") for w in ("1h", "24h", "7d", "30d")),
+    "days_since_card_first_seen_30d",
+    "days_since_merchant_first_seen_30d",
+    *(
+        f"{entity}_{agg}_{w}"
+        for entity in ("card", "customer")
+        for agg in ("count", "sum", "mean")
+        for w in ("1h", "24h", "7d", "30d")
+    ),
     "merchant_count_1h",
     "merchant_count_24h",
-    "merchant_fraud_rate_30d",
+    *(
+        f"{entity}_fraud_{agg}_{w}"
+        for entity in ("merchant", "card", "customer")
+        for agg in ("rate", "count")
+        for w in ("1d", "7d", "30d")
+    ),
 ]
 
 
@@ -417,10 +430,12 @@ def test_minimal_columns_skip_groups():
     avail = available(frame.columns)
     assert [f.name for f in avail.features] == MINIMAL_FEATURES
     assert avail.skipped_groups() == {
+        "amount": "missing mcc",
         "identity": "missing account_created_at, auth_result, credential_changed_at, "
-        "device_id, email_domain, ip_hash",
-        "location": "missing billing_country, customer_lat, customer_lon, ip_country, "
-        "merchant_country, merchant_lat, merchant_lon, shipping_country",
+        "customer_age, device_id, email_domain, ip_hash",
+        "labels": "missing mcc",
+        "location": "missing billing_country, city_population, customer_lat, customer_lon, "
+        "ip_country, merchant_country, merchant_lat, merchant_lon, shipping_country",
         "velocity": "missing device_id, ip_hash",
     }
     got = compute(frame)
