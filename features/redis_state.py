@@ -380,7 +380,7 @@ class RedisState:
         index = ts8 + bytes((len(labelled),))
         index += b"".join(_LEN.pack(len(k)) + k for k in labelled)
         hist_prefix = self._hist_prefix
-        script_keys = [self._seq_key, self._txn_key, self._txn_ts_key]
+        script_keys: list[str | bytes] = [self._seq_key, self._txn_key, self._txn_ts_key]
         script_keys += [f"{hist_prefix}{entity}:{key}" for entity, key in keys.items()]
         fraud_prefix = self._fraud_prefix.encode()
         script_keys += [fraud_prefix + k for k in labelled]

@@ -133,13 +133,12 @@ def _windowed(entity: Entity, agg: Aggregation, window: int, label: str) -> Feat
         else:
             name = f"{entity}_fraud_count_{label}"
             text = f"{subject} had {{value:.0f}} confirmed fraud payment(s) in {span}"
-        cols = (col, "is_fraud", "label_time")
         return Feature(
             name,
             "labels",
             entity,
             agg,
-            cols,
+            (col, "is_fraud", "label_time"),
             text,
             window,
             reads_labels=True,
