@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.registry import ENTITY_COLUMN, FEATURES, Feature, available
-from features.transforms import NS_PER_S, ROW_TRANSFORMS, haversine_km
+from features.transforms import NS_PER_DAY, NS_PER_S, ROW_TRANSFORMS, haversine_km
 
 _ROW_TIMESTAMPS = ("account_created_at", "credential_changed_at")
 
@@ -44,6 +44,16 @@ def _codes(values: pd.Series) -> np.ndarray:
     return codes.astype(np.int64)
 
 
+def _stable_argsort_codes(codes: np.ndarray) -> np.ndarray:
+    """Stable argsort of non-negative integer codes below 2**32. numpy sorts 16-bit integers
+    stably by radix (linear time), so codes are sorted by their low and then their high 16
+    bits: two linear passes instead of a comparison sort of int64."""
+    if len(codes) == 0 or int(codes.max()) < 1 << 16:
+        return np.argsort(codes.astype(np.uint16), kind="stable")
+    low = np.argsort((codes & 0xFFFF).astype(np.uint16), kind="stable")
+    return low[np.argsort((codes[low] >> 16).astype(np.uint16), kind="stable")]
+
+
 @dataclass
 class _Grouped:
     """Rows of one entity, sorted by (group, time order); positions refer to time order."""
@@ -61,7 +71,7 @@ class _Grouped:
     ) -> _Grouped:
         order_rows = order
         keep = np.flatnonzero(codes >= 0)
-        order = keep[np.argsort(codes[keep], kind="stable")]
+        order = keep[_stable_argsort_codes(codes[keep])]
         group = codes[order]
         key = group * (n_ranks + 1) + rank[order]
         is_first = np.ones(len(order), dtype=bool)
@@ -69,9 +79,11 @@ class _Grouped:
         first = np.maximum.accumulate(np.where(is_first, np.arange(len(order)), 0))
         return cls(order, order_rows[order], key, group, first, n_ranks)
 
-    def index_after(self, rank_bound: np.ndarray) -> np.ndarray:
-        """Per element: index of the first element of its group with time rank >= rank_bound."""
-        return np.searchsorted(self.key, self.group * (self.n_ranks + 1) + rank_bound, "left")
+    def index_after(self, rank_bound: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
+        """Per element (or per given group): index of the first element of the group with time
+        rank >= rank_bound (the group's end when there is none)."""
+        group = self.group if group is None else group
+        return np.searchsorted(self.key, group * (self.n_ranks + 1) + rank_bound, "left")
 
 
 class _Context:
@@ -92,6 +104,13 @@ class _Context:
         self._cents: np.ndarray | None = None
         self._rank_after: dict[int, np.ndarray] = {}
         self._starts: dict[tuple[str, int], np.ndarray] = {}
+        self._csums: dict[str, np.ndarray] = {}
+        self._entity_cents: dict[str, np.ndarray] = {}
+        self._entity_ts: dict[str, np.ndarray] = {}
+        self._frauds: dict[tuple[str, int, int], np.ndarray] = {}
+        self.out: np.ndarray | None = None  # where _scatter writes, if set
+        self._labels: np.ndarray | None = None
+        self._label_begin: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}
 
     def col(self, name: str) -> pd.Series:
         return self.frame[name].iloc[self.order].reset_index(drop=True)
@@ -101,6 +120,36 @@ class _Context:
         if self._cents is None:
             self._cents = to_cents(self.col("amount").to_numpy())
         return self._cents
+
+    def entity_ts(self, entity: str) -> np.ndarray:
+        """Timestamps of the entity's grouped elements."""
+        if entity not in self._entity_ts:
+            self._entity_ts[entity] = self.ts[self.entity(entity).pos]
+        return self._entity_ts[entity]
+
+    def entity_cents(self, entity: str) -> np.ndarray:
+        """Amounts (cents) of the entity's grouped elements."""
+        if entity not in self._entity_cents:
+            self._entity_cents[entity] = self.cents[self.entity(entity).pos]
+        return self._entity_cents[entity]
+
+    def csum(self, entity: str) -> np.ndarray:
+        """Cumulative cents of the entity's grouped elements, with a leading 0: the sum of
+        elements [a, b) is csum[b] - csum[a]."""
+        if entity not in self._csums:
+            self._csums[entity] = np.concatenate(([0], np.cumsum(self.entity_cents(entity))))
+        return self._csums[entity]
+
+    def known_fraud_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per payment (time order): whether it is labelled fraud with a label time, and that
+        label time (int64 ns; meaningless where not)."""
+        if self._labels is None:
+            fraud = self.col("is_fraud").to_numpy(dtype=np.float64, na_value=np.nan) == 1
+            lt_col = self.col("label_time")
+            missing = lt_col.isna().to_numpy()
+            lt = to_ns(lt_col)
+            self._labels = np.stack((fraud & ~missing, lt))
+        return self._labels[0].astype(bool), self._labels[1]
 
     def grouped(self, name: str, codes: Callable[[], np.ndarray]) -> _Grouped:
         if name not in self._groups:
@@ -150,9 +199,12 @@ def _time_order(ts: np.ndarray, ids: pd.Series) -> np.ndarray:
     return order
 
 
-def _scatter(n: int, g: _Grouped, values: np.ndarray) -> np.ndarray:
-    """Grouped-order values -> an array in the caller's row order (NaN where no entity)."""
-    out = np.full(n, np.nan)
+def _scatter(ctx: _Context, g: _Grouped, values: np.ndarray) -> np.ndarray:
+    """Grouped-order values -> an array in the caller's row order (NaN where no entity),
+    written into `ctx.out` when the caller provided it (the result column)."""
+    out = ctx.out if ctx.out is not None and len(ctx.out) == ctx.n else np.empty(ctx.n)
+    if len(g.dest) < ctx.n:
+        out.fill(np.nan)
     out[g.dest] = values
     return out
 
@@ -181,18 +233,20 @@ def _window_matrix(
             yield chunk, mat, widths[chunk]
 
 
-def _card_amount_stats(ctx: _Context, f: Feature) -> np.ndarray:
+def _amount_stats(ctx: _Context, f: Feature) -> np.ndarray:
     g = ctx.entity(f.entity)
     idx = np.arange(len(g.pos))
     start = ctx.window_start(g, f.window)
-    cents = ctx.cents[g.pos]
-    n = (idx - start).astype(np.int64)
-    csum = np.concatenate(([0], np.cumsum(cents)))
-    s = csum[idx] - csum[start]
+    cents = ctx.entity_cents(f.entity)
+    n = idx - start
+    csum = ctx.csum(f.entity)
+    s = csum[:-1] - csum[start]
     a = cents
     with np.errstate(divide="ignore", invalid="ignore"):
         if f.aggregation == "sum":
             res = s / 100.0
+        elif f.aggregation == "mean":
+            res = np.where(n > 0, s / (100.0 * n), np.nan)
         elif f.aggregation == "mean_ratio":
             res = np.where((n > 0) & (s > 0), (a * n) / s, np.nan)
         elif f.aggregation == "zscore":
@@ -224,13 +278,23 @@ def _card_amount_stats(ctx: _Context, f: Feature) -> np.ndarray:
             res = np.where(med > 0, a / med, np.nan)
         else:  # count
             res = n.astype(np.float64)
-    return _scatter(ctx.n, g, res)
+    return _scatter(ctx, g, res)
 
 
 def _count(ctx: _Context, f: Feature) -> np.ndarray:
     g = ctx.entity(f.entity)
     start = ctx.window_start(g, f.window)
-    return _scatter(ctx.n, g, (np.arange(len(g.pos)) - start).astype(np.float64))
+    return _scatter(ctx, g, (np.arange(len(g.pos)) - start).astype(np.float64))
+
+
+def _since_first(ctx: _Context, f: Feature) -> np.ndarray:
+    """Days since the entity's first payment inside the window (NaN when there is none)."""
+    g = ctx.entity(f.entity)
+    idx = np.arange(len(g.pos))
+    start = ctx.window_start(g, f.window)
+    t = ctx.entity_ts(f.entity)
+    days = (t - t[np.minimum(start, len(t) - 1)]) / NS_PER_DAY
+    return _scatter(ctx, g, np.where(start < idx, days, np.nan))
 
 
 def _previous(ctx: _Context, f: Feature) -> np.ndarray:
@@ -246,7 +310,7 @@ def _previous(ctx: _Context, f: Feature) -> np.ndarray:
         lon = ctx.col("merchant_lon").to_numpy(dtype=np.float64)[g.pos]
         dist = haversine_km(lat[prev], lon[prev], lat, lon)
         res = dist if f.aggregation == "prev_distance" else dist / (np.maximum(dt_s, 60.0) / 3600)
-    return _scatter(ctx.n, g, np.where(has_prev, res, np.nan))
+    return _scatter(ctx, g, np.where(has_prev, res, np.nan))
 
 
 def _distinct_cards(ctx: _Context, f: Feature) -> np.ndarray:
@@ -275,7 +339,7 @@ def _distinct_cards(ctx: _Context, f: Feature) -> np.ndarray:
     np.add.at(diff, e, -1)
     dup = np.cumsum(diff[:-1])
     res = np.where(cards >= 0, (idx - start + 1) - dup, np.nan).astype(np.float64)
-    return _scatter(ctx.n, g, res)
+    return _scatter(ctx, g, res)
 
 
 def _pair_new(ctx: _Context, f: Feature) -> np.ndarray:
@@ -289,64 +353,91 @@ def _pair_new(ctx: _Context, f: Feature) -> np.ndarray:
 
     g = ctx.grouped("customer_device", pair_codes)
     start = ctx.window_start(g, f.window)
-    return _scatter(ctx.n, g, (start == np.arange(len(g.pos))).astype(np.float64))
+    return _scatter(ctx, g, (start == np.arange(len(g.pos))).astype(np.float64))
 
 
-def _label_rate(ctx: _Context, f: Feature) -> np.ndarray:
-    """Known fraud / payments at the entity with ts in (t - delay - window, t - delay]."""
+def _count_reached(ctx: _Context, g: _Grouped, group: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Per grouped element i: how many of the (group, point) pairs of its group have
+    point <= t_i. Each point is placed at the first element of its group with ts >= point
+    (two binary searches); a cumulative histogram of those places then counts, per element,
+    the points at or before it, minus those placed before its group began."""
+    m = len(g.pos)
+    at = g.index_after(np.searchsorted(ctx.uniq, points, "left"), group)
+    inside = at < m
+    inside[inside] = g.group[at[inside]] == group[inside]  # else beyond the group's last one
+    hist = np.bincount(at[inside], minlength=m)
+    upto = np.cumsum(hist)
+    return upto - (upto[g.first] - hist[g.first])
+
+
+def _label_stats(ctx: _Context, f: Feature) -> np.ndarray:
+    """Known fraud (count, or per payment) at the entity with ts in (t - delay - window,
+    t - delay], a fraud counting only once its label_time <= t."""
     g = ctx.entity(f.entity)
-    t = ctx.ts[g.pos]
     delay, window = f.label_delay * NS_PER_S, f.window * NS_PER_S
-    hi = g.index_after(ctx.rank_after(t - delay))
-    lo = g.index_after(ctx.rank_after(t - delay - window))
-    payments = (hi - lo).astype(np.float64)
 
-    # A fraud label at payment f counts for payment p when p's time lies in
-    # [max(ts_f + delay, label_time_f), ts_f + delay + window): an interval per label.
-    fraud = ctx.col("is_fraud").to_numpy(dtype=np.float64, na_value=np.nan)[g.pos] == 1
-    lt_col = ctx.col("label_time")
-    lt = np.where(lt_col.isna().to_numpy()[g.pos], np.iinfo(np.int64).max, to_ns(lt_col)[g.pos])
-    known = fraud & (lt != np.iinfo(np.int64).max)
-    ts_f = t[known]
-    begin = np.maximum(ts_f + delay, lt[known])
-    end = ts_f + delay + window
-    live = begin < end
-    grp = g.group[known][live]
-    begin, end = begin[live], end[live]
-    times = np.unique(np.concatenate((t, begin, end)))
-    span = len(times) + 1
-
-    def count_le(points: np.ndarray) -> np.ndarray:
-        """Per payment: labels of its group with point <= t."""
-        keys = np.sort(grp * span + np.searchsorted(times, points))
-        upto = np.searchsorted(keys, g.group * span + np.searchsorted(times, t), "right")
-        return upto - np.searchsorted(keys, g.group * span, "left")
-
-    frauds = (count_le(begin) - count_le(end)).astype(np.float64)
+    # A fraud label on payment j counts for payment p when p's time lies in
+    # [max(ts_j + delay, label_time_j), ts_j + delay + window): an interval per label, so a
+    # count is (intervals begun by t) - (intervals ended by t). The beginnings do not depend
+    # on the window: counted once per (entity, delay).
+    frauds = ctx._frauds.get((f.entity, f.label_delay, f.window))
+    if frauds is None:
+        frauds = _frauds(ctx, g, f.entity, delay, window)
+        ctx._frauds[(f.entity, f.label_delay, f.window)] = frauds
+    if f.aggregation == "label_count":
+        return _scatter(ctx, g, frauds)
+    lo = ctx.window_start(g, f.label_delay + f.window)
+    payments = ctx.window_start(g, f.label_delay) - lo
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(payments > 0, frauds / payments, np.nan)
-    return _scatter(ctx.n, g, rate)
+    return _scatter(ctx, g, rate)
+
+
+def _frauds(ctx: _Context, g: _Grouped, entity: str, delay: int, window: int) -> np.ndarray:
+    cache_key = (entity, delay)
+    if cache_key not in ctx._label_begin:
+        t = ctx.entity_ts(entity)
+        fraud, lt = ctx.known_fraud_times()
+        known = np.flatnonzero(fraud[g.pos])
+        ts_f = t[known]
+        begin = np.maximum(ts_f + delay, lt[g.pos[known]])
+        group = g.group[known]
+        ctx._label_begin[cache_key] = (group, ts_f, begin, _count_reached(ctx, g, group, begin))
+    group, ts_f, begin, begun = ctx._label_begin[cache_key]
+    end = np.maximum(ts_f + delay + window, begin)  # a label known too late: an empty interval
+    return (begun - _count_reached(ctx, g, group, end)).astype(np.float64)
 
 
 _AGGREGATORS: dict[str, Callable[[_Context, Feature], np.ndarray]] = {
     "count": lambda ctx, f: _count(ctx, f),
-    "sum": _card_amount_stats,
-    "mean_ratio": _card_amount_stats,
-    "median_ratio": _card_amount_stats,
-    "zscore": _card_amount_stats,
+    "sum": _amount_stats,
+    "mean": _amount_stats,
+    "mean_ratio": _amount_stats,
+    "median_ratio": _amount_stats,
+    "zscore": _amount_stats,
     "since_prev": _previous,
+    "since_first": _since_first,
     "prev_distance": _previous,
     "prev_speed": _previous,
     "distinct_cards": _distinct_cards,
     "pair_new": _pair_new,
-    "label_rate": _label_rate,
+    "label_rate": _label_stats,
+    "label_count": _label_stats,
 }
 
 
-def row_inputs(ctx_cols: Callable[[str], pd.Series], columns: Sequence[str]) -> dict[str, object]:
-    """Contract columns in the form row transforms expect (see features.transforms)."""
+def row_inputs(
+    ctx_cols: Callable[[str], pd.Series],
+    columns: Sequence[str],
+    memo: dict[str, object] | None = None,
+) -> dict[str, object]:
+    """Contract columns in the form row transforms expect (see features.transforms); `memo`
+    keeps conversions for the next call (text columns are slow to convert)."""
     out: dict[str, object] = {}
     for name in columns:
+        if memo is not None and name in memo:
+            out[name] = memo[name]
+            continue
         s = ctx_cols(name)
         if name == "timestamp":
             out[name] = to_ns(s)
@@ -356,6 +447,8 @@ def row_inputs(ctx_cols: Callable[[str], pd.Series], columns: Sequence[str]) -> 
             out[name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             out[name] = s.astype(object).where(s.notna(), None).to_numpy()
+        if memo is not None:
+            memo[name] = out[name]
     return out
 
 
@@ -375,14 +468,19 @@ def compute(
     ctx = _Context(frame)
     # One column-major block: each feature's column is contiguous and the frame wraps it as is.
     result = np.empty((len(frame), len(features)), order="F")
+    memo: dict[str, object] = {}
     for j, f in enumerate(features):
         if progress is not None:
             progress(f.name)
+        column = result[:, j]  # contiguous: aggregators write their values straight into it
         if f.aggregation == "row":  # row-local: no ordering needed
             needed = list(dict.fromkeys(("timestamp", "amount", *f.columns)))
-            result[:, j] = ROW_TRANSFORMS[f.name](row_inputs(frame.__getitem__, needed))
+            column[:] = ROW_TRANSFORMS[f.name](row_inputs(frame.__getitem__, needed, memo))
         else:
-            result[:, j] = _AGGREGATORS[f.aggregation](ctx, f)
+            ctx.out = column
+            values = _AGGREGATORS[f.aggregation](ctx, f)
+            if values is not column:
+                column[:] = values
     out = pd.DataFrame(result, columns=[f.name for f in features], copy=False)
     out.insert(0, "transaction_id", frame["transaction_id"].to_numpy())
     return out

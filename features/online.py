@@ -19,11 +19,11 @@ import pandas as pd
 from data.schema import COLUMNS
 from features.registry import FEATURES, Feature
 from features.state import EMPTY, History, PaymentEvent, StateStore, entity_keys
-from features.transforms import NS_PER_S, ROW_TRANSFORMS, haversine_km
+from features.transforms import NS_PER_DAY, NS_PER_S, ROW_TRANSFORMS, haversine_km
 
 _NAN = math.nan
 _ROW_TIMESTAMPS = ("account_created_at", "credential_changed_at")
-_NUMERIC = ("amount", "customer_lat", "customer_lon", "merchant_lat", "merchant_lon")
+_NUMERIC = tuple(c.name for c in COLUMNS if c.kind == "float")
 _TEXT_DEFAULTS = tuple(
     c.name for c in COLUMNS if c.kind in ("str", "category") and c.name != "transaction_id"
 )
@@ -89,6 +89,7 @@ def event_of(p: Mapping[str, Any]) -> PaymentEvent:
         email_domain=p.get("email_domain"),
         merchant_lat=_opt_float(p.get("merchant_lat")),
         merchant_lon=_opt_float(p.get("merchant_lon")),
+        mcc=p.get("mcc"),
     )
 
 
@@ -113,6 +114,7 @@ class OnlineFeatures:
         cents = round(float(p["amount"]) * 100.0)
         hist_cache: dict[str, History] = {}
         start_cache: dict[tuple[str, int], int] = {}
+        fraud_cache: dict[tuple[str, int], int] = {}
         many = getattr(self.store, "histories", None)
         if callable(many):  # a remote store: every history this payment needs in one round trip
             wanted = list(entity_keys(event_of(p)).items())
@@ -139,6 +141,15 @@ class OnlineFeatures:
                 s = start_cache[k] = bisect_right(hist(entity).ts, t - window * NS_PER_S)
             return s
 
+        def fraud_since(entity: str, back: int) -> int:
+            """Known fraud with payment time > t - back."""
+            k = (entity, back)
+            c = fraud_cache.get(k)
+            if c is None:
+                fraud_ts = hist(entity).fraud_ts
+                c = fraud_cache[k] = len(fraud_ts) - bisect_right(fraud_ts, t - back * NS_PER_S)
+            return c
+
         for i, f in enumerate(self.features):
             agg = f.aggregation
             if agg == "row":
@@ -152,14 +163,25 @@ class OnlineFeatures:
                 h = hist("customer_device")
                 out[i] = 1.0 if start("customer_device", f.window) == len(h.ts) else 0.0
                 continue
-            if agg == "label_rate":
-                out[i] = _label_rate(hist(f.entity), t, f)
+            if agg == "label_rate" or agg == "label_count":
+                # the window (t - delay - window, t - delay]: both ends are window starts
+                hi = start(f.entity, f.label_delay)
+                lo = start(f.entity, f.label_delay + f.window)
+                frauds = fraud_since(f.entity, f.label_delay + f.window) - fraud_since(
+                    f.entity, f.label_delay
+                )
+                if agg == "label_count":
+                    out[i] = float(frauds)
+                else:
+                    out[i] = frauds / (hi - lo) if hi > lo else _NAN
                 continue
             h = hist(f.entity)
             s = start(f.entity, f.window)
             n = len(h.ts) - s
             if agg == "count":
                 out[i] = float(n)
+            elif agg == "since_first":
+                out[i] = (t - h.ts[s]) / NS_PER_DAY if n > 0 else _NAN
             elif agg == "distinct_cards":
                 seen = set(h.cards[s:])
                 seen.add(p.get("card_id"))
@@ -167,6 +189,8 @@ class OnlineFeatures:
                 out[i] = float(len(seen)) if p.get("card_id") is not None else _NAN
             elif agg in ("since_prev", "prev_distance", "prev_speed"):
                 out[i] = _previous(h, s, t, p, agg)
+            elif agg in ("sum", "mean", "mean_ratio"):
+                out[i] = _amount_sum_stat(agg, h.cents_since(s), n, cents)
             else:
                 out[i] = _amount_stat(agg, h.cents[s:], n, cents)
         return out
@@ -189,6 +213,7 @@ _ENTITY_FIELD: dict[str, str] = {
     "card": "card_id",
     "customer": "customer_id",
     "merchant": "merchant_id",
+    "category": "mcc",
     "device": "device_id",
     "ip": "ip_hash",
     "email_domain": "email_domain",
@@ -196,12 +221,19 @@ _ENTITY_FIELD: dict[str, str] = {
 }
 
 
-def _amount_stat(agg: str, window: list[int], n: int, cents: int) -> float:
-    s = sum(window)
+def _amount_sum_stat(agg: str, s: int, n: int, cents: int) -> float:
+    """Statistics of a window that need only its size and exact sum (in cents)."""
     if agg == "sum":
         return s / 100.0
+    if agg == "mean":
+        return s / (100.0 * n) if n > 0 else _NAN
     if agg == "mean_ratio":
         return (cents * n) / s if n > 0 and s > 0 else _NAN
+    raise ValueError(f"unknown aggregation {agg}")
+
+
+def _amount_stat(agg: str, window: list[int], n: int, cents: int) -> float:
+    s = sum(window)
     if agg == "zscore":
         if n < 2:
             return _NAN
@@ -225,13 +257,3 @@ def _previous(h: History, s: int, t: int, p: Mapping[str, Any], agg: str) -> flo
         haversine_km(h.lat[-1], h.lon[-1], p.get("merchant_lat", _NAN), p.get("merchant_lon", _NAN))
     )
     return dist if agg == "prev_distance" else dist / (max(dt_s, 60.0) / 3600)
-
-
-def _label_rate(h: History, t: int, f: Feature) -> float:
-    hi = t - f.label_delay * NS_PER_S
-    lo = hi - f.window * NS_PER_S
-    payments = bisect_right(h.ts, hi) - bisect_right(h.ts, lo)
-    if payments == 0:
-        return _NAN
-    frauds = bisect_right(h.fraud_ts, hi) - bisect_right(h.fraud_ts, lo)
-    return frauds / payments

@@ -9,23 +9,29 @@ Same semantics as `MemoryState`, laid out so that each call is one round trip:
     timestamps or a repeated transaction id. Lex order also makes expiry exact:
     ``ZREMRANGEBYLEX key - (ts(bound + 1)`` drops every event with ts <= bound. (A float score
     of ns timestamps would be off by up to 256 ns at today's epoch.)
-``{prefix}f:{merchant}``  the merchant's counted fraud labels, members ``ts | transaction_id``.
-``{prefix}txn``  hash: transaction id -> ``counted flag | ts | merchant`` (the label index).
+``{prefix}f:{entity}:{key}``  the counted fraud labels of an entity key (the entities in
+    `state.LABELLED`: card, customer, merchant, category), members ``ts | transaction_id``.
+``{prefix}txn``  hash: transaction id -> ``counted flag | ts | n | n x (length, entity:key)``,
+    the label index: which fraud keys a label on the transaction counts in.
 ``{prefix}txn:ts``  sorted set ``ts | seq | transaction_id`` to expire that index in event time.
 
 `record_payment` is one Lua script (atomic, so concurrent replicas never interleave half a
 payment): per entity key, drop what is older than the look-back relative to this payment and
 add the record; index the transaction; expire transactions that left the look-back (their
 labels then return False, as in `MemoryState`). `record_label` is one Lua script too: the
-counted flag in the index makes a fraud label count once, a reversal uncounts it. `history` is
-one ZRANGE, or one read script (merchants: payments and fraud labels together; histories this
-instance keeps a local copy of: only what changed since, see `RedisState`); `histories` reads
-several entity keys in one round trip.
+counted flag in the index makes a fraud label count once (in every fraud key it lists), a
+reversal uncounts it. `history` is one ZRANGE, or one read script (labelled entities: payments
+and fraud labels together; histories this instance keeps a local copy of: only what changed
+since, see `RedisState`); `histories` reads several entity keys in one round trip.
 
 Every write also refreshes a key TTL (look-back + a day of wall-clock time) as a safety net for
 entities that go idle; the event-time pruning above is what keeps memory bounded. Scripts build
-the merchant's fraud key from the prefix, so this targets a single Redis (or a primary with
+the fraud-label keys from the prefix, so this targets a single Redis (or a primary with
 replicas / Sentinel), not Redis Cluster.
+
+The fraud-label layout changed when labels were kept for cards, customers and categories as well
+as merchants (``f:{merchant}`` became ``f:merchant:{merchant}``, and the index value lists its
+keys): a deployment upgrading from the merchant-only layout starts on a new prefix.
 """
 
 from __future__ import annotations
@@ -40,19 +46,20 @@ from typing import Any
 
 import redis
 
-from features.state import LOOKBACK_NS, History, PaymentEvent, entity_keys
+from features.state import LABELLED, LOOKBACK_NS, History, PaymentEvent, entity_keys, labelled_keys
 from features.transforms import NS_PER_S
 
 _OFFSET = 1 << 63  # int64 ns -> unsigned, so big-endian bytes sort like the numbers
 _TS = struct.Struct(">Q")
+_LEN = struct.Struct(">I")
 _PAYLOAD = struct.Struct(">qdd?")  # cents, merchant lat, merchant lon, card present
 _RECORD = struct.Struct(">Q8xqdd?")  # ts, (seq), payload
 _CARD_AT = _RECORD.size  # 41: the card id's utf-8 bytes follow
 DEFAULT_TTL_S = LOOKBACK_NS // NS_PER_S + 86_400
 
-# KEYS: seq, txn hash, txn expiry set, n entity keys, [merchant fraud key]
+# KEYS: seq, txn hash, txn expiry set, n entity keys, m fraud-label keys
 # ARGV: ts8, payload, cutoff8 (= ts of bound + 1), ttl ms, txn id, txn index value (no flag),
-#       n, has fraud key
+#       n, m
 _RECORD_PAYMENT = """
 local seq = redis.call('INCR', KEYS[1])
 local seq8 = struct.pack('>I8', seq)
@@ -65,8 +72,8 @@ for i = 4, 3 + n do
   redis.call('ZADD', KEYS[i], 0, member)
   redis.call('PEXPIRE', KEYS[i], ttl)
 end
-if ARGV[8] == '1' then
-  redis.call('ZREMRANGEBYLEX', KEYS[4 + n], '-', cutoff)
+for i = 4 + n, 3 + n + tonumber(ARGV[8]) do
+  redis.call('ZREMRANGEBYLEX', KEYS[i], '-', cutoff)
 end
 local id = ARGV[5]
 local old = redis.call('HGET', KEYS[2], id)
@@ -87,28 +94,35 @@ return seq
 """
 
 # KEYS: txn hash. ARGV: txn id, '1' fraud / '0' not, fraud key prefix, ttl ms.
-# Index value: counted flag (1 byte) | ts (8) | merchant present (1) | merchant.
+# Index value: counted flag (1 byte) | ts (8) | n (1 byte) | n x (length (4, big-endian) |
+# "entity:key"), the fraud-label keys (after the prefix) this transaction's label counts in.
 _RECORD_LABEL = """
 local id = ARGV[1]
 local v = redis.call('HGET', KEYS[1], id)
 if not v then return 0 end
-if string.sub(v, 10, 10) ~= '1' then return 1 end
 local counted = string.sub(v, 1, 1) == '1'
-local fkey = ARGV[3] .. string.sub(v, 11)
+local add = ARGV[2] == '1' and not counted
+local remove = ARGV[2] == '0' and counted
+if not (add or remove) then return 1 end
 local member = string.sub(v, 2, 9) .. id
-if ARGV[2] == '1' and not counted then
-  redis.call('ZADD', fkey, 0, member)
-  redis.call('PEXPIRE', fkey, ARGV[4])
-  redis.call('HSET', KEYS[1], id, '1' .. string.sub(v, 2))
-elseif ARGV[2] == '0' and counted then
-  redis.call('ZREM', fkey, member)
-  redis.call('HSET', KEYS[1], id, '0' .. string.sub(v, 2))
+local at = 11
+for _ = 1, string.byte(v, 10) do
+  local len = struct.unpack('>I4', v, at)
+  local fkey = ARGV[3] .. string.sub(v, at + 4, at + 3 + len)
+  at = at + 4 + len
+  if add then
+    redis.call('ZADD', fkey, 0, member)
+    redis.call('PEXPIRE', fkey, ARGV[4])
+  else
+    redis.call('ZREM', fkey, member)
+  end
 end
+redis.call('HSET', KEYS[1], id, (add and '1' or '0') .. string.sub(v, 2))
 return 1
 """
 
 # Read histories. Per history ARGV holds a pair: the last member of the caller's local copy
-# ('' for a full read) and '1' when the merchant's fraud-label key follows its key in KEYS.
+# ('' for a full read) and '1' when the entity key's fraud-label key follows it in KEYS.
 # Per history the reply is {size, first member, members (all, or after the given last one),
 # fraud labels}: enough for the caller to check its copy (see RedisState._apply_since).
 _READ = """
@@ -151,7 +165,7 @@ def _append(h: History, members: Sequence[bytes]) -> None:
         return
     ts, cents, lat, lon, has = zip(*map(_RECORD.unpack_from, members), strict=True)
     h.ts.extend([t - _OFFSET for t in ts])
-    h.cents.extend(cents)
+    h.extend_cents(cents)
     h.lat.extend(lat)
     h.lon.extend(lon)
     h.cards.extend(
@@ -253,8 +267,8 @@ class RedisState:
         with self._lock:
             for entity, key in wanted:
                 hkey = f"{self._hist_prefix}{entity}:{key}"
-                # labels are kept for merchants only
-                fkey = f"{self._fraud_prefix}{key}" if entity == "merchant" else None
+                # labels are kept for the labelled entities only
+                fkey = f"{self._fraud_prefix}{entity}:{key}" if entity in LABELLED else None
                 entry = self._cache.get(hkey)
                 last = entry.members[-1] if entry is not None else b""
                 plans.append((hkey, fkey, entry, last))
@@ -331,7 +345,7 @@ class RedisState:
             h = entry.history
             if drop:
                 del members[:drop]
-                del h.ts[:drop], h.cents[:drop], h.cards[:drop], h.lat[:drop], h.lon[:drop]
+                h.drop_first(drop)
             members.extend(new)
             _append(h, new)
             h.fraud_ts = _fraud_ts(fraud)
@@ -362,13 +376,14 @@ class RedisState:
         )
         if card is not None:
             payload += card.encode()
-        merchant = event.merchant_id
-        index = ts8 + (b"0" if merchant is None else b"1" + merchant.encode())
+        labelled = [f"{entity}:{key}".encode() for entity, key in labelled_keys(event)]
+        index = ts8 + bytes((len(labelled),))
+        index += b"".join(_LEN.pack(len(k)) + k for k in labelled)
         hist_prefix = self._hist_prefix
-        script_keys = [self._seq_key, self._txn_key, self._txn_ts_key]
+        script_keys: list[str | bytes] = [self._seq_key, self._txn_key, self._txn_ts_key]
         script_keys += [f"{hist_prefix}{entity}:{key}" for entity, key in keys.items()]
-        if merchant is not None:
-            script_keys.append(f"{self._fraud_prefix}{merchant}")
+        fraud_prefix = self._fraud_prefix.encode()
+        script_keys += [fraud_prefix + k for k in labelled]
         args = (
             ts8,
             payload,
@@ -377,7 +392,7 @@ class RedisState:
             event.transaction_id,
             index,
             len(keys),
-            1 if merchant is not None else 0,
+            len(labelled),
         )
         self._record_payment(script_keys, args)
 

@@ -13,20 +13,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-Entity = Literal["payment", "card", "customer", "merchant", "device", "ip", "email_domain"]
+Entity = Literal[
+    "payment", "card", "customer", "merchant", "category", "device", "ip", "email_domain"
+]
 Aggregation = Literal[
     "row",  # computed from the payment alone (see features.transforms)
     "count",  # prior payments of the entity in the window
     "sum",  # sum of prior amounts in the window
+    "mean",  # mean of prior amounts in the window (NaN when there is none)
     "mean_ratio",  # amount / mean of prior amounts in the window
     "median_ratio",  # amount / median of prior amounts in the window
     "zscore",  # (amount - mean) / std of prior amounts in the window
     "since_prev",  # seconds since the entity's previous payment within the window
+    "since_first",  # days since the entity's first payment within the window (NaN: none)
     "prev_distance",  # km from the previous payment's merchant location within the window
     "prev_speed",  # implied km/h from the previous payment within the window
     "distinct_cards",  # distinct cards on the entity in the window, this payment included
     "pair_new",  # 1 if (customer, device) has no prior payment in the window
     "label_rate",  # known fraud labels / payments in a window ending a label delay before
+    "label_count",  # known fraud labels in a window ending a label delay before
 ]
 Group = Literal["amount", "time", "location", "identity", "velocity", "labels"]
 
@@ -38,6 +43,7 @@ ENTITY_COLUMN: dict[str, str] = {
     "card": "card_id",
     "customer": "customer_id",
     "merchant": "merchant_id",
+    "category": "mcc",
     "device": "device_id",
     "ip": "ip_hash",
     "email_domain": "email_domain",
@@ -66,21 +72,99 @@ class Feature:
     label_delay: int = 0
 
 
-def _velocity(entity: Entity, agg: Aggregation, window: int, label: str) -> Feature:
+# Windows of the entity x window grids: (seconds, label in the feature name).
+WINDOWS: tuple[tuple[int, str], ...] = (
+    (HOUR, "1h"),
+    (DAY, "24h"),
+    (7 * DAY, "7d"),
+    (30 * DAY, "30d"),
+)
+# Label windows end one label delay before the payment (chargebacks take weeks to arrive).
+LABEL_WINDOWS: tuple[tuple[int, str], ...] = ((DAY, "1d"), (7 * DAY, "7d"), (30 * DAY, "30d"))
+LABEL_DELAY = 7 * DAY
+
+# How descriptions name an entity: where its payments happen, and whose they are.
+_WHERE = {
+    "card": "on this card",
+    "customer": "by this customer",
+    "merchant": "at this merchant",
+    "category": "in this merchant category",
+    "device": "from this device",
+    "ip": "from this IP address",
+}
+_SUBJECT = {
+    "card": "this card",
+    "customer": "this customer",
+    "merchant": "this merchant",
+    "category": "this merchant category",
+}
+_SPAN = {
+    HOUR: "the last hour",
+    DAY: "the last 24 hours",
+    7 * DAY: "the last 7 days",
+    30 * DAY: "the last 30 days",
+}
+_LABEL_SPAN = {DAY: "the 24 hours", 7 * DAY: "the 7 days", 30 * DAY: "the 30 days"}
+
+
+def _ago(seconds: int) -> str:
+    return "a week ago" if seconds == 7 * DAY else f"{seconds // DAY} days ago"
+
+
+def _windowed(entity: Entity, agg: Aggregation, window: int, label: str) -> Feature:
+    """One cell of an entity x window grid, named and worded after the grid's pattern."""
     col = ENTITY_COLUMN[entity]
-    cols = (col, "amount") if agg == "sum" else (col,)
-    where = {
-        "card": "on this card",
-        "merchant": "at this merchant",
-        "device": "from this device",
-        "ip": "from this IP address",
-    }[entity]
-    if agg == "count":
-        text = f"{{value:.0f}} earlier payment(s) {where} in {label}"
-    else:
-        text = f"{{value:.2f}} spent {where} in {label}"
-    name = f"{entity}_{agg}_{label.replace(' ', '')}"
-    return Feature(name, "velocity", entity, agg, cols, text, window=window)
+    where = _WHERE.get(entity, "")
+    if agg in ("count", "sum", "mean"):
+        span = _SPAN[window]
+        text = {
+            "count": f"{{value:.0f}} earlier payment(s) {where} in {span}",
+            "sum": f"{{value:.2f}} spent {where} in {span}",
+            "mean": f"earlier payments {where} in {span} averaged {{value:.2f}}",
+        }[agg]
+        cols = (col,) if agg == "count" else (col, "amount")
+        return Feature(f"{entity}_{agg}_{label}", "velocity", entity, agg, cols, text, window)
+    if agg in ("label_rate", "label_count"):
+        subject = _SUBJECT[entity]
+        span = f"{_LABEL_SPAN[window]} ending {_ago(LABEL_DELAY)}"
+        if agg == "label_rate":
+            name = f"{entity}_fraud_rate_{label}"
+            text = f"{{value:.1%}} of {subject}'s payments in {span} turned out fraudulent"
+        else:
+            name = f"{entity}_fraud_count_{label}"
+            text = f"{subject} had {{value:.0f}} confirmed fraud payment(s) in {span}"
+        return Feature(
+            name,
+            "labels",
+            entity,
+            agg,
+            (col, "is_fraud", "label_time"),
+            text,
+            window,
+            reads_labels=True,
+            label_delay=LABEL_DELAY,
+        )
+    if agg == "mean_ratio":
+        days = window // DAY
+        text = f"amount is {{value:.1f}}x {_SUBJECT[entity]}'s {days}-day average ticket"
+        name = f"amount_to_{entity}_mean_{label}"
+        return Feature(name, "amount", entity, agg, (col, "amount"), text, window)
+    if agg == "since_first":
+        days = window // DAY
+        text = (
+            f"{_SUBJECT[entity]} was first seen {{value:.1f}} days ago "
+            f"(looking back {days} days at most)"
+        )
+        name = f"days_since_{entity}_first_seen_{label}"
+        return Feature(name, "time", entity, agg, (col,), text, window)
+    raise ValueError(f"no grid naming for aggregation {agg}")
+
+
+def grid(
+    entity: Entity, aggs: Sequence[Aggregation], windows: Sequence[tuple[int, str]]
+) -> tuple[Feature, ...]:
+    """Every (aggregation, window) pair for one entity, aggregation-major."""
+    return tuple(_windowed(entity, agg, w, label) for agg in aggs for w, label in windows)
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -113,6 +197,8 @@ FEATURES: tuple[Feature, ...] = (
         "amount is {value:.1f} standard deviations from this card's usual spend",
         window=30 * DAY,
     ),
+    *grid("merchant", ("mean_ratio",), WINDOWS[3:]),
+    *grid("category", ("mean_ratio",), WINDOWS[3:]),
     # time
     Feature("hour_of_day", "time", "payment", "row", ("timestamp",), "paid at {value:.0f}h UTC"),
     Feature("is_night", "time", "payment", "row", ("timestamp",), "paid at night (00-06h UTC)"),
@@ -126,6 +212,8 @@ FEATURES: tuple[Feature, ...] = (
         "{value:.0f} s since this card's previous payment",
         window=30 * DAY,
     ),
+    *grid("card", ("since_first",), WINDOWS[3:]),
+    *grid("merchant", ("since_first",), WINDOWS[3:]),
     # location
     Feature(
         "billing_ip_mismatch",
@@ -176,6 +264,14 @@ FEATURES: tuple[Feature, ...] = (
         ("card_id", "merchant_lat", "merchant_lon"),
         "implied travel speed {value:.0f} km/h since this card's previous payment",
         window=30 * DAY,
+    ),
+    Feature(
+        "log_city_population",
+        "location",
+        "payment",
+        "row",
+        ("city_population",),
+        "the customer's home city has {city_population:,.0f} inhabitants",
     ),
     # identity
     Feature(
@@ -246,29 +342,25 @@ FEATURES: tuple[Feature, ...] = (
         ("auth_result",),
         "no 3-D Secure / two-factor check",
     ),
-    # velocity
-    *(
-        _velocity("card", agg, w, label)
-        for agg in ("count", "sum")
-        for w, label in ((HOUR, "1h"), (DAY, "24h"), (7 * DAY, "7d"), (30 * DAY, "30d"))
-    ),
-    *(
-        _velocity(entity, "count", w, label)
-        for entity in ("merchant", "device", "ip")
-        for w, label in ((HOUR, "1h"), (DAY, "24h"))
-    ),
-    # labels
     Feature(
-        "merchant_fraud_rate_30d",
-        "labels",
-        "merchant",
-        "label_rate",
-        ("merchant_id", "is_fraud", "label_time"),
-        "{value:.1%} of this merchant's payments turned out fraudulent",
-        window=30 * DAY,
-        reads_labels=True,
-        label_delay=7 * DAY,
+        "customer_age",
+        "identity",
+        "payment",
+        "row",
+        ("customer_age",),
+        "the customer is {value:.0f} years old",
     ),
+    # velocity
+    *grid("card", ("count", "sum", "mean"), WINDOWS),
+    *grid("customer", ("count", "sum", "mean"), WINDOWS),
+    *grid("merchant", ("count",), WINDOWS[:2]),
+    *grid("device", ("count",), WINDOWS[:2]),
+    *grid("ip", ("count",), WINDOWS[:2]),
+    # labels
+    *grid("merchant", ("label_rate", "label_count"), LABEL_WINDOWS),
+    *grid("card", ("label_rate", "label_count"), LABEL_WINDOWS),
+    *grid("customer", ("label_rate", "label_count"), LABEL_WINDOWS),
+    *grid("category", ("label_rate", "label_count"), LABEL_WINDOWS),
 )
 
 BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}

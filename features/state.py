@@ -17,10 +17,11 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Protocol
 
-from features.registry import MAX_LOOKBACK
+from features.registry import FEATURES, MAX_LOOKBACK
 from features.transforms import NS_PER_S
 
 LOOKBACK_NS = MAX_LOOKBACK * NS_PER_S
@@ -41,11 +42,17 @@ class PaymentEvent:
     email_domain: str | None
     merchant_lat: float
     merchant_lon: float
+    # Added later: a default, so that state logs written before it still replay.
+    mcc: str | None = None
 
 
 @dataclass
 class History:
-    """One entity's recent payments, oldest first; the lists are parallel."""
+    """One entity's recent payments, oldest first; the lists are parallel.
+
+    `csum` holds running totals of `cents` (from an arbitrary origin, which survives dropping
+    a prefix), so a window's sum costs two look-ups: see `cents_since`.
+    """
 
     ts: list[int] = field(default_factory=list)
     cents: list[int] = field(default_factory=list)
@@ -53,19 +60,37 @@ class History:
     lat: list[float] = field(default_factory=list)
     lon: list[float] = field(default_factory=list)
     fraud_ts: list[int] = field(default_factory=list)  # payment times of known fraud (sorted)
+    csum: list[int] = field(default_factory=list)
 
     def append(self, e: PaymentEvent) -> None:
         self.ts.append(e.ts)
         self.cents.append(e.cents)
+        self.csum.append((self.csum[-1] if self.csum else 0) + e.cents)
         self.cards.append(e.card_id)
         self.lat.append(e.merchant_lat)
         self.lon.append(e.merchant_lon)
 
+    def extend_cents(self, cents: Iterable[int]) -> None:
+        """Append amounts to `cents` and `csum` (for backends that decode in bulk)."""
+        start = len(self.cents)
+        self.cents.extend(cents)
+        self.csum.extend(accumulate(self.cents[start:], initial=self.csum[-1] if self.csum else 0))
+        del self.csum[start]  # the initial value
+
+    def cents_since(self, s: int) -> int:
+        """Sum of cents[s:] in exact integers."""
+        if s >= len(self.csum):
+            return 0
+        return self.csum[-1] - (self.csum[s - 1] if s > 0 else self.csum[0] - self.cents[0])
+
+    def drop_first(self, k: int) -> None:
+        del self.ts[:k], self.cents[:k], self.csum[:k], self.cards[:k], self.lat[:k]
+        del self.lon[:k]
+
     def forget_before(self, bound: int) -> None:
         """Drop events with ts <= bound (cheap when nothing is due)."""
         if self.ts and self.ts[0] <= bound:
-            k = bisect_right(self.ts, bound)
-            del self.ts[:k], self.cents[:k], self.cards[:k], self.lat[:k], self.lon[:k]
+            self.drop_first(bisect_right(self.ts, bound))
         if self.fraud_ts and self.fraud_ts[0] <= bound:
             del self.fraud_ts[: bisect_right(self.fraud_ts, bound)]
 
@@ -80,10 +105,20 @@ ENTITY_OF: dict[str, str] = {
     "card": "card_id",
     "customer": "customer_id",
     "merchant": "merchant_id",
+    "category": "mcc",
     "device": "device_id",
     "ip": "ip_hash",
     "email_domain": "email_domain",
 }
+# Entities whose known fraud labels the state keeps (those a label feature is declared for).
+LABELLED: tuple[str, ...] = tuple(
+    e for e in ENTITY_OF if any(f.reads_labels and f.entity == e for f in FEATURES)
+)
+
+
+def labelled_keys(e: PaymentEvent) -> tuple[tuple[str, str], ...]:
+    """The (entity, key) pairs a fraud label on this payment counts for."""
+    return tuple((ent, key) for ent in LABELLED if (key := getattr(e, ENTITY_OF[ent])) is not None)
 
 
 def entity_keys(e: PaymentEvent) -> dict[str, str]:
@@ -110,7 +145,8 @@ class MemoryState:
 
     def __init__(self) -> None:
         self._hist: dict[str, dict[str, History]] = {}
-        self._payments: dict[str, tuple[str | None, int]] = {}  # txn -> (merchant, ts)
+        # txn -> (the entity keys its label counts for, ts)
+        self._payments: dict[str, tuple[tuple[tuple[str, str], ...], int]] = {}
         self._fraud: set[str] = set()  # transactions counted as fraud (a label counts once)
         self._expiry: deque[tuple[int, str]] = deque()
         self._now = 0
@@ -131,7 +167,7 @@ class MemoryState:
             h = self._touch(entity, key)
             h.forget_before(bound)
             h.append(event)
-        self._payments[event.transaction_id] = (event.merchant_id, event.ts)
+        self._payments[event.transaction_id] = (labelled_keys(event), event.ts)
         self._expiry.append((event.ts, event.transaction_id))
         self._now = max(self._now, event.ts)
         while self._expiry and self._expiry[0][0] <= bound:
@@ -144,16 +180,18 @@ class MemoryState:
         known = self._payments.get(transaction_id)
         if known is None:
             return False
-        merchant, ts = known
+        keys, ts = known
         counted = transaction_id in self._fraud
-        if merchant is not None and is_fraud and not counted:
-            insort(self._touch("merchant", merchant).fraud_ts, ts)
+        if is_fraud and not counted:
+            for entity, key in keys:
+                insort(self._touch(entity, key).fraud_ts, ts)
             self._fraud.add(transaction_id)
-        elif merchant is not None and not is_fraud and counted:  # a fraud label reversed
-            fraud_ts = self._touch("merchant", merchant).fraud_ts
-            i = bisect_left(fraud_ts, ts)
-            if i < len(fraud_ts) and fraud_ts[i] == ts:
-                del fraud_ts[i]
+        elif not is_fraud and counted:  # a fraud label reversed
+            for entity, key in keys:
+                fraud_ts = self._touch(entity, key).fraud_ts
+                i = bisect_left(fraud_ts, ts)
+                if i < len(fraud_ts) and fraud_ts[i] == ts:
+                    del fraud_ts[i]
             self._fraud.discard(transaction_id)
         return True
 

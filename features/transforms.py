@@ -73,6 +73,10 @@ ROW_TRANSFORMS: dict[str, Callable[[Cols], Any]] = {
     "credential_change_age_hours": lambda c: (
         (np.asarray(c["timestamp"], dtype=np.float64) - c["credential_changed_at"]) / NS_PER_HOUR
     ),
+    "log_city_population": lambda c: np.log1p(
+        np.maximum(np.asarray(c["city_population"], dtype=np.float64), 0.0)
+    ),
+    "customer_age": lambda c: np.asarray(c["customer_age"], dtype=np.float64) + 0.0,
     "auth_failed": _auth_is("failed"),
     "auth_not_attempted": _auth_is("not_attempted"),
 }

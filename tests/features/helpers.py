@@ -8,6 +8,22 @@ import pandas as pd
 from data.schema import validate
 
 
+def with_demographics(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """`frame` plus the optional customer columns the simulator does not make (customer age at
+    the payment, home city population), fixed per customer, so every feature can run."""
+    rng = np.random.default_rng(seed)
+    customers, codes = np.unique(frame["customer_id"].to_numpy(dtype=str), return_inverse=True)
+    born = rng.uniform(18, 90, len(customers))[codes]  # age at the first day
+    days = (frame["timestamp"] - frame["timestamp"].min()).dt.total_seconds() / 86_400
+    population = np.round(10 ** rng.uniform(2, 7, len(customers)))[codes]
+    out = frame.copy()
+    out["customer_age"] = born + days.to_numpy() / 365.25
+    out["city_population"] = np.where(rng.random(len(customers)) < 0.05, np.nan, 1.0)[codes] * (
+        population
+    )
+    return validate(out, source="with_demographics")
+
+
 def random_frame(
     seed: int,
     n: int = 300,
@@ -74,5 +90,15 @@ def random_frame(
             rng.integers(0, 4, n)
         ]
         frame["channel"] = np.array(["online", "card_present"], dtype=object)[rng.integers(0, 2, n)]
+        # merchant categories: mostly one per merchant, sometimes missing
+        mcc = np.array(["5411", "5812", "7995", None], dtype=object)
+        m = frame["merchant_id"].str[1:].astype(int).to_numpy()
+        frame["mcc"] = np.where(rng.random(n) < 0.1, None, mcc[m % 3])
+        frame["customer_age"] = np.where(
+            rng.random(n) < 0.1, np.nan, 18 + card // 2 + rng.random(n) / 10
+        )
+        frame["city_population"] = np.where(
+            rng.random(n) < 0.1, np.nan, (1_000 * (1 + card // 2)) ** 1.5
+        )
     shuffled = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     return validate(shuffled, source="random")

@@ -18,11 +18,12 @@ NAN = math.nan
 MINUTE = 60
 
 
-def payments(*rows: dict, currency: str = "EUR") -> pd.DataFrame:
+def payments(*rows: dict, currency: str = "EUR", mcc: dict[str, str] | None = None) -> pd.DataFrame:
     """A validated frame from rows like {"id": "a", "at": 60, "card": "c1", "amount": 10.0}.
 
     `at` is seconds after BASE; `label_at` (seconds after BASE) with `fraud` adds a label.
-    Optional `device` adds the device_id column (None where a row has none).
+    Optional `device` adds the device_id column (None where a row has none); `mcc` (merchant
+    -> category) adds the mcc column, None for merchants it does not list.
     """
     data = {
         "transaction_id": [r["id"] for r in rows],
@@ -33,6 +34,8 @@ def payments(*rows: dict, currency: str = "EUR") -> pd.DataFrame:
         "amount": [float(r.get("amount", 10.0)) for r in rows],
         "currency": currency,
     }
+    if mcc is not None:
+        data["mcc"] = [mcc.get(r.get("merchant", "m1")) for r in rows]
     if any("device" in r for r in rows):
         data["device_id"] = [r.get("device") for r in rows]
     if any("fraud" in r for r in rows):
@@ -400,14 +403,27 @@ MINIMAL_FEATURES = [
     "amount_to_card_median_30d",
     "amount_to_card_mean_30d",
     "amount_zscore_card_30d",
+    "amount_to_merchant_mean_30d",
     "hour_of_day",
     "is_night",
     "is_weekend",
     "seconds_since_card_prev",
-    *(f"card_{agg}_{w}" for agg in ("count", "sum") for w in ("1h", "24h", "7d", "30d")),
+    "days_since_card_first_seen_30d",
+    "days_since_merchant_first_seen_30d",
+    *(
+        f"{entity}_{agg}_{w}"
+        for entity in ("card", "customer")
+        for agg in ("count", "sum", "mean")
+        for w in ("1h", "24h", "7d", "30d")
+    ),
     "merchant_count_1h",
     "merchant_count_24h",
-    "merchant_fraud_rate_30d",
+    *(
+        f"{entity}_fraud_{agg}_{w}"
+        for entity in ("merchant", "card", "customer")
+        for agg in ("rate", "count")
+        for w in ("1d", "7d", "30d")
+    ),
 ]
 
 
@@ -417,10 +433,12 @@ def test_minimal_columns_skip_groups():
     avail = available(frame.columns)
     assert [f.name for f in avail.features] == MINIMAL_FEATURES
     assert avail.skipped_groups() == {
+        "amount": "missing mcc",
         "identity": "missing account_created_at, auth_result, credential_changed_at, "
-        "device_id, email_domain, ip_hash",
-        "location": "missing billing_country, customer_lat, customer_lon, ip_country, "
-        "merchant_country, merchant_lat, merchant_lon, shipping_country",
+        "customer_age, device_id, email_domain, ip_hash",
+        "labels": "missing mcc",
+        "location": "missing billing_country, city_population, customer_lat, customer_lon, "
+        "ip_country, merchant_country, merchant_lat, merchant_lon, shipping_country",
         "velocity": "missing device_id, ip_hash",
     }
     got = compute(frame)
@@ -453,3 +471,137 @@ def test_time_of_day_features(at, hour, night, weekend):
 def test_log_amount(amount, expected):
     frame = payments({"id": "a", "at": 0, "amount": amount})
     assert values(frame, "log_amount")["a"] == pytest.approx(expected, rel=1e-12)
+
+
+# --- the entity x window grids: mean, first seen, label counts and rates per entity ----------
+
+
+@pytest.mark.parametrize(
+    ("name", "window", "when_excluded", "when_included"),
+    [
+        ("card_mean_1h", HOUR, NAN, 10.0),
+        ("card_mean_30d", 30 * DAY, NAN, 10.0),
+        ("customer_count_24h", DAY, 0.0, 1.0),
+        ("customer_sum_7d", 7 * DAY, 0.0, 10.0),
+        ("customer_mean_30d", 30 * DAY, NAN, 10.0),
+        ("amount_to_merchant_mean_30d", 30 * DAY, NAN, 2.0),
+        ("days_since_card_first_seen_30d", 30 * DAY, NAN, 30.0 - 1 / DAY),
+        ("days_since_merchant_first_seen_30d", 30 * DAY, NAN, 30.0 - 1 / DAY),
+    ],
+)
+def test_window_boundary_for_grid_features(name, window, when_excluded, when_included):
+    old = payments({"id": "p", "at": 0}, {"id": "q", "at": window, "amount": 20.0})
+    young = payments({"id": "p", "at": 0}, {"id": "q", "at": window - 1, "amount": 20.0})
+    assert values(old, name)["q"] == pytest.approx(when_excluded, nan_ok=True)
+    assert values(young, name)["q"] == pytest.approx(when_included, rel=1e-12)
+
+
+def test_mean_and_first_seen_over_several_payments():
+    frame = payments(
+        {"id": "p1", "at": 0, "amount": 10.0},
+        {"id": "p2", "at": DAY, "amount": 20.0},
+        {"id": "p3", "at": 2 * DAY, "amount": 60.0, "card": "c2"},  # same customer u1
+        {"id": "p4", "at": 3 * DAY, "amount": 1.0},
+    )
+    assert_values(frame, "card_mean_7d", {"p1": NAN, "p2": 10.0, "p3": NAN, "p4": 15.0})
+    assert_values(frame, "customer_mean_7d", {"p1": NAN, "p2": 10.0, "p3": 15.0, "p4": 30.0})
+    assert_values(frame, "customer_count_30d", {"p1": 0.0, "p2": 1.0, "p3": 2.0, "p4": 3.0})
+    assert_values(
+        frame, "days_since_card_first_seen_30d", {"p1": NAN, "p2": 1.0, "p3": NAN, "p4": 3.0}
+    )
+
+
+def test_amount_to_category_mean_spans_the_category_merchants():
+    frame = payments(
+        {"id": "p1", "at": 0, "amount": 10.0, "merchant": "m1", "card": "c1"},
+        {"id": "p2", "at": 60, "amount": 30.0, "merchant": "m2", "card": "c2"},
+        {"id": "p3", "at": 120, "amount": 40.0, "merchant": "m3", "card": "c3"},
+        {"id": "x", "at": 180, "amount": 5.0, "merchant": "m4", "mcc": None},
+        mcc={"m1": "5411", "m2": "5411", "m3": "5411"},
+    )
+    assert_values(frame, "amount_to_category_mean_30d", {"p1": NAN, "p2": 3.0, "p3": 2.0, "x": NAN})
+    assert_values(frame, "amount_to_merchant_mean_30d", {"p1": NAN, "p2": NAN, "p3": NAN, "x": NAN})
+
+
+def _label_frame(label_at: float, pay_at: float, *, card: str = "c1") -> pd.DataFrame:
+    """A fraud f at 0 (labelled at `label_at`) on card c1, customer u1, merchant m1 and
+    category 5411; a genuine g two days earlier on the same entities; p pays at `pay_at`."""
+    return payments(
+        {"id": "g", "at": -2 * DAY, "fraud": 0, "label_at": -2 * DAY + HOUR},
+        {"id": "f", "at": 0, "fraud": 1, "label_at": label_at},
+        {"id": "p", "at": pay_at, "card": card},
+        mcc={"m1": "5411"},
+    )
+
+
+LABEL_ENTITIES = ("merchant", "card", "customer", "category")
+
+
+@pytest.mark.parametrize("entity", LABEL_ENTITIES)
+@pytest.mark.parametrize(
+    ("window", "label_at", "pay_at", "count", "rate"),
+    [
+        # the 1-day window ending 7 days before p: (p - 8 d, p - 7 d]
+        pytest.param("1d", HOUR, 7 * DAY, 1.0, 1.0, id="1d-fraud-exactly-delay-old"),
+        pytest.param("1d", HOUR, 7 * DAY - 1, 0.0, NAN, id="1d-fraud-inside-delay"),
+        pytest.param("1d", HOUR, 8 * DAY - 1, 1.0, 1.0, id="1d-fraud-last-second"),
+        pytest.param("1d", HOUR, 8 * DAY, 0.0, NAN, id="1d-fraud-left-window"),
+        pytest.param("1d", 8 * DAY, 8 * DAY - 1, 0.0, 0.0, id="1d-label-not-yet-known"),
+        # 7 days: (p - 14 d, p - 7 d] holds f and, until p = 12 d, g too
+        pytest.param("7d", HOUR, 7 * DAY, 1.0, 0.5, id="7d-both-in"),
+        pytest.param("7d", HOUR, 12 * DAY, 1.0, 1.0, id="7d-g-left"),
+        pytest.param("7d", 9 * DAY, 8 * DAY, 0.0, 0.0, id="7d-label-known-later"),
+        pytest.param("7d", 9 * DAY, 9 * DAY, 1.0, 0.5, id="7d-label-at-payment-instant"),
+        pytest.param("7d", HOUR, 14 * DAY, 0.0, NAN, id="7d-both-left"),
+        # 30 days: (p - 37 d, p - 7 d]
+        pytest.param("30d", HOUR, 37 * DAY - 1, 1.0, 1.0, id="30d-fraud-last-second"),
+        pytest.param("30d", HOUR, 37 * DAY, 0.0, NAN, id="30d-fraud-left-window"),
+    ],
+)
+def test_label_count_and_rate_windows_per_entity(entity, window, label_at, pay_at, count, rate):
+    frame = _label_frame(label_at, pay_at)
+    got_count = values(frame, f"{entity}_fraud_count_{window}")["p"]
+    got_rate = values(frame, f"{entity}_fraud_rate_{window}")["p"]
+    assert got_count == count
+    assert got_rate == pytest.approx(rate, nan_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("entity", "count"),
+    [("card", 0.0), ("customer", 1.0), ("merchant", 1.0), ("category", 1.0)],
+)
+def test_label_counts_only_at_the_defrauded_entities(entity, count):
+    # p pays with another card of the same customer, at the same merchant and category
+    frame = _label_frame(HOUR, 7 * DAY, card="c2")
+    assert values(frame, f"{entity}_fraud_count_1d")["p"] == count
+
+
+def test_label_features_without_a_category_are_missing():
+    frame = payments(
+        {"id": "f", "at": 0, "fraud": 1, "label_at": HOUR},
+        {"id": "p", "at": 7 * DAY},
+        mcc={},
+    )
+    assert_values(frame, "category_fraud_count_7d", {"f": NAN, "p": NAN})
+    assert_values(frame, "card_fraud_count_7d", {"f": 0.0, "p": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "name", "expected"),
+    [
+        ("customer_age", 42.5, "customer_age", 42.5),
+        ("customer_age", NAN, "customer_age", NAN),
+        ("city_population", 999.0, "log_city_population", math.log(1000.0)),
+        ("city_population", NAN, "log_city_population", NAN),
+    ],
+)
+def test_customer_age_and_city_size(column, value, name, expected):
+    frame = payments({"id": "a", "at": 0})
+    frame[column] = value
+    frame = validate(frame, source="test")
+    assert values(frame, name)["a"] == pytest.approx(expected, nan_ok=True)
+
+
+def test_customer_age_and_city_size_need_their_columns():
+    names = {f.name for f in available(payments({"id": "a", "at": 0}).columns).features}
+    assert not {"customer_age", "log_city_population"} & names

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import sqlite3
 
 import numpy as np
 import pytest
@@ -293,3 +295,65 @@ def test_all_features_are_computed_in_registry_order():
     values = online.compute(payment("a", 0))
     assert values.shape == (len(FEATURES),)
     assert values.dtype == np.float64
+
+
+# --- labels per card, customer and category, and state logs from before categories -----------
+
+LABEL_COUNTS = select([f"{e}_fraud_count_7d" for e in ("merchant", "card", "customer", "category")])
+
+
+def test_fraud_label_counts_for_every_labelled_entity_once_and_reversal_uncounts(make_store):
+    online = OnlineFeatures(make_store(), LABEL_COUNTS)
+    online.update(payment("f", 0, card="c1", merchant="m1", mcc="5411"))
+    online.update(payment("g", 60, card="c2", merchant="m2", mcc="5812"))
+    for _ in range(2):  # a review decision, then the chargeback: counted once
+        assert online.apply_label("f", True, _at(HOUR)) is True
+    same = payment("p", 7 * DAY, card="c1", merchant="m1", mcc="5411")
+    other = payment("q", 7 * DAY, card="c2", merchant="m2", mcc="5812")
+    # payment() gives card c1 the customer u-c1: every entity of f counts its fraud
+    np.testing.assert_array_equal(online.compute(same), [1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(online.compute(other), [0.0, 0.0, 0.0, 0.0])
+    assert online.apply_label("f", False, _at(2 * HOUR)) is True  # reversed
+    np.testing.assert_array_equal(online.compute(same), [0.0, 0.0, 0.0, 0.0])
+    no_category = payment("r", 7 * DAY, card="c1", merchant="m1")
+    assert math.isnan(online.compute(no_category)[3])
+
+
+def test_label_counts_survive_a_restart(tmp_path):
+    path = tmp_path / "state.db"
+    store = SQLiteState(path)
+    online = OnlineFeatures(store, LABEL_COUNTS)
+    online.update(payment("f", 0, mcc="5411"))
+    assert online.apply_label("f", True, _at(HOUR))
+    store.close()
+    reopened = SQLiteState(path)
+    got = OnlineFeatures(reopened, LABEL_COUNTS).compute(payment("p", 7 * DAY, mcc="5411"))
+    reopened.close()
+    np.testing.assert_array_equal(got, [1.0, 1.0, 1.0, 1.0])
+
+
+def test_state_log_written_before_categories_still_replays(tmp_path):
+    """Payment events logged without the `mcc` field (older code) replay as payments without a
+    category; their labels still count for the merchant, card and customer."""
+    path = tmp_path / "state.db"
+    store = SQLiteState(path)
+    online = OnlineFeatures(store, LABEL_COUNTS)
+    online.update(payment("f", 0, mcc="5411"))
+    assert online.apply_label("f", True, _at(HOUR))
+    store.close()
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT seq, body FROM state_events WHERE kind = 'payment'").fetchall()
+    for seq, body in rows:
+        data = json.loads(body)
+        del data["mcc"]
+        db.execute("UPDATE state_events SET body = ? WHERE seq = ?", (json.dumps(data), seq))
+    db.commit()
+    db.close()
+    reopened = SQLiteState(path)
+    try:
+        assert reopened.history("card", "c1").ts == [T0]
+        assert len(reopened.history("category", "5411")) == 0
+        got = OnlineFeatures(reopened, LABEL_COUNTS).compute(payment("p", 7 * DAY, mcc="5411"))
+    finally:
+        reopened.close()
+    np.testing.assert_array_equal(got, [1.0, 1.0, 1.0, 0.0])

@@ -20,7 +20,7 @@ from features.online import OnlineFeatures, prepare
 from features.registry import DAY, FEATURES, HOUR, available
 from features.replay import event_stream, replay
 from features.state import SQLiteState
-from tests.features.helpers import random_frame
+from tests.features.helpers import random_frame, with_demographics
 
 RTOL = 1e-9
 SIM_ROWS = 20_000
@@ -57,7 +57,7 @@ def simulated():
     simulate = pytest.importorskip("data.simulate")
     # a higher fraud rate than the default, so the label feature sees many chargebacks
     cfg = simulate.SimulationConfig(rows=SIM_ROWS, days=30, seed=11, fraud_rate=0.02)
-    return simulate.simulate(cfg)
+    return with_demographics(simulate.simulate(cfg))
 
 
 def test_online_replay_of_simulated_month_equals_batch(simulated):
@@ -66,12 +66,20 @@ def test_online_replay_of_simulated_month_equals_batch(simulated):
     batch = compute(simulated)
     online = replay(simulated)
     compared = assert_parity(batch, online)
-    assert len(FEATURES) == 37
-    assert compared >= SIM_ROWS * 37
+    assert len(FEATURES) == 82
+    assert compared >= SIM_ROWS * 82
     # the comparison is only meaningful if the windowed features were actually exercised
     assert (batch["card_count_24h"] > 0).mean() > 0.5
+    assert (batch["customer_mean_7d"] > 0).mean() > 0.5
+    assert batch["amount_to_category_mean_30d"].notna().mean() > 0.9
+    assert batch["days_since_merchant_first_seen_30d"].max() > 20
+    for entity in ("merchant", "card", "customer", "category"):
+        for window in ("1d", "7d", "30d"):
+            assert (batch[f"{entity}_fraud_count_{window}"] > 0).sum() > 20, (entity, window)
+            assert (batch[f"{entity}_fraud_rate_{window}"] > 0).sum() > 20, (entity, window)
     assert (batch["merchant_fraud_rate_30d"] > 0).sum() > 100
     assert batch["distinct_cards_per_ip_24h"].max() > 1
+    assert batch["customer_age"].notna().all()
 
 
 # --- small adversarial histories: ties, tiny and empty histories, early and late labels ------
@@ -127,13 +135,20 @@ def grid_frame(seed: int, n: int) -> pd.DataFrame:
     labelled = fraud | (rng.random(n) < 0.2)
     delay = rng.choice([0, HOUR, 7 * DAY, 7 * DAY + HOUR, 30 * DAY, 37 * DAY], n)
     card = rng.integers(0, 3, n)
+    merchant = rng.choice(["m1", "m2"], n)
     frame = pd.DataFrame(
         {
             "transaction_id": [f"g{i:04d}" for i in rng.permutation(n)],
             "timestamp": base + pd.to_timedelta(secs, unit="s"),
             "card_id": [f"c{c}" for c in card],
             "customer_id": [f"u{c // 2}" for c in card],
-            "merchant_id": rng.choice(["m1", "m2"], n),
+            "merchant_id": merchant,
+            # m1 is always a grocery; m2 sometimes has no category
+            "mcc": np.where(
+                (merchant == "m2") & (rng.random(n) < 0.3),
+                None,
+                np.where(merchant == "m1", "5411", "5812"),
+            ),
             "amount": rng.choice([0.0, 1.0, 2.5, 10.0, 10.0, 250.0], n),
             "currency": "EUR",
             "device_id": rng.choice(np.array(["d1", "d2", None], dtype=object), n),
@@ -192,8 +207,8 @@ def replay_with_restarts(frame: pd.DataFrame, path, restart_after: set[int], **s
 @pytest.fixture(scope="module")
 def small_simulated():
     simulate = pytest.importorskip("data.simulate")
-    return simulate.simulate(
-        simulate.SimulationConfig(rows=3_000, days=30, seed=5, fraud_rate=0.03)
+    return with_demographics(
+        simulate.simulate(simulate.SimulationConfig(rows=3_000, days=30, seed=5, fraud_rate=0.03))
     )
 
 

@@ -119,3 +119,45 @@ def test_available_reports_the_missing_columns_per_feature():
     assert all(missing == ["device_id"] for missing in avail.skipped.values())
     assert "identity" in avail.skipped_groups()
     assert "device_id" in avail.skipped_groups()["identity"]
+
+
+def test_the_entity_window_grids_are_complete():
+    names = set(registry.BY_NAME)
+    for entity in ("card", "customer"):
+        for agg in ("count", "sum", "mean"):
+            for w in ("1h", "24h", "7d", "30d"):
+                assert f"{entity}_{agg}_{w}" in names
+    for entity in ("merchant", "card", "customer", "category"):
+        for w in ("1d", "7d", "30d"):
+            rate, count = by_name(f"{entity}_fraud_rate_{w}"), by_name(f"{entity}_fraud_count_{w}")
+            assert (rate.aggregation, count.aggregation) == ("label_rate", "label_count")
+            assert rate.label_delay == count.label_delay == 7 * registry.DAY
+            assert rate.window == count.window
+    for entity in ("merchant", "category"):
+        assert by_name(f"amount_to_{entity}_mean_30d").aggregation == "mean_ratio"
+    for entity in ("card", "merchant"):
+        assert by_name(f"days_since_{entity}_first_seen_30d").window == 30 * registry.DAY
+    assert registry.ENTITY_COLUMN["category"] == "mcc"
+
+
+def by_name(name: str) -> registry.Feature:
+    return registry.BY_NAME[name]
+
+
+def test_lookback_stays_the_longest_window_plus_the_label_delay():
+    assert MAX_LOOKBACK == 37 * registry.DAY
+
+
+def test_existing_feature_declarations_keep_their_names_and_windows():
+    for name, window in (("card_count_1h", 3600), ("card_sum_24h", 86_400)):
+        assert registry.BY_NAME[name].window == window
+    rate = registry.BY_NAME["merchant_fraud_rate_30d"]
+    assert (rate.window, rate.label_delay) == (30 * registry.DAY, 7 * registry.DAY)
+
+
+def test_descriptions_format_with_a_value():
+    facts = {c: "x" for c in schema.BY_NAME} | {"amount": 1.0, "city_population": 1e5}
+    for f in FEATURES:
+        text = f.description.format_map({**facts, "value": 1.0})
+        assert "{" not in text, f.name
+        assert text == text.strip(), f.name

@@ -10,7 +10,8 @@ these tests are skipped. Every test works under its own key prefix and deletes i
   same label answers;
 - replicas: two RedisState instances on one URL + prefix see each other's writes at once;
   payments and labels alternately through A and B give the features of a single store;
-- bounded memory, a label counts once, unknown / expired transactions -> False.
+- bounded memory, a label counts once (in every labelled entity: merchant, card, customer,
+  category), unknown / expired transactions -> False.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from features.registry import DAY, FEATURES, MAX_LOOKBACK, available
 from features.replay import event_stream, replay
 from features.state import LOOKBACK_NS, History, MemoryState, PaymentEvent, entity_keys
 from features.transforms import NS_PER_S
-from tests.features.helpers import random_frame
+from tests.features.helpers import random_frame, with_demographics
 from tests.features.test_parity import assert_parity, grid_frame
 
 redis = pytest.importorskip("redis")
@@ -123,6 +124,7 @@ def event(
     merchant: str | None = "m1",
     cents: int = 1000,
     device: str | None = "d1",
+    mcc: str | None = "5411",
     lat: float = 52.5,
     lon: float = 13.4,
 ) -> PaymentEvent:
@@ -138,6 +140,7 @@ def event(
         email_domain="example.com",
         merchant_lat=lat,
         merchant_lon=lon,
+        mcc=mcc,
     )
 
 
@@ -161,7 +164,7 @@ def assert_same_state(redis_store: RedisState, memory: MemoryState, keys) -> Non
 def simulated():
     simulate = pytest.importorskip("data.simulate")
     cfg = simulate.SimulationConfig(rows=SIM_ROWS, days=30, seed=11, fraud_rate=0.03)
-    return simulate.simulate(cfg)
+    return with_demographics(simulate.simulate(cfg))
 
 
 def test_redis_replay_of_simulated_month_equals_batch(simulated, open_store):
@@ -175,6 +178,8 @@ def test_redis_replay_of_simulated_month_equals_batch(simulated, open_store):
     # the windows and the label feature were actually exercised
     assert (batch["card_count_24h"] > 0).mean() > 0.5
     assert (batch["merchant_fraud_rate_30d"] > 0).sum() > 100
+    for entity in ("card", "customer", "category"):
+        assert (batch[f"{entity}_fraud_count_7d"] > 0).sum() > 20, entity
     assert batch["distinct_cards_per_ip_24h"].max() > 1
     # and the same values as the in-process reference, bit for bit
     reference = replay(simulated)
@@ -228,6 +233,7 @@ _steps = st.lists(
             st.integers(0, 3),  # card
             st.sampled_from(["m0", "m1", None]),
             st.integers(0, 100_000),  # cents
+            st.sampled_from(["5411", "5812", None]),  # category
         ),
         # a label for the i-th payment so far (modulo), or for an unknown id (-1)
         st.tuples(st.just("label"), st.integers(-1, 10**6), st.booleans()),
@@ -248,9 +254,9 @@ def test_random_streams_leave_the_same_state_as_memory_state(open_store, steps, 
     t = T0
     for k, step in enumerate(steps):
         if step[0] == "pay":
-            _, dt, card, merchant, cents = step
+            _, dt, card, merchant, cents, mcc = step
             t += dt * NS_PER_S + (k % 3 if ns_jitter and dt else 0)  # 1-ns steps: exact ts
-            e = event(f"t{k}", t, card=f"c{card}", merchant=merchant, cents=cents)
+            e = event(f"t{k}", t, card=f"c{card}", merchant=merchant, cents=cents, mcc=mcc)
             store.record_payment(e)
             memory.record_payment(e)
             keys.update(entity_keys(e).items())
@@ -388,6 +394,14 @@ def test_repeated_transaction_id_is_stored_twice_like_memory_state(open_store):
 # --- labels ------------------------------------------------------------------------------------
 
 
+LABELLED_KEYS = (("card", "c1"), ("customer", "u-c1"), ("merchant", "m1"), ("category", "5411"))
+
+
+def fraud_ts(store, keys=LABELLED_KEYS) -> list[list[int]]:
+    """The counted fraud labels of each (entity, key)."""
+    return [store.history(entity, key).fraud_ts for entity, key in keys]
+
+
 def test_label_counts_once_and_reversal_removes_it(open_store):
     prefix = new_prefix()
     a, b = open_store(prefix), open_store(prefix)
@@ -396,17 +410,57 @@ def test_label_counts_once_and_reversal_removes_it(open_store):
     for _ in range(3):
         assert a.record_label("t1", True, T0 + DAY) is True
         assert b.record_label("t1", True, T0 + DAY) is True  # the other replica: no recount
-    assert a.history("merchant", "m1").fraud_ts == [T0]
+    assert fraud_ts(a) == [[T0]] * 4  # once in every labelled entity
     assert b.record_label("t2", True, T0 + DAY) is True
-    assert a.history("merchant", "m1").fraud_ts == [T0, T0]
+    assert fraud_ts(a) == [[T0, T0]] * 4
     assert a.record_label("t1", False, T0 + 2 * DAY) is True  # reversed
-    assert b.history("merchant", "m1").fraud_ts == [T0]
+    assert fraud_ts(b) == [[T0]] * 4
     assert b.record_label("t1", False, T0 + 2 * DAY) is True  # reversing twice: no-op
-    assert a.history("merchant", "m1").fraud_ts == [T0]
+    assert fraud_ts(a) == [[T0]] * 4
     assert b.record_label("t1", True, T0 + 3 * DAY) is True  # fraud again after all
-    assert a.history("merchant", "m1").fraud_ts == [T0, T0]
-    # only merchants carry labels
-    assert a.history("card", "c1").fraud_ts == []
+    assert fraud_ts(a) == [[T0, T0]] * 4
+    # devices, IPs and e-mail domains carry no labels
+    assert fraud_ts(a, (("device", "d1"), ("ip", "ip1"), ("email_domain", "example.com"))) == [
+        [],
+        [],
+        [],
+    ]
+
+
+def test_label_counts_only_for_the_entities_a_payment_has(open_store):
+    """A payment without merchant or category: its label counts for its card and customer;
+    a payment on another card counts for its own card, the shared merchant and category."""
+    store, memory = open_store(), MemoryState()
+    payments = [
+        event("t1", T0, merchant=None, mcc=None),
+        event("t2", T0 + 1, card="c2", mcc="5812"),
+        event("t3", T0 + 2, card=None),
+    ]
+    for s in (store, memory):
+        for e in payments:
+            s.record_payment(e)
+        for txn in ("t1", "t2", "t3"):
+            assert s.record_label(txn, True, T0 + DAY) is True
+    keys = {k for e in payments for k in entity_keys(e).items()}
+    assert_same_state(store, memory, keys)
+    assert fraud_ts(store, (("card", "c1"), ("customer", "u-c1"), ("card", "c2"))) == [
+        [T0],
+        [T0],
+        [T0 + 1],
+    ]
+    assert fraud_ts(store, (("merchant", "m1"), ("category", "5812"), ("category", "5411"))) == [
+        [T0 + 1, T0 + 2],
+        [T0 + 1],
+        [T0 + 2],
+    ]
+    for s in (store, memory):
+        assert s.record_label("t2", False, T0 + 2 * DAY) is True
+    assert_same_state(store, memory, keys)
+    assert fraud_ts(store, (("card", "c2"), ("merchant", "m1"), ("category", "5812"))) == [
+        [],
+        [T0 + 2],
+        [],
+    ]
 
 
 def test_label_counts_once_under_concurrent_replicas(open_store):
@@ -425,7 +479,7 @@ def test_label_counts_once_under_concurrent_replicas(open_store):
     for th in threads:
         th.join()
     assert answers == [True] * 200
-    assert stores[1].history("merchant", "m1").fraud_ts == [T0]
+    assert fraud_ts(stores[1]) == [[T0]] * 4
 
 
 def test_unknown_and_expired_transactions_return_false(open_store):
@@ -519,9 +573,9 @@ def test_memory_stays_bounded_by_the_lookback(open_store):
             peak_events = max(peak_events, store.events_held())
             peak_txns = max(peak_txns, store.transactions_held())
     assert_same_state(store, memory, keys)
-    # 7 entity keys per payment, each holding one look-back of events (plus, as pruning is
+    # 8 entity keys per payment, each holding one look-back of events (plus, as pruning is
     # per key on write, at most one older event per key)
-    bound = 7 * per_window + len(keys)
+    bound = 8 * per_window + len(keys)
     assert peak_events <= bound
     assert store.events_held() <= bound
     assert peak_txns <= per_window
@@ -545,7 +599,8 @@ def test_keys_carry_a_ttl_as_a_safety_net(open_store):
     store.record_payment(event("t1", T0))
     store.record_label("t1", True, T0)
     keys = [k for k in store.client.scan_iter(match=store.prefix + "*") if not k.endswith(b"seq")]
-    assert len(keys) >= 9  # 7 entity keys, the label index (2), the merchant's fraud labels
+    # 8 entity keys, the label index (2), the fraud labels of card, customer, merchant, category
+    assert len(keys) >= 14
     for k in keys:
         assert 0 < store.client.pttl(k) <= 3_600_000, k
 

@@ -104,8 +104,8 @@ def test_hidden_future_labels_do_change_some_label_features(history):
 def plant_markers(frame: pd.DataFrame) -> pd.DataFrame:
     """For every fraud: a genuine payment by the same card, seconds later, with a marker amount.
 
-    Markers get their own merchant and no device, IP or e-mail domain, so the card (and its
-    customer) is the only entity they share with the fraud.
+    Markers get their own merchant and customer and no category, device, IP or e-mail domain,
+    so the card is the only entity they share with the fraud.
     """
     fraud = frame[(frame["is_fraud"] == 1).fillna(False)]
     markers = fraud.copy()
@@ -113,7 +113,8 @@ def plant_markers(frame: pd.DataFrame) -> pd.DataFrame:
     markers["timestamp"] = fraud["timestamp"] + MARKER_DELAY
     markers["amount"] = MARKER_AMOUNT
     markers["merchant_id"] = "marker-merchant-" + fraud["transaction_id"]
-    for col in ("device_id", "ip_hash", "email_domain"):
+    markers["customer_id"] = "marker-customer-" + fraud["transaction_id"]
+    for col in ("mcc", "device_id", "ip_hash", "email_domain"):
         markers[col] = None
     markers["is_fraud"] = 0
     markers["label_time"] = pd.NaT
