@@ -55,8 +55,6 @@ COLUMNS: tuple[Column, ...] = (
     Column("channel", "category", False, "card_present or online.", CHANNELS),
     Column("customer_lat", "float", False, "Customer home latitude."),
     Column("customer_lon", "float", False, "Customer home longitude."),
-    Column("customer_age", "float", False, "Customer age in years at the payment time."),
-    Column("city_population", "float", False, "Population of the customer's home city."),
     Column("merchant_lat", "float", False, "Merchant latitude."),
     Column("merchant_lon", "float", False, "Merchant longitude."),
     Column("device_id", "str", False, "Device fingerprint (hashed)."),

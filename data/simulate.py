@@ -105,9 +105,6 @@ _CURRENCY: tuple[tuple[str, str, float], ...] = (  # billing country, currency, 
     ("US", "USD", 1.09),
 )
 
-# Optional contract columns the simulator does not make.
-NOT_SIMULATED: tuple[str, ...] = ("customer_age", "city_population")
-
 # --- merchants --------------------------------------------------------------------------------
 # (mcc, share of merchants, visits per merchant, typical ticket in EUR,
 #  P(card-present only), P(both channels), P(online only), ships goods, fraud appeal,
