@@ -85,6 +85,8 @@ class TrainConfig:
     lightgbm: LightGBMParams = field(default_factory=LightGBMParams)
     business: BusinessInputs = field(default_factory=BusinessInputs)
     search: SearchSettings = field(default_factory=SearchSettings)
+    # After choosing on validation, refit on fit + validation (the newest labelled payments).
+    refit: bool = True
 
 
 def _merge(obj: Any, table: dict[str, Any], where: str, src: str) -> Any:

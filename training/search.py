@@ -27,6 +27,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "subsample": (0.7, 0.85, 1.0),
     "reg_lambda": (0.0, 1.0, 5.0, 20.0),
     "learning_rate": (0.05, 0.1, 0.15),
+    "scale_pos_weight": (1.0, 2.0, 4.0),
 }
 _INTS = ("num_leaves", "min_child_samples")
 

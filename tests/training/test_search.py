@@ -161,3 +161,50 @@ def test_the_plain_baseline_reads_raw_columns_only():
     raw = baselines.plain_columns(frame)
     assert list(raw.columns) == ["hour", "merchant_id", "amount", "currency"]
     assert raw["hour"].tolist() == [3.0, 15.0, 0.0]
+
+
+class _CapturedError(Exception):
+    pass
+
+
+def test_the_final_model_is_refitted_on_fit_and_validation_with_the_chosen_rounds(
+    frame, monkeypatch
+):
+    from training import pipeline
+    from training.config import TrainConfig
+    from training.split import label_knowable
+
+    seen: dict[str, object] = {}
+
+    def capture(X, y, names, params, seed, rounds):
+        seen.update(rows=len(y), frauds=int(np.sum(y)), rounds=rounds)
+        raise _CapturedError
+
+    monkeypatch.setattr(pipeline, "fit_rounds", capture)
+    config = TrainConfig(search=SearchSettings(trials=1))
+    final = frame.drop(columns=["label_time"])  # final labels: validation has enough frauds
+    with pytest.raises(_CapturedError):
+        pipeline.train(final, config)
+    frame = final
+    delay = pd.Timedelta(days=config.label_delay_days)
+    split = pipeline.plan(frame["timestamp"], delay)
+    parts = pipeline.part_of(frame["timestamp"], split)
+    knowable = label_knowable(frame, split.test_start, delay)
+    both = np.isin(parts, ["train", "valid"]) & knowable
+    assert seen["rows"] == both.sum(), "fit and validation payments whose labels are known"
+    assert seen["rounds"] >= config.lightgbm.min_trees
+
+
+def test_without_refit_the_model_is_the_one_chosen_on_validation(frame, monkeypatch):
+    from training import pipeline
+    from training.config import TrainConfig
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("no refit expected")
+
+    monkeypatch.setattr(pipeline, "fit_rounds", refuse)
+    final = frame.drop(columns=["label_time"])
+    result = pipeline.train(final, TrainConfig(search=SearchSettings(trials=1), refit=False))
+    assert result.model.metadata["refit_on_validation"] is False
+    assert result.selection is not None
+    assert result.model.booster is result.selection.booster
