@@ -290,7 +290,7 @@ def get_model(
     frame: pd.DataFrame, model_dir: Path, key: dict[str, Any], *, retrain: bool = False
 ) -> tuple[Path, str]:
     """The cached artifact if it was trained on this data by this code's features, else train."""
-    from serving.scorer import ArtifactMismatchError, check_artifact
+    from serving.scoring.scorer import ArtifactMismatchError, check_artifact
     from training.model import RiskModel
 
     stamp = model_dir / "bench_key.json"
@@ -380,8 +380,8 @@ def copy_state(src: Path, dst: Path) -> None:
 @contextlib.contextmanager
 def stage_timers(rt: Any) -> Iterator[tuple[dict[str, list[float]], list[np.ndarray]]]:
     """Wrap the scorer's stages (instance / module attributes, restored after) and time them."""
-    import serving.explain as explain_mod
-    import serving.scorer as scorer_mod
+    import serving.scoring.explain as explain_mod
+    import serving.scoring.scorer as scorer_mod
 
     times: dict[str, list[float]] = defaultdict(list)
     rows: list[np.ndarray] = []
@@ -436,10 +436,10 @@ def stage_timers(rt: Any) -> Iterator[tuple[dict[str, list[float]], list[np.ndar
 def inprocess(
     model_dir: Path, state_src: Path, payments: list[dict[str, Any]], work: Path, n: int
 ) -> dict[str, Any]:
-    from serving.auth import KeyRing
-    from serving.runtime import build
-    from serving.schemas import PaymentIn
-    from serving.settings import Settings
+    from serving.core.auth import KeyRing
+    from serving.core.schemas import PaymentIn
+    from serving.core.settings import Settings
+    from serving.http.runtime import build
 
     d = work / "inproc"
     copy_state(state_src, d / "state.db")
@@ -494,7 +494,7 @@ def inprocess(
         assert model is not None
         X = [np.ascontiguousarray(r.reshape(1, -1)) for r in rows]
         predict_s, contrib_s, explain_s = [], [], []
-        from serving import explain
+        from serving.scoring import explain
 
         names = rt.holder.current.online.names
         for x, pm in zip(X, models[n : 2 * n], strict=True):
@@ -582,15 +582,15 @@ def profile_rows(
 
 
 def what_if_db(payments: list[dict[str, Any]], work: Path, n: int = 1_500) -> dict[str, Any]:
-    """The durable write and the replay check as serving/scorer.py does them (a statement built
-    per call) against prebuilt statements and against the bare sqlite3 driver, same rows.
+    """The durable write and the replay check as serving/scoring/scorer.py does them (a statement
+    built per call) against prebuilt statements and against the bare sqlite3 driver, same rows.
     A diagnostic for where the write time goes, not riskgate's code path."""
     from datetime import UTC, datetime
 
     from sqlalchemy import bindparam, insert, select
 
-    from serving import db
-    from serving.schemas import PaymentIn
+    from serving.core.schemas import PaymentIn
+    from serving.store import db
 
     recs = [PaymentIn.model_validate(p).contract() for p in payments[:n]]
     body = {"decision": "approve", "decision_source": "model", "probability": 0.01, "score": 1,
@@ -1219,7 +1219,7 @@ def _feature_rows(
     from features.online import OnlineFeatures, prepare
     from features.registry import select
     from features.state import SQLiteState
-    from serving.schemas import PaymentIn
+    from serving.core.schemas import PaymentIn
     from training.model import RiskModel
 
     copy_state(state_src, work / "vectors" / "state.db")

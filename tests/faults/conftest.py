@@ -42,7 +42,7 @@ def probability_of(model: RiskModel, payment: dict[str, Any]) -> float:
     from features.online import OnlineFeatures, prepare
     from features.registry import select
     from features.state import MemoryState
-    from serving.schemas import PaymentIn
+    from serving.core.schemas import PaymentIn
 
     online = OnlineFeatures(MemoryState(), select(model.features))
     x = online.compute(prepare(PaymentIn.model_validate(payment).contract()))

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from serving.auth import AuthError, KeyRing, Principal, require
+from serving.core.auth import AuthError, KeyRing, Principal, require
 
 BACKEND_KEY = "backend-secret-key-000001"
 REVIEWER_KEY = "reviewer-secret-key-00002"

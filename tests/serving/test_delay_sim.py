@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.capacity import CapacityConfig
-from serving.delay_sim import (
+from serving.review.team import (
     DAY_S,
     HOUR_S,
     MIN_S,
@@ -23,6 +22,7 @@ from serving.delay_sim import (
     stoppable_mask,
     to_seconds,
 )
+from serving.scoring.capacity import CapacityConfig
 
 ALL_DAY = (Shift(0, 0, 1),)
 DAY_ONLY = (Shift(8, 20, 1),)

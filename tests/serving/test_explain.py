@@ -7,7 +7,7 @@ import math
 import pytest
 
 from features.registry import BY_NAME
-from serving.explain import all_factors, reasons, sentence
+from serving.scoring.explain import all_factors, reasons, sentence
 
 PAYMENT = {"amount": 812.0, "billing_country": "DE", "ip_country": "BR", "currency": "EUR"}
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from serving import db
+from serving.store import db
 from tests.serving.helpers import (
     ADMIN,
     BACKEND,
@@ -359,7 +359,7 @@ def test_reload_of_an_artifact_built_on_other_features_is_refused_and_old_model_
     service_env, own_model_dir
 ):
     with running_service() as client:
-        from serving.service import http_app
+        from serving.http.service import http_app
 
         holder = http_app.state.runtime.holder
         serving_model = holder.current.model
@@ -380,7 +380,7 @@ def test_reload_of_an_artifact_built_on_other_features_is_refused_and_old_model_
 def test_reload_of_an_incomplete_artifact_is_refused_and_old_model_kept(service_env, own_model_dir):
     """A half-copied artifact directory (booster missing) must give 409, not a server error."""
     with running_service() as client:
-        from serving.service import http_app
+        from serving.http.service import http_app
 
         holder = http_app.state.runtime.holder
         serving_model = holder.current.model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from serving import metrics
+from serving.core import metrics
 
 
 def test_metrics_are_created_once_under_concurrent_first_use(monkeypatch) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.policy import PolicyConfig, Rule, decide, parse_config, to_doc
+from serving.scoring.policy import PolicyConfig, Rule, decide, parse_config, to_doc
 from training.model import Thresholds
 
 THRESHOLDS = Thresholds(review=0.3, decline=0.9)

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from serving import db, queue
-from serving.auth import KeyRing
-from serving.schemas import now_utc
+from serving.core.auth import KeyRing
+from serving.core.schemas import now_utc
+from serving.review import queue
+from serving.store import db
 from tests.serving.helpers import BOB_KEY, KEY_SPEC, REVIEWER, open_case
 
 KEYS = KeyRing.parse(KEY_SPEC)

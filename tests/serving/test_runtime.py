@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from serving.auth import KeyRing
-from serving.runtime import build
-from serving.settings import Settings
+from serving.core.auth import KeyRing
+from serving.core.settings import Settings
+from serving.http.runtime import build
 
 KEYS = "backend:backend-key-0123456789,admin:admin-key-0123456789"
 
@@ -115,7 +115,7 @@ def test_gc_thresholds_must_not_be_negative() -> None:
 def test_the_scoring_path_is_left_out_of_tracing_unless_asked(monkeypatch) -> None:
     """BentoML's OpenTelemetry spans cost about a third of a /score request; with no exporter
     they go nowhere, so /score and /score_batch are not traced by default."""
-    from serving import service
+    from serving.http import service
 
     assert service.Riskgate.config["tracing"]["excluded_urls"] == "/score"  # type: ignore[attr-defined]
     monkeypatch.delenv("RISKGATE_TRACE_SCORING", raising=False)

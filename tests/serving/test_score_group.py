@@ -14,8 +14,8 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from features.online import prepare
-from serving.groups import ClosedError, GroupScorer
-from serving.schemas import PaymentIn
+from serving.core.schemas import PaymentIn
+from serving.scoring.groups import ClosedError, GroupScorer
 from tests.serving.helpers import counts
 from tests.serving.test_score_many import KEYS, _payments, _runtime
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from data.simulate import SimulationConfig, simulate
-from serving.auth import KeyRing
-from serving.runtime import build
-from serving.schemas import PaymentIn
-from serving.settings import Settings
+from serving.core.auth import KeyRing
+from serving.core.schemas import PaymentIn
+from serving.core.settings import Settings
+from serving.http.runtime import build
 from tests.serving.helpers import counts
 
 KEYS = "backend:backend-key-0123456789"

@@ -17,12 +17,12 @@ from sqlalchemy import Engine, select
 
 from features.registry import FEATURES, feature_set_version
 from features.state import MemoryState
-from serving import db
-from serving.auth import Principal
-from serving.policy import PolicyConfig
-from serving.schemas import PaymentIn
-from serving.scorer import ArtifactMismatchError, ModelHolder, Scorer, check_artifact
-from serving.settings import Settings
+from serving.core.auth import Principal
+from serving.core.schemas import PaymentIn
+from serving.core.settings import Settings
+from serving.scoring.policy import PolicyConfig
+from serving.scoring.scorer import ArtifactMismatchError, ModelHolder, Scorer, check_artifact
+from serving.store import db
 from tests.serving.helpers import counts, high_risk, low_risk
 from training.model import RiskModel, Thresholds
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from data.simulate import SimulationConfig, simulate
-from serving import simulate_cli
+from serving.review.simulate import cli as simulate_cli
 
 # 40 days: surge days 30 and 33; the last 30% (12 days, from day 28) is held out
 CONFIG = SimulationConfig(rows=40_000, days=40, seed=3)

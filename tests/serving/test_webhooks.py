@@ -18,10 +18,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from serving import db, queue
-from serving.auth import KeyRing
-from serving.schemas import now_utc
-from serving.webhooks import deliver_due, sign
+from serving.core.auth import KeyRing
+from serving.core.schemas import now_utc
+from serving.review import queue
+from serving.review.webhooks import deliver_due, sign
+from serving.store import db
 from tests.servers import Server, free_port
 from tests.serving.helpers import ADMIN, BACKEND, KEY_SPEC, REVIEWER, high_risk, open_case
 

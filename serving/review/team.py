@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.capacity import CapacityConfig, CapacityGovernor
+from serving.scoring.capacity import CapacityConfig, CapacityGovernor
 
 DAY_S = 86_400.0
 HOUR_S = 3_600.0

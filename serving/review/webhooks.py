@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 import httpx
 from sqlalchemy import Engine, select, update
 
-from serving import db
-from serving.schemas import now_utc
+from serving.core.schemas import now_utc
+from serving.store import db
 
 log = logging.getLogger("riskgate.webhooks")
 MAX_BACKOFF_S = 300.0

@@ -41,7 +41,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def serve(args: argparse.Namespace) -> int:
-    from serving.auth import KeyRing, development_keys, spec_of
+    from serving.core.auth import KeyRing, development_keys, spec_of
 
     env = dict(os.environ)
     env.setdefault("BENTOML_HOME", str(Path(".riskgate/bentoml").resolve()))
@@ -76,7 +76,7 @@ def serve(args: argparse.Namespace) -> int:
     argv = [
         bentoml,
         "serve",
-        "serving.service:Riskgate",
+        "serving.http.service:Riskgate",
         "--host",
         args.host,
         "--port",

@@ -1,6 +1,6 @@
 """The JSON API besides scoring: review cases, payment status, labels, admin. FastAPI, mounted
 into the BentoML service (so one server, one port). Handlers are thin: they check the caller's
-role, call serving.queue / the runtime, and map errors to status codes."""
+role, call serving.review.queue / the runtime, and map errors to status codes."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving import db, queue
-from serving.auth import AuthError, Principal, Role, require
-from serving.schemas import MAX_NOTE, now_utc
+from serving.core.auth import AuthError, Principal, Role, require
+from serving.core.schemas import MAX_NOTE, now_utc
+from serving.review import queue
+from serving.store import db
 
 MAX_BULK = 200
 BIG = 2**63 - 1  # database integers are 64-bit: larger ids are refused, not crashed on
@@ -190,7 +191,7 @@ def release_case(case_id: CaseId, request: Request, who: Principal = Reviewer) -
 def _apply_review_label(
     rt: Any, result: dict[str, Any], now: datetime, who: Principal | None = None
 ) -> None:
-    from serving.metrics import m
+    from serving.core.metrics import m
 
     if who is not None:
         m().review_decisions.labels(reviewer=who.name, decision=result["decision"]).inc()
@@ -328,7 +329,7 @@ def outbox(
 
 @router.get("/admin/policy", tags=["admin"])
 def get_policy(request: Request, who: Principal = Admin) -> dict[str, Any]:
-    from serving.policy import to_doc
+    from serving.scoring.policy import to_doc
 
     return to_doc(runtime(request).policy())
 
@@ -336,7 +337,7 @@ def get_policy(request: Request, who: Principal = Admin) -> dict[str, Any]:
 @router.put("/admin/policy", tags=["admin"], responses=_r(400))
 def put_policy(body: PolicyIn, request: Request, who: Principal = Admin) -> dict[str, Any]:
     """Replace lists and rules (validated first; audited)."""
-    from serving.policy import to_doc
+    from serving.scoring.policy import to_doc
 
     rt = runtime(request)
     try:
@@ -351,8 +352,8 @@ def put_policy(body: PolicyIn, request: Request, who: Principal = Admin) -> dict
 @router.post("/admin/reload", tags=["admin"], responses=_r(409))
 def reload_model(request: Request, who: Principal = Admin) -> dict[str, Any]:
     """Swap in the registry's current champion; requests in flight finish on the old one."""
-    from serving.metrics import m
-    from serving.scorer import ArtifactMismatchError
+    from serving.core.metrics import m
+    from serving.scoring.scorer import ArtifactMismatchError
 
     rt = runtime(request)
     old = rt.holder.current.version

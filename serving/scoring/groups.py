@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from serving.auth import Principal
-from serving.schemas import PaymentIn
+from serving.core.auth import Principal
+from serving.core.schemas import PaymentIn
 
 log = logging.getLogger("riskgate")
 

@@ -1,10 +1,10 @@
-"""Alembic environment: migrations run on the connection riskgate passes in (see serving.db)."""
+"""Alembic environment: migrations run on the connection riskgate passes in (serving.store.db)."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from serving.db import metadata
+from serving.store.db import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic` CLI use: build an engine from the ini's URL

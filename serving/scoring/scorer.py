@@ -30,13 +30,14 @@ from features.online import OnlineFeatures, prepare
 from features.registry import feature_set_version
 from features.registry import select as select_features
 from features.state import StateStore, deferred_commits, exclusive
-from serving import db, explain
-from serving.auth import Principal
-from serving.capacity import CapacityConfig, CapacityGovernor
-from serving.metrics import m
-from serving.policy import PolicyConfig, decide
-from serving.schemas import PaymentIn, now_utc
-from serving.settings import Settings
+from serving.core.auth import Principal
+from serving.core.metrics import m
+from serving.core.schemas import PaymentIn, now_utc
+from serving.core.settings import Settings
+from serving.scoring import explain
+from serving.scoring.capacity import CapacityConfig, CapacityGovernor
+from serving.scoring.policy import PolicyConfig, decide
+from serving.store import db
 from training import drift
 from training.model import RiskModel
 

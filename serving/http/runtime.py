@@ -16,14 +16,14 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from features.state import SQLiteState, StateStore
-from serving import db
-from serving.auth import KeyRing
-from serving.groups import GroupScorer
-from serving.policy import PolicyConfig, parse_config, to_doc
-from serving.schemas import now_utc
-from serving.scorer import ModelHolder, Scorer, check_artifact
-from serving.settings import Settings
-from serving.webhooks import Deliverer
+from serving.core.auth import KeyRing
+from serving.core.schemas import now_utc
+from serving.core.settings import Settings
+from serving.review.webhooks import Deliverer
+from serving.scoring.groups import GroupScorer
+from serving.scoring.policy import PolicyConfig, parse_config, to_doc
+from serving.scoring.scorer import ModelHolder, Scorer, check_artifact
+from serving.store import db
 from training.model import RiskModel
 
 log = logging.getLogger("riskgate")
@@ -163,8 +163,8 @@ class Every:
 
 def refresh_queue_gauges(engine: Engine) -> None:
     """The queue gauges (depth, oldest age, overdue) from the database."""
-    from serving.metrics import m
-    from serving.queue import queue_stats
+    from serving.core.metrics import m
+    from serving.review.queue import queue_stats
 
     stats = queue_stats(engine, now_utc())
     m().queue_depth.set(stats["depth"])

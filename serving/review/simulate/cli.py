@@ -6,10 +6,10 @@ period, which should contain the promotion surge, is replayed payment by payment
 1. the rule policy (review when the amount is above X, the billing and IP countries differ, or
    the device is new to the customer), reviewed first come, first served;
 2. riskgate with the thresholds chosen at training time;
-3. riskgate with the capacity governor of `serving.capacity` raising the review threshold
+3. riskgate with the capacity governor of `serving.scoring.capacity` raising the review threshold
    when the expected review inflow exceeds what the reviewers on shift clear;
 
-and each policy's reviews through `serving.delay_sim`'s discrete-event model of the review
+and each policy's reviews through `serving.review.team`'s discrete-event model of the review
 team. The report (report.md, report.json, queue_hold.png) puts the rule policy's figures next
 to riskgate's and says, without adjusting anything, whether the targets are met.
 
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.delay_sim import (
+from serving.review.team import (
     STOPPABLE,
     Shift,
     TeamConfig,
@@ -681,8 +681,8 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
     from tqdm import tqdm
 
     from data.load import parse_duration
-    from serving.capacity import CapacityConfig
-    from serving.delay_sim import capacity_aware_decisions, to_seconds
+    from serving.review.team import capacity_aware_decisions, to_seconds
+    from serving.scoring.capacity import CapacityConfig
     from training import thresholds as th
     from training.baselines import RULE_SIGNALS, rule_flags
     from training.config import TrainConfig

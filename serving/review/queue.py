@@ -16,8 +16,8 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from serving import db
-from serving.auth import Principal
+from serving.core.auth import Principal
+from serving.store import db
 
 ReviewDecision = Literal["approve", "decline", "decline_fraud"]
 STATUS_AFTER = {"approve": "settled", "decline": "declined", "decline_fraud": "declined"}
