@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.console.conftest import ADMIN_KEY, ALICE_KEY, BACKEND_KEY, BOB_KEY, Server
+from tests.serving.review.console.conftest import ADMIN_KEY, ALICE_KEY, BACKEND_KEY, BOB_KEY, Server
 
 expect.set_options(timeout=10_000)
 

@@ -17,7 +17,7 @@ from features.online import prepare
 from serving.core.schemas import PaymentIn
 from serving.scoring.groups import ClosedError, GroupScorer
 from tests.serving.helpers import counts
-from tests.serving.test_score_many import KEYS, _payments, _runtime
+from tests.serving.scoring.test_score_many import KEYS, _payments, _runtime
 
 
 @pytest.fixture(scope="module")
