@@ -3,7 +3,7 @@
     python benchmarks/bench_serving.py [--out benchmarks/results/serving.json] [--model-dir DIR]
         [--retrain] [--no-tuned] [--no-server-profile] [--skip-http]
 
-1. Data and model: simulated payments (`data.simulate`, 200,000 rows over 90 days) and a model
+1. Data and model: simulated payments (`data.simulator`, 200,000 rows over 90 days) and a model
    trained on them (`training.pipeline.train`), cached in benchmarks/results/model/ (`--retrain`
    ignores the cache; a cache that no longer matches the code's feature set is retrained). The
    last payments, in time order, are the request stream; the online state is warmed with the
@@ -280,7 +280,7 @@ def ms_stats(seconds: list[float]) -> dict[str, float]:
 
 
 def make_frame(rows: int, days: int, seed: int) -> pd.DataFrame:
-    from data.simulate import SimulationConfig, simulate
+    from data.simulator import SimulationConfig, simulate
 
     frame = simulate(SimulationConfig(rows=rows, days=days, seed=seed))
     return frame.sort_values(["timestamp", "transaction_id"], kind="stable").reset_index(drop=True)

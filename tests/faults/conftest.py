@@ -27,7 +27,7 @@ if "bentoml" not in sys.modules:
     os.environ["BENTOML_HOME"] = _BENTOML_HOME
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
-from data.simulate import SimulationConfig, simulate
+from data.simulator import SimulationConfig, simulate
 from tests.serving.helpers import KEY_SPEC, high_risk, low_risk
 from training.config import TrainConfig
 from training.model import RiskModel, Thresholds

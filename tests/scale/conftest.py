@@ -44,7 +44,7 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from data.simulate import SimulationConfig, simulate
+from data.simulator import SimulationConfig, simulate
 from serving.store import db
 from tests.servers import free_port, log_tail
 from tests.serving.helpers import high_risk, low_risk, running_service  # noqa: F401 (re-exported)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from data.simulate import SimulationConfig, simulate
+from data.simulator import SimulationConfig, simulate
 from tests.serving.helpers import KEY_SPEC, high_risk, low_risk, running_service
 from training.config import TrainConfig
 from training.model import RiskModel, Thresholds

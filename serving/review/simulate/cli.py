@@ -161,7 +161,7 @@ def _load(args: argparse.Namespace, say: Any) -> tuple[pd.DataFrame, str]:
     from data.schema import ValidationError
 
     if args.data is None:
-        from data.simulate import SimulationConfig, simulate
+        from data.simulator import SimulationConfig, simulate
 
         cfg = SimulationConfig()
         say(f"simulating the default sample ({cfg.rows:,} payments, {cfg.days} days)")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.simulate import SimulationConfig, simulate
+from data.simulator import SimulationConfig, simulate
 from serving.core.auth import KeyRing
 from serving.core.schemas import PaymentIn
 from serving.core.settings import Settings

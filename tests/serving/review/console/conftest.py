@@ -102,7 +102,7 @@ def review_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reaches it), each payment scored becomes an open case, so the queue's content is known. The
     probabilities, scores and SHAP reasons are still the real model's.
     """
-    from data.simulate import SimulationConfig, simulate
+    from data.simulator import SimulationConfig, simulate
     from training.config import TrainConfig
     from training.model import Thresholds
     from training.pipeline import train

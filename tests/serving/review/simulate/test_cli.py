@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.simulate import SimulationConfig, simulate
+from data.simulator import SimulationConfig, simulate
 from serving.review.simulate import cli as simulate_cli
 
 # 40 days: surge days 30 and 33; the last 30% (12 days, from day 28) is held out

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from data.schema import COLUMNS, validate
-from data.simulate import FRAUD_SCENARIOS, SCENARIOS, SimulationConfig, simulate
+from data.simulator import FRAUD_SCENARIOS, SCENARIOS, SimulationConfig, simulate
 
 CONFIG = SimulationConfig(rows=50_000, seed=7)
 STR_COLUMNS = [c.name for c in COLUMNS if c.kind in ("str", "category")] + ["scenario"]
