@@ -290,7 +290,7 @@ def get_model(
     frame: pd.DataFrame, model_dir: Path, key: dict[str, Any], *, retrain: bool = False
 ) -> tuple[Path, str]:
     """The cached artifact if it was trained on this data by this code's features, else train."""
-    from serving.scoring.scorer import ArtifactMismatchError, check_artifact
+    from serving.scoring.holder import ArtifactMismatchError, check_artifact
     from training.model import RiskModel
 
     stamp = model_dir / "bench_key.json"
@@ -381,6 +381,7 @@ def copy_state(src: Path, dst: Path) -> None:
 def stage_timers(rt: Any) -> Iterator[tuple[dict[str, list[float]], list[np.ndarray]]]:
     """Wrap the scorer's stages (instance / module attributes, restored after) and time them."""
     import serving.scoring.explain as explain_mod
+    import serving.scoring.fresh as fresh_mod
     import serving.scoring.scorer as scorer_mod
 
     times: dict[str, list[float]] = defaultdict(list)
@@ -412,17 +413,17 @@ def stage_timers(rt: Any) -> Iterator[tuple[dict[str, list[float]], list[np.ndar
     online = rt.holder.current.online
     model = rt.holder.current.model
     wrap(scorer_mod, "body_hash", "request hash (sha256 of JSON)")
-    wrap(scorer, "_replay", "replay check (DB read)")
-    wrap(scorer, "_decide", "decide (features+model+policy+explain)")
-    wrap(scorer_mod, "prepare", "  prepare payment")
+    wrap(scorer.replays, "replay", "replay check (DB read)")
+    wrap(scorer.fresh, "one", "decide (features+model+policy+explain)")
+    wrap(fresh_mod, "prepare", "  prepare payment")
     wrap(online, "compute", "  features (online compute)", capture=True)
-    wrap(scorer, "_predict", "  model via deadline pool (_predict)")
-    wrap(scorer, "_finish", "  policy+capacity+explain+body (_finish)")
-    wrap(scorer_mod, "decide", "  policy")
+    wrap(scorer.fresh, "_predict", "  model via deadline pool (_predict)")
+    wrap(scorer.fresh, "finish", "  policy+capacity+explain+body (finish)")
+    wrap(fresh_mod, "decide", "  policy")
     wrap(model, "contributions", "  explain: contributions (reviewed only)")
     wrap(explain_mod, "all_factors", "  explain: all_factors text (reviewed only)")
     wrap(explain_mod, "reasons", "  explain: reasons text (reviewed only)")
-    wrap(scorer, "_write", "durable write (decision+audit[+case])")
+    wrap(scorer.writer, "write", "durable write (decision+audit[+case])")
     wrap(online, "update", "state update (SQLite event log)")
     try:
         yield times, rows

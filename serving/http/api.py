@@ -353,7 +353,7 @@ def put_policy(body: PolicyIn, request: Request, who: Principal = Admin) -> dict
 def reload_model(request: Request, who: Principal = Admin) -> dict[str, Any]:
     """Swap in the registry's current champion; requests in flight finish on the old one."""
     from serving.core.metrics import m
-    from serving.scoring.scorer import ArtifactMismatchError
+    from serving.scoring.holder import ArtifactMismatchError
 
     rt = runtime(request)
     old = rt.holder.current.version

@@ -21,8 +21,9 @@ from serving.core.schemas import now_utc
 from serving.core.settings import Settings
 from serving.review.webhooks import Deliverer
 from serving.scoring.groups import GroupScorer
+from serving.scoring.holder import ModelHolder, check_artifact
 from serving.scoring.policy import PolicyConfig, parse_config, to_doc
-from serving.scoring.scorer import ModelHolder, Scorer, check_artifact
+from serving.scoring.scorer import Scorer
 from serving.store import db
 from training.model import RiskModel
 

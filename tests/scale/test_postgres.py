@@ -311,7 +311,7 @@ def test_integrity_error_from_a_concurrent_writer_replays_the_stored_decision(
     tag = new_tag()
     first = score(client, high_risk(tag))
     before = counts(pg_engine)
-    original = scorer._replay
+    original = scorer.replays.replay
     calls = Counter[str]()
 
     def replay_misses_once(*args: Any, **kwargs: Any) -> Any:
@@ -320,7 +320,7 @@ def test_integrity_error_from_a_concurrent_writer_replays_the_stored_decision(
             return None  # the race window: the other replica had not committed yet
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(scorer, "_replay", replay_misses_once)
+    monkeypatch.setattr(scorer.replays, "replay", replay_misses_once)
     raced = score(client, high_risk(tag), key=f"race-{tag}")
 
     assert calls["replay"] == 2, "the write must have failed and been replayed"

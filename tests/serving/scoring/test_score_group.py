@@ -142,7 +142,7 @@ def test_the_state_log_is_rolled_back_too(tmp_path: Path, model_dir: Path, payme
         def boom(*_: Any, **__: Any) -> None:
             raise OperationalError("INSERT", {}, Exception("disk I/O error"))
 
-        rt.scorer._write_many = boom
+        rt.scorer.writer.write = boom
         with pytest.raises(OperationalError):
             rt.scorer.score_group([(p, who, None) for p in payments[5:15]])
     finally:

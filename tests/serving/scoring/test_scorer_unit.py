@@ -20,8 +20,9 @@ from features.state import MemoryState
 from serving.core.auth import Principal
 from serving.core.schemas import PaymentIn
 from serving.core.settings import Settings
+from serving.scoring.holder import ArtifactMismatchError, ModelHolder, check_artifact
 from serving.scoring.policy import PolicyConfig
-from serving.scoring.scorer import ArtifactMismatchError, ModelHolder, Scorer, check_artifact
+from serving.scoring.scorer import Scorer
 from serving.store import db
 from tests.serving.helpers import counts, high_risk, low_risk
 from training.model import RiskModel, Thresholds
