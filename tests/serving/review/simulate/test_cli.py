@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from data.simulator import SimulationConfig, simulate
+from serving.review.simulate import analysis
 from serving.review.simulate import cli as simulate_cli
+from serving.review.simulate import report as simulate_report
 
 # 40 days: surge days 30 and 33; the last 30% (12 days, from day 28) is held out
 CONFIG = SimulationConfig(rows=40_000, days=40, seed=3)
@@ -95,7 +97,7 @@ def test_writes_every_figure_for_all_three_policies(two_runs: tuple[Path, Path])
             pytest.approx(row["rule_fraud_amount_all_fraud"])
         )
     md = (out / "report.md").read_text()
-    for title in simulate_cli.POLICY_TITLES.values():
+    for title in simulate_report.POLICY_TITLES.values():
         assert title in md
     assert "met" in md
     assert "queue_hold.png" in md
@@ -210,12 +212,12 @@ def test_data_without_scenario_counts_every_fraud_as_stoppable(
 
 def test_stoppable_from_scenario() -> None:
     text = pd.DataFrame({"scenario": ["legit", "friendly_fraud", "stolen_card", None]})
-    stoppable, known = simulate_cli.stoppable_from_scenario(text)
+    stoppable, known = analysis.stoppable_from_scenario(text)
     assert known is True
     assert stoppable.tolist() == [True, False, True, True]
     category = text.astype({"scenario": "category"})
-    assert simulate_cli.stoppable_from_scenario(category)[0].tolist() == [True, False, True, True]
-    stoppable, known = simulate_cli.stoppable_from_scenario(pd.DataFrame({"amount": [1.0, 2.0]}))
+    assert analysis.stoppable_from_scenario(category)[0].tolist() == [True, False, True, True]
+    stoppable, known = analysis.stoppable_from_scenario(pd.DataFrame({"amount": [1.0, 2.0]}))
     assert known is False
     assert stoppable.tolist() == [True, True]
 
@@ -228,7 +230,7 @@ def test_equal_at_ignores_fraud_a_review_cannot_stop() -> None:
     stoppable = np.array([False, True, True, True, True, True])
     amount = np.array([500.0, 10.0, 80.0, 10.0, 10.0, 10.0])
     score = np.array([0.0, 0.1, 0.9, 0.2, 0.3, 0.4])
-    eq = simulate_cli.equal_at(flags, fraud, stoppable, amount, score, score)
+    eq = analysis.equal_at(flags, fraud, stoppable, amount, score, score)
     assert eq["rule_reviews"] == 4
     assert eq["rule_stoppable_fraud_amount"] == 80.0
     assert eq["rule_not_stoppable_fraud_amount"] == 500.0
@@ -246,9 +248,9 @@ def test_rule_amount_calibration_counts_only_stoppable_fraud() -> None:
     fraud = np.array([True, True, False, False])
     stoppable = np.array([True, False, True, True])
     riskgate = np.array([True, True, False, False])
-    x, q = simulate_cli.rule_amount_from_validation(train, valid, {}, fraud, riskgate, stoppable)
+    x, q = analysis.rule_amount_from_validation(train, valid, {}, fraud, riskgate, stoppable)
     assert q == pytest.approx(0.989)  # the largest X that still holds the stolen card
     assert 960 < x < 990
     # counting the friendly fraud would push X below 960
-    x_all, _ = simulate_cli.rule_amount_from_validation(train, valid, {}, fraud, riskgate)
+    x_all, _ = analysis.rule_amount_from_validation(train, valid, {}, fraud, riskgate)
     assert x_all < 960
