@@ -59,7 +59,7 @@ class Dataset:
 
 
 def _simulator(tmp: Path) -> pd.DataFrame:
-    from data.simulate import SimulationConfig, simulate
+    from data.simulator import SimulationConfig, simulate
 
     return simulate(SimulationConfig(rows=200_000, days=90, seed=7))
 

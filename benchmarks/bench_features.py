@@ -2,7 +2,7 @@
 
     python benchmarks/bench_features.py [--rows 1000000] [--online-cards 100000]
 
-1. Simulated payments (`data.simulate`; `tests.features.helpers.random_frame` with realistic
+1. Simulated payments (`data.simulator`; `tests.features.helpers.random_frame` with realistic
    cardinality if the simulator is missing).
 2. Batch: every feature, and the card count/sum features alone (the naive baseline's work).
 3. Naive: per-card time-based `groupby().rolling()` count and mean over 1h/24h/7d/30d
@@ -57,7 +57,7 @@ CARDS_PER_ROW = 1.3 / 40  # the simulator: rows // 40 customers, 1.3 cards each 
 def make_data(rows: int, *, days: int = 90, seed: int = 7) -> tuple[pd.DataFrame, str]:
     """A validated contract frame of `rows` payments and a description of where it came from."""
     try:
-        from data.simulate import SimulationConfig, simulate
+        from data.simulator import SimulationConfig, simulate
     except ImportError:
         from tests.features.helpers import random_frame
 
@@ -71,7 +71,7 @@ def make_data(rows: int, *, days: int = 90, seed: int = 7) -> tuple[pd.DataFrame
         )
         return frame, f"tests.features.helpers.random_frame (seed {seed}, {days} days)"
     frame = simulate(SimulationConfig(rows=rows, days=days, seed=seed))
-    return frame, f"data.simulate (seed {seed}, {days} days)"
+    return frame, f"data.simulator (seed {seed}, {days} days)"
 
 
 # --- measuring -------------------------------------------------------------------------------

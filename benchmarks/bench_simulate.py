@@ -25,7 +25,7 @@ import pandas as pd
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.simulate import FRAUD_SCENARIOS, SimulationConfig, simulate
+from data.simulator import FRAUD_SCENARIOS, SimulationConfig, simulate
 
 
 def peak_rss_mb() -> float:

@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.load import load
-from data.simulate import SimulationConfig, simulate
+from data.simulator import SimulationConfig, simulate
 from training import baselines, pipeline, thresholds
 from training.config import TrainConfig
 from training.model import RiskModel

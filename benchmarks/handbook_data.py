@@ -3,7 +3,7 @@
     python benchmarks/handbook_data.py --out /tmp/hb/handbook.parquet \
         [--customers 5000 --terminals 10000 --days 183 --start 2018-04-01 --seed 0]
 
-riskgate's own simulator (data/simulate.py) shaped the features and models, so data from it
+riskgate's own simulator (data/simulator/) shaped the features and models, so data from it
 cannot tell whether they generalise. This module re-implements, independently, the simulator
 that "Reproducible Machine Learning for Credit Card Fraud Detection - Practical Handbook"
 (Le Borgne, Siblini, Lebichot, Bontempi; Université Libre de Bruxelles, 2022) describes in

@@ -29,7 +29,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from data.simulate import SimulationConfig, simulate
+    from data.simulator import SimulationConfig, simulate
 
     try:
         config = SimulationConfig(

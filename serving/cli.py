@@ -12,8 +12,8 @@ _COMMAND_MODULES = (
     "data.cli",
     "features.cli",
     "training.cli",
-    "serving.commands",
-    "serving.simulate_cli",
+    "serving.http.commands",
+    "serving.review.simulate.cli",
 )
 
 

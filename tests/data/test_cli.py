@@ -182,7 +182,7 @@ def test_features_on_a_good_file_writes_transaction_id_and_feature_columns(capsy
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> tuple[Path, int]:
-    pytest.importorskip("data.simulate")
+    pytest.importorskip("data.simulator")
     out_path = tmp_path_factory.mktemp("generate") / "sim.parquet"
     code = main(
         ["generate", "--rows", "2000", "--days", "14", "--seed", "3", "--out", str(out_path)]
@@ -204,7 +204,7 @@ def test_generate_writes_a_parquet_that_validate_accepts(capsys, generated):
 
 @pytest.mark.parametrize("rate", ["-0.1", "0", "0.5", "1.5", "nan"])
 def test_generate_with_a_bad_fraud_rate_fails_and_writes_nothing(capsys, tmp_path, rate):
-    pytest.importorskip("data.simulate")
+    pytest.importorskip("data.simulator")
     out_path = tmp_path / "sim.parquet"
     code, _, err = run(
         capsys, "generate", "--rows", "2000", "--fraud-rate", rate, "--out", out_path

@@ -27,7 +27,7 @@ if "bentoml" not in sys.modules:
     os.environ["BENTOML_HOME"] = _BENTOML_HOME
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
-from data.simulate import SimulationConfig, simulate
+from data.simulator import SimulationConfig, simulate
 from tests.serving.helpers import KEY_SPEC, high_risk, low_risk
 from training.config import SearchSettings, TrainConfig
 from training.model import RiskModel, Thresholds
@@ -42,7 +42,7 @@ def probability_of(model: RiskModel, payment: dict[str, Any]) -> float:
     from features.online import OnlineFeatures, prepare
     from features.registry import select
     from features.state import MemoryState
-    from serving.schemas import PaymentIn
+    from serving.core.schemas import PaymentIn
 
     online = OnlineFeatures(MemoryState(), select(model.features))
     x = online.compute(prepare(PaymentIn.model_validate(payment).contract()))

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from serving import db
+from serving.store import db
 from tests.faults.conftest import riskgate_env
 from tests.servers import Server, free_port, log_tail
 from tests.serving.helpers import ADMIN, BACKEND, high_risk, low_risk, running_service
@@ -73,7 +73,7 @@ def service(
     monkeypatch.setenv("RISKGATE_MODEL_DIR", str(model_dir))
     monkeypatch.setenv("RISKGATE_MODEL_DEADLINE_MS", str(DEADLINE_MS))
     with running_service() as client:
-        from serving.service import http_app
+        from serving.http.service import http_app
 
         yield client, http_app.state.runtime
 

@@ -186,7 +186,7 @@ def report(module_env: dict[str, str]) -> Report:
         warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
 
-    from serving.service import Riskgate
+    from serving.http.service import Riskgate
 
     _forget_bentoml_http_metrics()
     out = Report()

@@ -54,7 +54,7 @@ def assert_parity(batch: pd.DataFrame, online: pd.DataFrame, rows=slice(None)) -
 
 @pytest.fixture(scope="module")
 def simulated():
-    simulate = pytest.importorskip("data.simulate")
+    simulate = pytest.importorskip("data.simulator")
     # a higher fraud rate than the default, so the label feature sees many chargebacks
     cfg = simulate.SimulationConfig(rows=SIM_ROWS, days=30, seed=11, fraud_rate=0.02)
     return with_demographics(simulate.simulate(cfg))
@@ -206,7 +206,7 @@ def replay_with_restarts(frame: pd.DataFrame, path, restart_after: set[int], **s
 
 @pytest.fixture(scope="module")
 def small_simulated():
-    simulate = pytest.importorskip("data.simulate")
+    simulate = pytest.importorskip("data.simulator")
     return with_demographics(
         simulate.simulate(simulate.SimulationConfig(rows=3_000, days=30, seed=5, fraud_rate=0.03))
     )

@@ -44,8 +44,8 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from data.simulate import SimulationConfig, simulate
-from serving import db
+from data.simulator import SimulationConfig, simulate
+from serving.store import db
 from tests.servers import free_port, log_tail
 from tests.serving.helpers import high_risk, low_risk, running_service  # noqa: F401 (re-exported)
 from training.config import SearchSettings, TrainConfig
@@ -87,7 +87,7 @@ def probability_of(model: RiskModel, payment: dict[str, Any]) -> float:
     from features.online import OnlineFeatures, prepare
     from features.registry import select as select_features
     from features.state import MemoryState
-    from serving.schemas import PaymentIn
+    from serving.core.schemas import PaymentIn
 
     online = OnlineFeatures(MemoryState(), select_features(model.features))
     x = online.compute(prepare(PaymentIn.model_validate(payment).contract()))

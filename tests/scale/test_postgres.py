@@ -27,8 +27,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, inspect, select, text
 
-from serving import db, queue
-from serving.auth import Principal
+from serving.core.auth import Principal
+from serving.review import queue
+from serving.store import db
 from tests.scale.conftest import (
     ADMIN,
     BACKEND,
@@ -304,13 +305,13 @@ def test_integrity_error_from_a_concurrent_writer_replays_the_stored_decision(
     """Another replica wrote the payment between our replay check and our insert: PostgreSQL's
     unique violation must surface as IntegrityError and be answered with the stored decision,
     with nothing written twice (the whole write is one transaction)."""
-    from serving.service import http_app
+    from serving.http.service import http_app
 
     scorer = http_app.state.runtime.scorer
     tag = new_tag()
     first = score(client, high_risk(tag))
     before = counts(pg_engine)
-    original = scorer._replay
+    original = scorer.replays.replay
     calls = Counter[str]()
 
     def replay_misses_once(*args: Any, **kwargs: Any) -> Any:
@@ -319,7 +320,7 @@ def test_integrity_error_from_a_concurrent_writer_replays_the_stored_decision(
             return None  # the race window: the other replica had not committed yet
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(scorer, "_replay", replay_misses_once)
+    monkeypatch.setattr(scorer.replays, "replay", replay_misses_once)
     raced = score(client, high_risk(tag), key=f"race-{tag}")
 
     assert calls["replay"] == 2, "the write must have failed and been replayed"

@@ -162,7 +162,7 @@ def assert_same_state(redis_store: RedisState, memory: MemoryState, keys) -> Non
 
 @pytest.fixture(scope="module")
 def simulated():
-    simulate = pytest.importorskip("data.simulate")
+    simulate = pytest.importorskip("data.simulator")
     cfg = simulate.SimulationConfig(rows=SIM_ROWS, days=30, seed=11, fraud_rate=0.03)
     return with_demographics(simulate.simulate(cfg))
 

@@ -37,7 +37,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 
-from serving import db
+from serving.store import db
 from tests.scale.conftest import (
     BACKEND,
     REVIEWER,

@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from data.simulate import SimulationConfig, simulate
+from data.simulator import SimulationConfig, simulate
 from tests.serving.helpers import KEY_SPEC, high_risk, low_risk, running_service
 from training.config import SearchSettings, TrainConfig
 from training.model import RiskModel, Thresholds
 from training.pipeline import train
 
 # BentoML reads its home when first imported: point it at a scratch directory before any test
-# imports serving.service (the imports above do not load BentoML), so the tests never write
+# imports serving.http.service (the imports above do not load BentoML), so the tests never write
 # under the user's ~/bentoml.
 _BENTOML_HOME = tempfile.mkdtemp(prefix="riskgate-test-bentoml-")
 atexit.register(shutil.rmtree, _BENTOML_HOME, ignore_errors=True)
@@ -44,7 +44,7 @@ def probability_of(model: RiskModel, payment: dict[str, Any]) -> float:
     from features.online import OnlineFeatures, prepare
     from features.registry import select
     from features.state import MemoryState
-    from serving.schemas import PaymentIn
+    from serving.core.schemas import PaymentIn
 
     online = OnlineFeatures(MemoryState(), select(model.features))
     x = online.compute(prepare(PaymentIn.model_validate(payment).contract()))
@@ -117,6 +117,6 @@ def client(service_env: dict[str, str]) -> Iterator[Any]:
 @pytest.fixture
 def runtime(client: Any) -> Any:
     """The runtime the running service built (engine, holder, scorer...)."""
-    from serving.service import http_app
+    from serving.http.service import http_app
 
     return http_app.state.runtime

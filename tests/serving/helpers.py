@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from serving import db
+from serving.store import db
 
 BACKEND_KEY = "backend-key-0123456789abcdef"
 REVIEWER_KEY = "reviewer-key-0123456789abcdef"
@@ -106,7 +106,7 @@ def running_service() -> Iterator[Any]:
         warnings.simplefilter("ignore")  # starlette's "httpx -> httpx2" notice on import
         from starlette.testclient import TestClient
 
-    from serving.service import Riskgate
+    from serving.http.service import Riskgate
 
     _forget_bentoml_http_metrics()
     try:
@@ -122,7 +122,7 @@ def _forget_bentoml_http_metrics() -> None:
     Each ASGI app BentoML builds registers `bentoml_service_*` collectors when it first serves a
     request; a second app in the same process would fail with DuplicateTimeseries. A real server
     builds one app per process, so only an in-process test suite needs this. (riskgate_* metrics
-    are created once per process by serving.metrics.m() and stay.)
+    are created once per process by serving.core.metrics.m() and stay.)
     """
     from prometheus_client import REGISTRY
 
@@ -137,8 +137,8 @@ def open_case(
     """Seed one held payment and its open review case directly (queue-level tests)."""
     from datetime import timedelta
 
-    from serving import db
-    from serving.schemas import now_utc
+    from serving.core.schemas import now_utc
+    from serving.store import db
 
     now = now_utc()
     with engine.begin() as conn:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data.simulate import SimulationConfig, simulate
+from data.simulator import SimulationConfig, simulate
 from tests.training.helpers import DAYS, ROWS, SEED, forget_tracking_uri, store_uri
 from training.config import SearchSettings, TrainConfig
 from training.pipeline import TrainResult, train

@@ -1,0 +1,390 @@
+"""The JSON API besides scoring: review cases, payment status, labels, admin. FastAPI, mounted
+into the BentoML service (so one server, one port). Handlers are thin: they check the caller's
+role, call serving.review.queue / the runtime, and map errors to status codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.core.auth import AuthError, Principal, Role, require
+from serving.core.schemas import MAX_NOTE, now_utc
+from serving.review import queue
+from serving.store import db
+
+MAX_BULK = 200
+BIG = 2**63 - 1  # database integers are 64-bit: larger ids are refused, not crashed on
+CaseId = Annotated[int, Path(ge=1, le=BIG)]
+
+
+class ErrorBody(BaseModel):
+    error: Any
+
+
+def _r(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Declared error responses (OpenAPI), all with the service's {"error": ...} body."""
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+def runtime(request: Request) -> Any:
+    rt = getattr(request.app.state, "runtime", None)
+    if rt is None:
+        raise HTTPException(503, "service is starting")
+    return rt
+
+
+def role(*allowed: Role) -> Callable[..., Principal]:
+    """Dependency: authenticate the Bearer key and check its role (401 / 403)."""
+
+    def dep(request: Request, authorization: str | None = Header(default=None)) -> Principal:
+        rt = runtime(request)
+        try:
+            # the service's KeyCheck middleware has already authenticated the key: reuse it
+            who = getattr(request.state, "principal", None)
+            if not isinstance(who, Principal):
+                who = rt.keys.authenticate(authorization)
+            require(who, allowed)
+        except AuthError as exc:
+            raise HTTPException(exc.status, exc.message) from None
+        return who
+
+    return dep
+
+
+def _case_error(exc: queue.CaseError) -> HTTPException:
+    return HTTPException(exc.status, exc.message)
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "decline", "decline_fraud"]
+    note: str | None = Field(default=None, max_length=MAX_NOTE)
+    version: int | None = Field(default=None, ge=0, le=BIG, description="optimistic check")
+
+
+class BulkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    case_ids: list[Annotated[int, Field(ge=1, le=BIG)]] = Field(min_length=1, max_length=MAX_BULK)
+    note: str | None = Field(default=None, max_length=MAX_NOTE)
+
+
+class LabelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    transaction_id: str = Field(min_length=1, max_length=128)
+    label_time: datetime | None = None
+    is_fraud: bool = True
+    reason: str | None = Field(default=None, max_length=MAX_NOTE)
+
+
+class PolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    allow: dict[str, list[str]] = {}
+    block: dict[str, list[str]] = {}
+    rules: list[dict[str, Any]] = []
+    fallback_max_amount: float = Field(default=50.0, ge=0)
+
+
+router = APIRouter(responses=_r(401, 403, 503))
+
+Reviewer = Depends(role("reviewer"))
+Backend = Depends(role("backend"))
+Admin = Depends(role("admin"))
+ReviewerOrAdmin = Depends(role("reviewer", "admin"))
+BackendOrAdmin = Depends(role("backend", "admin"))
+AnyRole = Depends(role("backend", "reviewer", "admin"))
+
+
+@router.get("/whoami", tags=["auth"])
+def whoami(who: Principal = AnyRole) -> dict[str, str]:
+    """The caller's role and name (the console's sign-in check)."""
+    return {"role": who.role, "name": who.name, "key_id": who.key_id}
+
+
+@router.get("/cases", tags=["review"])
+def list_cases(
+    request: Request,
+    who: Principal = ReviewerOrAdmin,
+    status: Literal["open", "decided", "all"] = "open",
+    min_amount: float | None = Query(default=None, ge=0),
+    max_amount: float | None = Query(default=None, ge=0),
+    min_score: int | None = Query(default=None, ge=0, le=99),
+    max_score: int | None = Query(default=None, ge=0, le=99),
+    merchant_id: str | None = Query(default=None, max_length=128),
+    overdue: bool | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+    offset: int = Query(default=0, ge=0, le=BIG),
+) -> dict[str, Any]:
+    """Cases in queue order: overdue first, then money at risk (probability x amount), then age."""
+    rt = runtime(request)
+    now = now_utc()
+    f = queue.CaseFilter(
+        status=None if status == "all" else status,
+        min_amount=min_amount,
+        max_amount=max_amount,
+        min_score=min_score,
+        max_score=max_score,
+        merchant_id=merchant_id,
+        overdue=overdue,
+        limit=limit,
+        offset=offset,
+    )
+    items, total = queue.list_cases(rt.engine, f, now)
+    return {
+        "items": items,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "stats": queue.queue_stats(rt.engine, now),
+    }
+
+
+@router.get("/cases/{case_id}", tags=["review"], responses=_r(404))
+def get_case(case_id: CaseId, request: Request, who: Principal = ReviewerOrAdmin) -> dict[str, Any]:
+    try:
+        return queue.get_case(runtime(request).engine, case_id, now_utc())
+    except queue.CaseError as exc:
+        raise _case_error(exc) from None
+
+
+# Registered before /cases/{case_id}/claim, which would otherwise match "next" as a case id.
+@router.post("/cases/next/claim", tags=["review"], responses=_r(404, 409))
+def claim_next_case(request: Request, who: Principal = Reviewer) -> dict[str, Any]:
+    """Claim the first free open case in queue order (overdue, money at risk, age) for the
+    caller; concurrent reviewers never get the same case; 404 when no case is free."""
+    rt = runtime(request)
+    try:
+        return queue.claim_next(rt.engine, who, now_utc(), rt.settings.claim_minutes)
+    except queue.CaseError as exc:
+        raise _case_error(exc) from None
+    except OperationalError:
+        raise HTTPException(
+            503, "the database is unavailable: try again", headers={"Retry-After": "5"}
+        ) from None
+
+
+@router.post("/cases/{case_id}/claim", tags=["review"], responses=_r(404, 409))
+def claim_case(case_id: CaseId, request: Request, who: Principal = Reviewer) -> dict[str, Any]:
+    rt = runtime(request)
+    try:
+        return queue.claim(rt.engine, case_id, who, now_utc(), rt.settings.claim_minutes)
+    except queue.CaseError as exc:
+        raise _case_error(exc) from None
+
+
+@router.post("/cases/{case_id}/release", tags=["review"], responses=_r(404, 409))
+def release_case(case_id: CaseId, request: Request, who: Principal = Reviewer) -> dict[str, Any]:
+    try:
+        queue.release(runtime(request).engine, case_id, who, now_utc())
+    except queue.CaseError as exc:
+        raise _case_error(exc) from None
+    return {"case_id": case_id, "released": True}
+
+
+def _apply_review_label(
+    rt: Any, result: dict[str, Any], now: datetime, who: Principal | None = None
+) -> None:
+    from serving.core.metrics import m
+
+    if who is not None:
+        m().review_decisions.labels(reviewer=who.name, decision=result["decision"]).inc()
+    m().time_to_decision.observe(result["waited_seconds"])
+    if result["past_sla"]:
+        m().sla_breaches.inc()
+    if result["decision"] in ("approve", "decline_fraud"):
+        rt.holder.current.online.apply_label(
+            result["transaction_id"], result["decision"] == "decline_fraud", now
+        )
+    rt.wake_webhooks()
+
+
+@router.post("/cases/{case_id}/decision", tags=["review"], responses=_r(400, 404, 409))
+def decide_case(
+    case_id: CaseId, body: DecisionIn, request: Request, who: Principal = Reviewer
+) -> dict[str, Any]:
+    """One decision per case: a second or concurrent one gets 409 and changes nothing."""
+    rt = runtime(request)
+    now = now_utc()
+    try:
+        result = queue.decide(rt.engine, case_id, body.decision, body.note, who, now, body.version)
+    except queue.CaseError as exc:
+        raise _case_error(exc) from None
+    _apply_review_label(rt, result, now, who)
+    return result
+
+
+@router.post("/cases/bulk_approve", tags=["review"], responses=_r(400))
+def bulk_approve(body: BulkIn, request: Request, who: Principal = Reviewer) -> dict[str, Any]:
+    """Approve several cases; each is checked and audited on its own."""
+    rt = runtime(request)
+    results = []
+    for cid in dict.fromkeys(body.case_ids):
+        now = now_utc()
+        try:
+            r = queue.decide(rt.engine, cid, "approve", body.note, who, now)
+            _apply_review_label(rt, r, now, who)
+            results.append({"case_id": cid, "ok": True, "status": r["status"]})
+        except queue.CaseError as exc:
+            results.append(
+                {"case_id": cid, "ok": False, "status_code": exc.status, "error": exc.message}
+            )
+    return {"results": results, "approved": sum(1 for r in results if r["ok"])}
+
+
+@router.get("/payments/{transaction_id}", tags=["payments"], responses=_r(404))
+def payment_status(
+    transaction_id: str, request: Request, who: Principal = BackendOrAdmin
+) -> dict[str, Any]:
+    """settled | held_for_review | declined, and for a held payment its place and expected wait."""
+    try:
+        return queue.payment_status(runtime(request).engine, transaction_id, now_utc())
+    except queue.CaseError as exc:
+        raise _case_error(exc) from None
+
+
+@router.post("/labels", tags=["labels"], responses=_r(400, 404))
+def post_label(body: LabelIn, request: Request, who: Principal = Backend) -> dict[str, Any]:
+    """A chargeback (or a backend's own label): stored, audited, and fed to the online features."""
+    rt = runtime(request)
+    now = now_utc()
+    label_time = body.label_time or now
+    with rt.engine.begin() as conn:
+        known = conn.execute(
+            select(db.decisions.c.payment_time).where(
+                db.decisions.c.transaction_id == body.transaction_id
+            )
+        ).first()
+        if known is None:
+            raise HTTPException(404, f"payment {body.transaction_id} not found")
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    insert(db.labels).values(
+                        transaction_id=body.transaction_id,
+                        is_fraud=body.is_fraud,
+                        label_time=label_time,
+                        source="chargeback",
+                        reason=body.reason,
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            return {"transaction_id": body.transaction_id, "stored": False, "duplicate": True}
+        queue.audit(
+            conn,
+            who,
+            "label",
+            body.transaction_id,
+            {"is_fraud": body.is_fraud, "reason": body.reason},
+            now,
+        )
+    rt.holder.current.online.apply_label(body.transaction_id, body.is_fraud, label_time)
+    return {"transaction_id": body.transaction_id, "stored": True, "duplicate": False}
+
+
+@router.get("/labels/export", tags=["labels"])
+def export_labels(
+    request: Request,
+    who: Principal = Admin,
+    limit: int = Query(default=100_000, ge=1, le=1_000_000),
+) -> dict[str, Any]:
+    """Label events for retraining (riskgate train --labels)."""
+    with runtime(request).engine.connect() as conn:
+        rows = conn.execute(select(db.labels).order_by(db.labels.c.id).limit(limit)).all()
+    return {"labels": [dict(r._mapping) for r in rows]}
+
+
+@router.get("/admin/audit", tags=["admin"])
+def audit_log(
+    request: Request,
+    who: Principal = Admin,
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0, le=BIG),
+    action: str | None = Query(default=None, max_length=64),
+) -> dict[str, Any]:
+    q = select(db.audit_log)
+    if action:
+        q = q.where(db.audit_log.c.action == action)
+    with runtime(request).engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+        rows = conn.execute(q.order_by(db.audit_log.c.id.desc()).limit(limit).offset(offset)).all()
+    return {"items": [dict(r._mapping) for r in rows], "total": int(total)}
+
+
+@router.get("/admin/outbox", tags=["admin"])
+def outbox(
+    request: Request, who: Principal = Admin, limit: int = Query(default=100, ge=1, le=1000)
+) -> dict[str, Any]:
+    with runtime(request).engine.connect() as conn:
+        rows = conn.execute(select(db.outbox).order_by(db.outbox.c.id.desc()).limit(limit)).all()
+    return {"items": [dict(r._mapping) for r in rows]}
+
+
+@router.get("/admin/policy", tags=["admin"])
+def get_policy(request: Request, who: Principal = Admin) -> dict[str, Any]:
+    from serving.scoring.policy import to_doc
+
+    return to_doc(runtime(request).policy())
+
+
+@router.put("/admin/policy", tags=["admin"], responses=_r(400))
+def put_policy(body: PolicyIn, request: Request, who: Principal = Admin) -> dict[str, Any]:
+    """Replace lists and rules (validated first; audited)."""
+    from serving.scoring.policy import to_doc
+
+    rt = runtime(request)
+    try:
+        config = rt.set_policy(body.model_dump(), who.name)
+    except (ValueError, KeyError) as exc:
+        raise HTTPException(422, f"invalid policy: {exc}") from None
+    with rt.engine.begin() as conn:
+        queue.audit(conn, who, "policy", "policy", to_doc(config), now_utc())
+    return to_doc(config)
+
+
+@router.post("/admin/reload", tags=["admin"], responses=_r(409))
+def reload_model(request: Request, who: Principal = Admin) -> dict[str, Any]:
+    """Swap in the registry's current champion; requests in flight finish on the old one."""
+    from serving.core.metrics import m
+    from serving.scoring.holder import ArtifactMismatchError
+
+    rt = runtime(request)
+    old = rt.holder.current.version
+    try:
+        version = rt.reload(who.name)
+    except (LookupError, ArtifactMismatchError) as exc:
+        m().reloads.labels(outcome="refused").inc()
+        raise HTTPException(409, f"reload refused: {exc}") from None
+    m().reloads.labels(outcome="ok").inc()
+    with rt.engine.begin() as conn:
+        queue.audit(conn, who, "reload", version, {"from": old, "to": version}, now_utc())
+    return {"previous": old, "model_version": version}
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="riskgate review API", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
+    )
+    app.include_router(router)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_request: Request, _exc: OperationalError) -> JSONResponse:
+        # the transaction was rolled back: nothing is half-written, the caller may retry
+        return JSONResponse(
+            {"error": "database unavailable, nothing was changed: retry"},
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
+
+    return app

@@ -1,0 +1,87 @@
+"""`riskgate serve`: start the BentoML service on embedded defaults."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+EXAMPLE_PAYMENT = {
+    "transaction_id": "demo-0001",
+    "timestamp": "2024-03-30T12:00:00Z",
+    "card_id": "card_demo_1",
+    "customer_id": "cust_demo_1",
+    "merchant_id": "merch_demo_1",
+    "amount": 42.5,
+    "currency": "EUR",
+    "billing_country": "DE",
+    "ip_country": "DE",
+    "channel": "online",
+    "device_id": "dev_demo_1",
+    "ip_hash": "ip_demo_1",
+    "auth_result": "passed",
+}
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser("serve", help="start the scoring and review service (BentoML)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=3000)
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes; they share the database and the online state (the SQLite log "
+        "by default, Redis with RISKGATE_STATE_URL)",
+    )
+    s.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from serving.core.auth import KeyRing, development_keys, spec_of
+
+    env = dict(os.environ)
+    env.setdefault("BENTOML_HOME", str(Path(".riskgate/bentoml").resolve()))
+    env.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    if not env.get("RISKGATE_API_KEYS"):
+        keys = development_keys()
+        env["RISKGATE_API_KEYS"] = spec_of(keys)
+        print("RISKGATE_API_KEYS is not set: development keys for this run only:")
+        for role, key in keys.items():
+            print(f"  {role:<9} {key}")
+        backend_key = keys["backend"]
+        reviewer_key = keys["reviewer"]
+    else:
+        try:
+            KeyRing.parse(env["RISKGATE_API_KEYS"])
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        backend_key = "$BACKEND_KEY"
+        reviewer_key = "$REVIEWER_KEY"
+    base = f"http://{args.host}:{args.port}"
+    print(
+        "\nScore a payment:\n"
+        f"  curl -s {base}/score -H 'Authorization: Bearer {backend_key}' \\\n"
+        f"       -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-0001' \\\n"
+        f"       -d '{json.dumps(EXAMPLE_PAYMENT)}'\n"
+        f"Reviewers: {base}/console  (sign in with the reviewer key {reviewer_key})\n"
+        f"Operators: {base}/readyz  {base}/metrics  API docs: {base}/docs.json\n",
+        flush=True,
+    )
+    bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
+    argv = [
+        bentoml,
+        "serve",
+        "serving.http.service:Riskgate",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    env["RISKGATE_WORKERS"] = str(args.workers)
+    os.execvpe(argv[0], argv, env)
+    return 0  # not reached

@@ -1,0 +1,275 @@
+"""Builds the real dependencies from settings at start-up (and nothing at import time)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import threading
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from features.state import SQLiteState, StateStore
+from serving.core.auth import KeyRing
+from serving.core.schemas import now_utc
+from serving.core.settings import Settings
+from serving.review.webhooks import Deliverer
+from serving.scoring.groups import GroupScorer
+from serving.scoring.holder import ModelHolder, check_artifact
+from serving.scoring.policy import PolicyConfig, parse_config, to_doc
+from serving.scoring.scorer import Scorer
+from serving.store import db
+from training.model import RiskModel
+
+log = logging.getLogger("riskgate")
+
+
+def load_model(settings: Settings) -> tuple[RiskModel | None, str | None]:
+    """A local artifact directory if configured, else the registry alias (champion)."""
+    if settings.model_dir:
+        model = RiskModel.load(settings.model_dir)
+        return model, f"local:{Path(settings.model_dir).name}"
+    from training import tracking
+
+    found = tracking.load_alias(settings.model_alias)
+    if found is None:
+        return None, None
+    model, version = found
+    return model, version
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    state: StateStore
+    holder: ModelHolder
+    scorer: Scorer
+    keys: KeyRing
+    _policy: PolicyConfig = field(default_factory=PolicyConfig)
+    _reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    deliverer: Deliverer | None = None
+    watchers: list[Every] = field(default_factory=list)
+    groups: GroupScorer | None = None  # /score's group commit (None: scored on the caller)
+    _policy_at: datetime | None = None  # updated_at of the stored policy in force here
+    _model_generation: int = 0  # reloads (through any process) this process has followed
+
+    def wake_webhooks(self) -> None:
+        if self.deliverer is not None:
+            self.deliverer.wake()
+
+    def policy(self) -> PolicyConfig:
+        return self._policy
+
+    def set_policy(self, doc: dict[str, Any], actor: str) -> PolicyConfig:
+        config = parse_config(doc)  # raises ValueError with a precise message
+        now = now_utc()
+        with self.engine.begin() as conn:
+            _put_setting(conn, "policy", to_doc(config), now, actor)
+        self._policy = config
+        self._policy_at = _aware(now)
+        return config
+
+    def ready(self) -> bool:
+        return self.holder.current.model is not None
+
+    def reload(self, actor: str = "system") -> str:
+        """Load the alias's current version and swap it in; requests in flight are unaffected.
+        The other worker processes (and replicas) follow within `config_poll_seconds`."""
+        with self._reload_lock:
+            version = self._load_and_swap()
+            with self.engine.begin() as conn:
+                row = _get_setting(conn, "model")
+                generation = int(row.value.get("generation", 0)) + 1 if row else 1
+                doc = {"generation": generation, "version": version}
+                _put_setting(conn, "model", doc, now_utc(), actor)
+            self._model_generation = generation
+            return version
+
+    def _load_and_swap(self) -> str:
+        try:
+            model, version = load_model(self.settings)
+        except Exception as exc:  # a broken artifact must not take the service down
+            raise LookupError(f"cannot load the model: {exc}") from exc
+        if model is None or version is None:
+            raise LookupError(f"no model under alias {self.settings.model_alias!r}")
+        self.holder.swap(model, version)
+        gc.collect()
+        gc.freeze()
+        return version
+
+    def sync_config(self) -> None:
+        """Adopt a policy or a model reload made through another worker process or replica:
+        an admin call reaches one process, the change must reach them all."""
+        with self.engine.connect() as conn:
+            policy = _get_setting(conn, "policy")
+            model = _get_setting(conn, "model")
+        if policy is not None and _aware(policy.updated_at) != self._policy_at:
+            self._policy = parse_config(policy.value)
+            self._policy_at = _aware(policy.updated_at)
+        generation = int(model.value.get("generation", 0)) if model is not None else 0
+        if generation > self._model_generation:
+            with self._reload_lock:
+                if generation > self._model_generation:
+                    try:
+                        self._load_and_swap()
+                    except Exception:  # keep the current model; the next poll retries
+                        log.exception("model reload made elsewhere could not be followed")
+                        return
+                    self._model_generation = generation
+
+    def close(self) -> None:
+        for watcher in self.watchers:
+            watcher.stop()
+        if self.groups is not None:
+            self.groups.close()
+        if self.deliverer is not None:
+            self.deliverer.stop()
+        self.scorer.close()
+        self.state.close()
+        self.engine.dispose()
+
+
+class Every:
+    """Runs `task` every `every_s` seconds on a daemon thread until stopped; a failure is
+    logged and retried at the next tick (a transient database error must not end it)."""
+
+    def __init__(self, name: str, every_s: float, task: Callable[[], None]) -> None:
+        self.name, self.every_s, self.task = name, every_s, task
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Every:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.task()
+            except Exception:
+                log.exception("%s: failed, retrying in %.0f s", self.name, self.every_s)
+            self._stop.wait(self.every_s)
+
+
+def refresh_queue_gauges(engine: Engine) -> None:
+    """The queue gauges (depth, oldest age, overdue) from the database."""
+    from serving.core.metrics import m
+    from serving.review.queue import queue_stats
+
+    stats = queue_stats(engine, now_utc())
+    m().queue_depth.set(stats["depth"])
+    m().queue_oldest.set(stats["oldest_wait_seconds"])
+    m().queue_overdue.set(stats["sla_breaches"])
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone (they are stored in UTC)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _get_setting(conn: Any, name: str) -> Any:
+    return conn.execute(
+        select(db.settings_table.c.value, db.settings_table.c.updated_at).where(
+            db.settings_table.c.name == name
+        )
+    ).first()
+
+
+def _put_setting(conn: Any, name: str, value: dict[str, Any], now: datetime, actor: str) -> None:
+    values = {"value": value, "updated_at": now, "updated_by": actor}
+    done = conn.execute(
+        update(db.settings_table).where(db.settings_table.c.name == name).values(**values)
+    )
+    if done.rowcount == 0:
+        conn.execute(insert(db.settings_table).values(name=name, **values))
+
+
+def _initial_config(
+    settings: Settings, engine: Engine
+) -> tuple[PolicyConfig, datetime | None, int]:
+    """(policy, its stored updated_at, model reload generation) at start-up."""
+    with engine.connect() as conn:
+        row = _get_setting(conn, "policy")
+        model = _get_setting(conn, "model")
+    generation = int(model.value.get("generation", 0)) if model is not None else 0
+    if row is not None:
+        return parse_config(row.value), _aware(row.updated_at), generation
+    if settings.policy_file:
+        path = Path(settings.policy_file)
+        text = path.read_text()
+        doc = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        return parse_config(doc), None, generation
+    return PolicyConfig(), None, generation
+
+
+def open_state(settings: Settings) -> StateStore:
+    """Redis when RISKGATE_STATE_URL is set (shared by replicas), else the embedded SQLite log."""
+    if settings.state_url:
+        from features.redis_state import RedisState
+
+        return RedisState.from_url(settings.state_url, prefix=settings.state_prefix)
+    return SQLiteState(settings.state_path)
+
+
+def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None) -> Runtime:
+    """Engine + schema, online state, model (refused if its features differ), scorer."""
+    engine = db.make_engine(settings.db_url, synchronous=settings.sqlite_synchronous)
+    db.create_schema(engine)
+    store = state if state is not None else open_state(settings)
+    try:
+        model, version = load_model(settings)
+        if model is not None:
+            check_artifact(model)
+    except Exception:  # keep serving on the fallback; /readyz says not ready; reload can fix it
+        log.exception("the model could not be loaded: serving with the fallback rules")
+        model, version = None, None
+    if model is None:
+        log.warning(
+            "no model under alias %r: every payment goes to the fallback", settings.model_alias
+        )
+    holder = ModelHolder(store, model, version)
+    if model is not None:  # warm the booster so the first payment is not the slow one
+        import numpy as np
+
+        model.predict_proba(np.zeros((1, len(model.features))))
+        model.contributions(np.zeros((1, len(model.features))))
+    runtime = Runtime(
+        settings,
+        engine,
+        store,
+        holder,
+        Scorer(engine, holder, lambda: PolicyConfig(), settings),
+        keys,
+    )
+    runtime._policy, runtime._policy_at, runtime._model_generation = _initial_config(
+        settings, engine
+    )
+    runtime.scorer.policy = runtime.policy
+    # The start-up objects (frameworks, the model, the replayed state) live as long as the
+    # process: keep them out of the collector's full scans, which otherwise pause requests.
+    # A request's objects die young: collect the young generation less often and full scans
+    # far less often (measured: no gen-2 pause under load, ~15% less CPU per request).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*settings.gc_threshold)
+    if settings.score_group_max > 1:
+        runtime.groups = GroupScorer(runtime.scorer.score_group, settings.score_group_max).start()
+    runtime.watchers = [
+        Every("queue-gauges", 5.0, lambda: refresh_queue_gauges(engine)).start(),
+        Every("config-sync", settings.config_poll_seconds, runtime.sync_config).start(),
+    ]
+    if settings.webhook_url:
+        runtime.deliverer = Deliverer(engine, settings.webhook_url, settings.webhook_secret)
+        runtime.deliverer.start()
+    return runtime

@@ -1,0 +1,253 @@
+"""Fresh scoring: online features, the model under its deadline, the capacity band, the policy
+and the explanation, up to the response body. Writes nothing; the caller holds the order lock."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from features.online import OnlineFeatures, prepare
+from serving.core.metrics import m
+from serving.core.settings import Settings
+from serving.scoring import explain
+from serving.scoring.capacity import CapacityConfig, CapacityGovernor
+from serving.scoring.holder import Loaded, ModelHolder
+from serving.scoring.policy import PolicyConfig, decide
+from training import drift
+from training.model import RiskModel
+
+DRIFT_WINDOW = 5_000  # recent payments the score drift looks at
+DRIFT_EVERY = 500  # recompute it every this many payments
+STATUS_OF = {"approve": "settled", "review": "held_for_review", "decline": "declined"}
+
+
+def model_contrib(loaded: Loaded, X: np.ndarray) -> list[float]:
+    """SHAP values of one row (without the bias term)."""
+    assert loaded.model is not None
+    return [float(v) for v in loaded.model.contributions(X)[0, :-1]]
+
+
+class FreshScorer:
+    """Decides payments not seen before. The bodies carry `_features` and `_factors` for the
+    durable write (which pops them)."""
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        policy: Callable[[], PolicyConfig],
+        settings: Settings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.holder = holder
+        self.policy = policy
+        self.settings = settings
+        self.clock = clock
+        self._recent: deque[float] = deque(maxlen=DRIFT_WINDOW)
+        self._since_drift = 0
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="model")
+        self.governor = CapacityGovernor(
+            CapacityConfig(
+                enabled=settings.capacity_enabled,
+                # each worker process sees about 1/workers of the payments
+                reviews_per_hour=settings.capacity_reviews_per_hour / settings.workers,
+                max_review_threshold=settings.capacity_max_review_probability,
+            )
+        )
+
+    # -- the model call, under its deadline ---------------------------------------------------
+    def _call_model(self, model: RiskModel, X: np.ndarray, deadline: float) -> np.ndarray:
+        """predict_proba under a deadline. A call that misses it is cancelled if it has not
+        started, so a slow spell does not leave a backlog ahead of the next payments."""
+        if deadline <= 0:
+            return model.predict_proba(X)
+        future = self._pool.submit(model.predict_proba, X)
+        try:
+            return future.result(timeout=deadline)
+        except FutureTimeout:
+            future.cancel()
+            raise
+
+    def _predict(self, model: RiskModel, X: np.ndarray) -> tuple[float | None, str | None]:
+        try:
+            p = float(self._call_model(model, X, self.settings.model_deadline_ms / 1000.0)[0])
+        except FutureTimeout:
+            return None, "deadline"
+        except Exception:  # a broken model must not stop payments: the fallback decides
+            return None, "error"
+        if not np.isfinite(p):
+            return None, "error"
+        return p, None
+
+    def _predict_many(
+        self, model: RiskModel, X: np.ndarray
+    ) -> tuple[list[float | None], str | None]:
+        deadline = self.settings.model_deadline_ms / 1000.0 * max(1.0, len(X) / 100)
+        try:
+            p = self._call_model(model, X, deadline)
+        except FutureTimeout:
+            return [None] * len(X), "deadline"
+        except Exception:  # the fallback decides the whole batch
+            return [None] * len(X), "error"
+        return [float(v) if np.isfinite(v) else None for v in p], None
+
+    # -- one payment ----------------------------------------------------------------------------
+    def one(
+        self, record: dict[str, Any], started: float
+    ) -> tuple[dict[str, Any], dict[str, Any], OnlineFeatures]:
+        """(body, prepared payment, online executor): the caller updates the online state with
+        the prepared payment once the decision is written."""
+        loaded = self.holder.current
+        prepared = prepare(record)
+        t_feat = time.perf_counter()
+        values = loaded.online.compute(prepared)
+        m().stage.labels(stage="features").observe(time.perf_counter() - t_feat)
+        model = loaded.model
+        probability: float | None = None
+        cause: str | None = "no_model"
+        X = np.ascontiguousarray(values.reshape(1, -1), dtype=np.float64)
+        if model is not None:
+            t_model = time.perf_counter()
+            probability, cause = self._predict(model, X)
+            m().stage.labels(stage="model").observe(time.perf_counter() - t_model)
+        body = self.finish(
+            record, loaded, values, probability, cause, lambda: model_contrib(loaded, X), started
+        )
+        return body, prepared, loaded.online
+
+    # -- many payments: features in order, one model call ---------------------------------------
+    def many(
+        self, loaded: Loaded, records: Sequence[dict[str, Any]], started: float
+    ) -> list[dict[str, Any]]:
+        """Features in order (each payment sees the ones before it: the online state is
+        updated as it goes, so run this inside the store's `deferred_commits`), then one model
+        call for all of them."""
+        rows = []
+        for record in records:
+            prepared = prepare(record)
+            rows.append(loaded.online.compute(prepared))
+            loaded.online.update(prepared)  # later payments of the group must see this one
+        X = np.ascontiguousarray(np.vstack(rows), dtype=np.float64)
+        probs: list[float | None] = [None] * len(records)
+        cause: str | None = "no_model"
+        if loaded.model is not None:
+            probs, cause = self._predict_many(loaded.model, X)
+        return [
+            self.finish(
+                record,
+                loaded,
+                rows[j],
+                probs[j],
+                cause if probs[j] is None else None,
+                functools.partial(model_contrib, loaded, X[j : j + 1]),
+                started,
+            )
+            for j, record in enumerate(records)
+        ]
+
+    def finish(
+        self,
+        record: dict[str, Any],
+        loaded: Loaded,
+        values: np.ndarray,
+        probability: float | None,
+        cause: str | None,
+        contributions: Callable[[], list[float]],
+        started: float,
+    ) -> dict[str, Any]:
+        """Capacity band, policy, explanation and the response body for one scored payment."""
+        names = loaded.online.names
+        features = dict(zip(names, (float(v) for v in values), strict=True))
+        model = loaded.model
+        if model is not None and probability is not None:
+            self._watch_drift(model, probability)
+        config = self.policy()
+        thresholds = model.thresholds if model else None
+        adjusted = False
+        if thresholds is not None and probability is not None:
+            now_s = self.clock().timestamp()
+            ceiling = (
+                self.settings.capacity_max_review_saving
+                if thresholds.review_by == "saving"
+                else self.settings.capacity_max_review_probability
+            )
+            band = self.governor.band(now_s, thresholds.review, thresholds.decline, ceiling)
+            self.governor.observe(
+                now_s, float(thresholds.review_score(probability, float(record["amount"])))
+            )
+            adjusted = band.adjusted
+            if adjusted:
+                thresholds = replace(thresholds, review=band.review)
+                m().capacity_adjusted.inc()
+            m().review_threshold.set(band.review)
+        outcome = decide(record, features, probability, thresholds, config)
+        if outcome.source == "fallback":
+            m().fallbacks.labels(cause=cause or "unknown").inc()
+        m().decisions.labels(decision=outcome.decision, source=outcome.source).inc()
+
+        reasons: list[dict[str, Any]] = []
+        factors: list[dict[str, Any]] = []
+        if model is not None and probability is not None and outcome.decision != "approve":
+            t_exp = time.perf_counter()
+            contrib = contributions()
+            vals = values.tolist()
+            factors = explain.all_factors(names, vals, contrib, record)
+            reasons = explain.reasons(names, vals, contrib, record, top=self.settings.explain_top)
+            m().stage.labels(stage="explain").observe(time.perf_counter() - t_exp)
+        if not reasons and outcome.rules:
+            reasons = [
+                {"feature": "rule", "value": None, "contribution": 0.0, "text": r}
+                for r in outcome.rules
+            ]
+        if outcome.source == "fallback":
+            reasons.append(
+                {
+                    "feature": "fallback",
+                    "value": None,
+                    "contribution": 0.0,
+                    "text": f"model unavailable ({cause}): fallback rules decided",
+                }
+            )
+        body: dict[str, Any] = {
+            "transaction_id": record["transaction_id"],
+            "decision": outcome.decision,
+            "decision_source": outcome.source,
+            "probability": probability,
+            "score": None if probability is None else min(99, int(probability * 100)),
+            "reasons": reasons,
+            "rules": list(outcome.rules),
+            "model_version": loaded.version,
+            "case_id": None,
+            "status": STATUS_OF[outcome.decision],
+            "replayed": False,
+            "review_threshold": thresholds.review if thresholds else None,
+            "review_by": thresholds.review_by if thresholds else None,
+            "capacity_adjusted": adjusted,
+            "elapsed_ms": 0.0,
+            "_features": features,
+            "_factors": factors,
+        }
+        body["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return body
+
+    def _watch_drift(self, model: RiskModel, probability: float) -> None:
+        """Score PSI over the recent payments against the training profile, every DRIFT_EVERY."""
+        self._recent.append(probability)
+        self._since_drift += 1
+        if self._since_drift < DRIFT_EVERY or model.profile is None:
+            return
+        self._since_drift = 0
+        if drift.SCORE in model.profile:
+            value = drift.psi(model.profile[drift.SCORE], np.fromiter(self._recent, np.float64))
+            m().score_psi.set(value)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,145 @@
+"""The durable write: the decisions of one or many payments, with their review cases,
+idempotency keys and audit rows, in ONE transaction, before anybody is answered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, insert
+
+from serving.core.auth import Principal
+from serving.store import db
+
+# (contract record, response body, idempotency key, body hash, HTTP status, who asked)
+WriteItem = tuple[dict[str, Any], dict[str, Any], str | None, str, int, Principal]
+
+_INS_DECISION = db.decisions.insert()
+_INS_IDEMPOTENCY = db.idempotency.insert()
+_INS_AUDIT = db.audit_log.insert()
+_UPD_RESPONSE = (
+    db.decisions.update()
+    .where(db.decisions.c.transaction_id == bindparam("t_id"))
+    .values(response=bindparam("response"))
+)
+
+
+def mask_card(card_id: str) -> str:
+    """Show at most the first six and last four characters."""
+    if len(card_id) <= 10:
+        return card_id[:2] + "*" * max(len(card_id) - 4, 1) + card_id[-2:]
+    return card_id[:6] + "*" * (len(card_id) - 10) + card_id[-4:]
+
+
+def masked_payment(payment: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in payment.items()}
+    out["card_id"] = mask_card(str(payment["card_id"]))
+    return out
+
+
+def _decision_row(record: dict[str, Any], body: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "transaction_id": record["transaction_id"],
+        "created_at": now,
+        "payment_time": record["timestamp"],
+        "decision": body["decision"],
+        "source": body["decision_source"],
+        "status": body["status"],
+        "status_at": now,
+        "probability": body["probability"],
+        "score": body["score"],
+        "model_version": body["model_version"],
+        "amount": record["amount"],
+        "currency": record["currency"],
+        "merchant_id": record["merchant_id"],
+        "card_id": record["card_id"],
+        "response": body,
+    }
+
+
+class DecisionWriter:
+    """Writes decided payments; a held one gets its review case (SLA from `sla_minutes`)."""
+
+    def __init__(
+        self, engine: Engine, sla_minutes: Callable[[], float], clock: Callable[[], datetime]
+    ) -> None:
+        self.engine = engine
+        self.sla_minutes = sla_minutes
+        self.clock = clock
+
+    def write(self, items: list[WriteItem]) -> None:
+        """Decisions (+ cases, keys, audit) of one or many payments in ONE transaction, with
+        one multi-row INSERT per table (a case needs its id back, so cases go one by one).
+        Pops the bodies' private `_features` / `_factors` and sets `case_id` on held ones."""
+        now = self.clock()
+        decisions, keys, audits, reviewed = [], [], [], []
+        for record, body, key, digest, status, principal in items:
+            features = body.pop("_features")
+            factors = body.pop("_factors")
+            decisions.append(_decision_row(record, body, now))
+            if body["decision"] == "review":
+                reviewed.append((record, body, features, factors))
+            if key is not None:
+                keys.append(
+                    {
+                        "key": key,
+                        "endpoint": "score",
+                        "body_hash": digest,
+                        "status_code": status,
+                        "response": body,  # the same dict: a case id set below is stored too
+                        "created_at": now,
+                    }
+                )
+            audits.append(
+                {
+                    "at": now,
+                    "actor": principal.name,
+                    "role": principal.role,
+                    "key_id": principal.key_id,
+                    "action": "score",
+                    "target": record["transaction_id"],
+                    "detail": {"decision": body["decision"], "source": body["decision_source"]},
+                }
+            )
+        with self.engine.begin() as conn:
+            conn.execute(_INS_DECISION, decisions)
+            for record, body, features, factors in reviewed:
+                body["case_id"] = self._open_case(conn, now, record, body, features, factors)
+                conn.execute(_UPD_RESPONSE, {"t_id": record["transaction_id"], "response": body})
+            if keys:
+                conn.execute(_INS_IDEMPOTENCY, keys)
+            conn.execute(_INS_AUDIT, audits)
+
+    def _open_case(
+        self,
+        conn: Any,
+        now: datetime,
+        record: dict[str, Any],
+        body: dict[str, Any],
+        features: dict[str, float],
+        factors: list[dict[str, Any]],
+    ) -> int:
+        """The review case of a held payment, with what the reviewer needs; its id."""
+        p = body["probability"]
+        risk = p if p is not None else 0.05  # unknown risk (fallback): a modest prior
+        result = conn.execute(
+            insert(db.cases).values(
+                transaction_id=record["transaction_id"],
+                created_at=now,
+                sla_due=now + timedelta(minutes=self.sla_minutes()),
+                status="open",
+                priority=risk * float(record["amount"]),
+                amount=record["amount"],
+                probability=p,
+                score=body["score"],
+                merchant_id=record["merchant_id"],
+                version=0,
+                payment=masked_payment(record),
+                features={k: (None if v != v else v) for k, v in features.items()},
+                factors=factors,
+                reasons=body["reasons"],
+            )
+        )
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])

@@ -1,0 +1,125 @@
+"""Two runtimes on one database and state log: what two worker processes share.
+
+A policy change or a model reload reaches one worker (the one the admin's request landed on);
+`sync_config` is how the other adopts it. And each worker applies its GC settings.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving.core.auth import KeyRing
+from serving.core.settings import Settings
+from serving.http.runtime import build
+
+KEYS = "backend:backend-key-0123456789,admin:admin-key-0123456789"
+
+
+@pytest.fixture
+def two(tmp_path: Path, model_dir: Path) -> Iterator[tuple[Any, Any]]:
+    s = Settings(
+        model_dir=str(model_dir),
+        db_url=f"sqlite:///{tmp_path}/rg.db",
+        state_path=str(tmp_path / "state.db"),
+        api_keys=KEYS,
+        config_poll_seconds=3600,  # the tests call sync_config themselves
+    )
+    a = build(s, KeyRing.parse(KEYS))
+    b = build(s, KeyRing.parse(KEYS))
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_policy_set_through_one_worker_is_adopted_by_the_other(two) -> None:
+    a, b = two
+    a.set_policy({"block": {"card_id": ["card-x"]}}, "admin")
+    assert "card-x" in a.policy().block["card_id"]
+    assert "card_id" not in b.policy().block
+    b.sync_config()
+    assert "card-x" in b.policy().block["card_id"]
+    a.set_policy({"allow": {"device_id": ["dev-1"]}}, "admin")  # a later change replaces it
+    b.sync_config()
+    assert "card_id" not in b.policy().block
+    assert b.policy().allow["device_id"] == frozenset({"dev-1"})
+
+
+def test_a_reload_through_one_worker_makes_the_other_reload(two, monkeypatch) -> None:
+    a, b = two
+    swapped: list[str] = []
+    real_swap = b.holder.swap
+    monkeypatch.setattr(b.holder, "swap", lambda model, v: (swapped.append(v), real_swap(model, v)))
+    b.sync_config()
+    assert swapped == []  # nothing new: no reload
+    a.reload("admin")
+    b.sync_config()
+    assert len(swapped) == 1
+    b.sync_config()
+    assert len(swapped) == 1  # once per reload, not once per poll
+    a.reload("admin")
+    a.reload("admin")
+    b.sync_config()
+    assert len(swapped) == 2  # two reloads elsewhere since the last poll: one swap catches up
+
+
+def test_a_worker_started_after_a_reload_does_not_reload_again(
+    two, tmp_path: Path, model_dir: Path
+) -> None:
+    a, _ = two
+    a.reload("admin")
+    s = Settings(
+        model_dir=str(model_dir),
+        db_url=f"sqlite:///{tmp_path}/rg.db",
+        state_path=str(tmp_path / "state.db"),
+        api_keys=KEYS,
+        config_poll_seconds=3600,
+    )
+    late = build(s, KeyRing.parse(KEYS))
+    try:
+        before = late.holder.current
+        late.sync_config()
+        assert late.holder.current is before
+    finally:
+        late.close()
+
+
+def test_each_worker_applies_its_gc_thresholds(tmp_path: Path, model_dir: Path) -> None:
+    saved = gc.get_threshold()
+    s = Settings(
+        model_dir=str(model_dir),
+        db_url=f"sqlite:///{tmp_path}/rg.db",
+        state_path=str(tmp_path / "state.db"),
+        api_keys=KEYS,
+        gc_threshold=(12_345, 21, 43),
+    )
+    try:
+        rt = build(s, KeyRing.parse(KEYS))
+        rt.close()
+        assert gc.get_threshold() == (12_345, 21, 43)
+    finally:
+        gc.set_threshold(*saved)
+
+
+def test_gc_thresholds_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="gc_threshold"):
+        Settings(gc_threshold=(700, -1, 10))
+
+
+def test_the_scoring_path_is_left_out_of_tracing_unless_asked(monkeypatch) -> None:
+    """BentoML's OpenTelemetry spans cost about a third of a /score request; with no exporter
+    they go nowhere, so /score and /score_batch are not traced by default."""
+    from serving.http import service
+
+    assert service.Riskgate.config["tracing"]["excluded_urls"] == "/score"  # type: ignore[attr-defined]
+    monkeypatch.delenv("RISKGATE_TRACE_SCORING", raising=False)
+    assert service._trace_scoring() is False
+    for value, want in (("true", True), ("1", True), ("yes", True), ("false", False), ("", False)):
+        monkeypatch.setenv("RISKGATE_TRACE_SCORING", value)
+        assert service._trace_scoring() is want
