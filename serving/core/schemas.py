@@ -58,12 +58,15 @@ class PaymentIn(BaseModel):
     ip_country: str | None = Country
     shipping_country: str | None = Country
     merchant_country: str | None = Country
-    mcc: str | None = Field(default=None, pattern=r"^\d{4}$")
+    # a 4-digit merchant category code or a category name (as a mapping's `category` form)
+    mcc: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_ &/.-]{0,63}$")
     channel: Literal["card_present", "online"] | None = None
     customer_lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
     customer_lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
     merchant_lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
     merchant_lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    customer_age: float | None = Field(default=None, ge=0, le=130, allow_inf_nan=False)
+    city_population: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False)
     device_id: str | None = ShortText
     ip_hash: str | None = ShortText
     email_domain: str | None = ShortText
