@@ -60,6 +60,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="share of the days held out at the end (default 0.3: holds the sample's surge)",
     )
     s.add_argument("--label-delay", default="7d", help="gap before validation and test (7d)")
+    s.add_argument(
+        "--search-trials",
+        type=int,
+        default=8,
+        metavar="N",
+        help="hyperparameter trials when training (8; 1 = the defaults, as `riskgate train`)",
+    )
     team = s.add_argument_group("review team")
     team.add_argument("--reviewers", type=int, default=2, help="reviewers on the day shift (2)")
     team.add_argument("--night-reviewers", type=int, default=1, help="reviewers at night (1)")

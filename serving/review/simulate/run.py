@@ -102,7 +102,7 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
     from serving.scoring.capacity import CapacityConfig
     from training import thresholds as th
     from training.baselines import RULE_SIGNALS, rule_flags
-    from training.config import TrainConfig
+    from training.config import SearchSettings, TrainConfig
     from training.pipeline import score_table, train
     from training.split import known_labels, part_of, plan
 
@@ -117,7 +117,13 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
         delay = parse_duration(args.label_delay)
     except ValueError as exc:
         raise InputError(f"--label-delay: {exc}") from None
-    config = TrainConfig(test_share=args.test_share, label_delay_days=delay / pd.Timedelta(days=1))
+    if args.search_trials < 1:
+        raise InputError(f"--search-trials must be >= 1, got {args.search_trials}")
+    config = TrainConfig(
+        test_share=args.test_share,
+        label_delay_days=delay / pd.Timedelta(days=1),
+        search=SearchSettings(trials=args.search_trials),
+    )
 
     frame, source = _load(args, say)
     frame = frame.reset_index(drop=True)

@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(*argv: str) -> int:
+    """One search trial unless a test asks for more: the search is tested in tests/training."""
+    if "--search-trials" not in argv:
+        argv = (*argv, "--search-trials", "1")
     args = _parser().parse_args(["simulate", *argv])
     return int(args.func(args))
 
