@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from data.load import load, parse_duration, read_table, write_parquet_atomic
+from data.load import load, parse_duration, write_parquet_atomic
 
 if TYPE_CHECKING:
     from training.dask_fit import DaskSettings
@@ -26,7 +26,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     t.add_argument("--data", required=True, help="CSV or Parquet with labels")
     t.add_argument("--mapping", help="TOML column mapping")
     t.add_argument("--config", help="TOML training config ([lightgbm], [business])")
-    t.add_argument("--labels", help="label events from the service to merge (CSV/Parquet)")
+    t.add_argument(
+        "--labels",
+        help="label events to merge: GET /labels/export saved as .json or .csv, or Parquet",
+    )
     for name in ("train-start", "train-end", "test-start", "test-end", "valid-start", "valid-end"):
         kind = "end" if name.endswith("end") else "start"
         t.add_argument(
@@ -170,7 +173,7 @@ def train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from training.config import load_config
-    from training.feedback import merge_labels, validate_labels
+    from training.feedback import merge_labels, merge_report, read_labels, validate_labels
     from training.pipeline import score_table
     from training.pipeline import train as run_training
 
@@ -200,8 +203,10 @@ def train(args: argparse.Namespace) -> int:
     config = replace(config, search=search)
     frame = load(args.data, args.mapping)
     if args.labels:
-        labels = validate_labels(read_table(args.labels), args.labels)
-        frame = merge_labels(frame, labels, args.labels)
+        labels = validate_labels(read_labels(args.labels), args.labels)
+        merged = merge_labels(frame, labels, args.labels)
+        print(merge_report(frame, merged, labels), file=sys.stderr)
+        frame = merged
     try:
         periods = {
             "train_start": _ts(args.train_start),

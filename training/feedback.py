@@ -7,12 +7,61 @@ says, because that is when the truth was first known.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from data.load import read_table
 from data.schema import Problem, ValidationError, _show
 
 LABEL_COLUMNS = ("transaction_id", "is_fraud", "label_time")
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """A label file: CSV or Parquet, or the JSON of `GET /labels/export` (as saved by curl)."""
+    p = Path(path)
+    if p.suffix.lower() != ".json":
+        return read_table(p, text_columns=("transaction_id",))
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ValidationError([Problem(str(p), None, None, "file not found")]) from None
+    except json.JSONDecodeError as exc:
+        raise ValidationError([Problem(str(p), None, None, f"not valid JSON: {exc}")]) from None
+    rows = doc.get("labels") if isinstance(doc, dict) else doc
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValidationError(
+            [Problem(str(p), None, None, 'expected {"labels": [...]} as GET /labels/export gives')]
+        )
+    return pd.DataFrame(rows, columns=list(rows[0]) if rows else list(LABEL_COLUMNS))
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    """What a label file did to the training data (printed by `riskgate train --labels`)."""
+
+    events: int
+    matched: int  # payments of the data that the file labels
+    changed: int  # of those, payments whose label the file changed
+    unmatched: int  # label events for payments not in the data
+
+    def __str__(self) -> str:
+        return (
+            f"labels: {self.events:,} events; {self.matched:,} payments matched, "
+            f"{self.changed:,} of them changed label, {self.unmatched:,} events matched no payment"
+        )
+
+
+def merge_report(before: pd.DataFrame, after: pd.DataFrame, labels: pd.DataFrame) -> MergeReport:
+    ids = before["transaction_id"]
+    hit = labels["transaction_id"].isin(ids)
+    matched = ids.isin(labels["transaction_id"])
+    old = before["is_fraud"] if "is_fraud" in before else pd.Series(pd.NA, index=before.index)
+    changed = matched & (old.astype("Float64").fillna(-1) != after["is_fraud"].astype("Float64"))
+    return MergeReport(len(labels), int(matched.sum()), int(changed.sum()), int((~hit).sum()))
 
 
 def validate_labels(labels: pd.DataFrame, source: str) -> pd.DataFrame:

@@ -4,12 +4,14 @@ role, call serving.review.queue / the runtime, and map errors to status codes.""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -289,16 +291,33 @@ def post_label(body: LabelIn, request: Request, who: Principal = Backend) -> dic
     return {"transaction_id": body.transaction_id, "stored": True, "duplicate": False}
 
 
+def _rfc3339(v: datetime) -> str:
+    """Stored times are UTC; SQLite hands them back without an offset."""
+    return (v.replace(tzinfo=UTC) if v.tzinfo is None else v).isoformat()
+
+
 @router.get("/labels/export", tags=["labels"])
 def export_labels(
     request: Request,
     who: Principal = Admin,
     limit: int = Query(default=100_000, ge=1, le=1_000_000),
-) -> dict[str, Any]:
-    """Label events for retraining (riskgate train --labels)."""
+    format: Literal["json", "csv"] = Query(default="json"),
+) -> Any:
+    """Label events for retraining: `riskgate train --labels FILE` reads either format."""
     with runtime(request).engine.connect() as conn:
         rows = conn.execute(select(db.labels).order_by(db.labels.c.id).limit(limit)).all()
-    return {"labels": [dict(r._mapping) for r in rows]}
+    items = [dict(r._mapping) for r in rows]
+    if format == "csv":
+        out = io.StringIO()
+        names = list(rows[0]._mapping) if rows else ["transaction_id", "is_fraud", "label_time"]
+        writer = csv.DictWriter(out, fieldnames=names)
+        writer.writeheader()
+        for item in items:
+            writer.writerow(
+                {k: _rfc3339(v) if isinstance(v, datetime) else v for k, v in item.items()}
+            )
+        return Response(out.getvalue(), media_type="text/csv")
+    return {"labels": items}
 
 
 @router.get("/admin/audit", tags=["admin"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -245,3 +246,21 @@ def test_train_refuses_a_label_that_arrives_before_its_payment(frame, unlabelled
     assert run.code == 2
     assert str(bad) in run.err
     assert "label_time" in run.err
+
+
+def test_train_reads_the_json_export_and_says_what_the_labels_did(unlabelled, tmp_path):
+    data, labels = unlabelled
+    events = pd.read_csv(labels, dtype={"transaction_id": str})
+    extra = pd.DataFrame(
+        {"transaction_id": ["txn-not-in-data"], "is_fraud": [1], "label_time": ["2024-01-05"]}
+    )
+    rows = pd.concat([events, extra]).astype({"label_time": str}).to_dict("records")
+    export = tmp_path / "labels.json"
+    export.write_text(json.dumps({"labels": rows}))
+    run = riskgate("train", "--data", data, "--labels", export, "--no-mlflow")
+    assert run.code == 0, run.err[-2000:]
+    n = len(events)
+    assert (
+        f"labels: {n + 1:,} events; {n:,} payments matched, {n:,} of them changed label, "
+        "1 events matched no payment"
+    ) in run.err

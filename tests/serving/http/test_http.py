@@ -524,3 +524,26 @@ def test_invalid_review_request_is_422_and_changes_nothing(client, runtime, path
     assert r.status_code == 422, r.text
     assert counts(runtime.engine) == before
     assert client.get(f"/cases/{case_id}", headers=REVIEWER).json()["status"] == "open"
+
+
+def test_label_export_as_csv_and_json_reads_back_as_training_labels(client, runtime, tmp_path):
+    from training.feedback import read_labels, validate_labels
+
+    assert score(client, low_risk("rt")).json()["status"] == "settled"
+    assert client.post("/labels", json={"transaction_id": "txn-rt"}, headers=BACKEND).json()[
+        "stored"
+    ]
+    as_csv = client.get("/labels/export?format=csv", headers=ADMIN)
+    assert as_csv.status_code == 200
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    as_json = client.get("/labels/export", headers=ADMIN)
+    (tmp_path / "labels.csv").write_text(as_csv.text)
+    (tmp_path / "labels.json").write_text(as_json.text)
+    for name in ("labels.csv", "labels.json"):
+        labels = validate_labels(read_labels(tmp_path / name), name)
+        assert labels["transaction_id"].tolist() == ["txn-rt"], name
+        assert labels["is_fraud"].tolist() == [1], name
+    header, row = as_csv.text.splitlines()[:2]
+    assert {"transaction_id", "is_fraud", "label_time"} <= set(header.split(","))
+    assert "+00:00" in row, "times carry their offset"
+    assert client.get("/labels/export?format=xml", headers=ADMIN).status_code in (400, 422)
