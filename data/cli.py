@@ -38,8 +38,7 @@ def add_commands(
 
 
 def generate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from data.progress import progress_bar
     from data.simulator import SimulationConfig, simulate
 
     try:
@@ -53,7 +52,7 @@ def generate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with tqdm(total=config.rows, unit="payments", desc="generate", file=sys.stderr) as bar:
+    with progress_bar(total=config.rows, unit="payments", desc="generate") as bar:
         done = [0]
 
         def progress(n: int) -> None:
