@@ -137,7 +137,6 @@ def train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from data.progress import progress_bar
     from training.config import load_config
     from training.feedback import merge_labels, validate_labels
     from training.pipeline import score_table
@@ -171,7 +170,7 @@ def train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    bar = progress_bar(total=config.lightgbm.n_estimators, desc="boosting", unit="tree")
+    bar = tqdm(total=config.lightgbm.n_estimators, desc="boosting", unit="tree", file=sys.stderr)
 
     def rounds(i: int, ap: float) -> None:
         bar.update(i - bar.n)
