@@ -1,16 +1,27 @@
-"""`riskgate generate` and `riskgate validate`: orchestration only."""
+"""`riskgate generate` and `riskgate validate`: orchestration only.
+
+The summary names the feature groups the columns allow; data/ imports nothing of riskgate but
+itself, so that line comes from whoever builds the parser (`serving.cli` passes features'
+one in as `columns_summary`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterable
 
 import pandas as pd
 
 from data.load import load, write_parquet_atomic
 
+# the feature groups a set of columns allows, as text (features.registry.available(...).summary)
+ColumnsSummary = Callable[[Iterable[str]], str]
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+
+def add_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    columns_summary: ColumnsSummary | None = None,
+) -> None:
     gen = sub.add_parser("generate", help="simulate payments (Parquet)")
     gen.add_argument("--rows", type=int, default=200_000, help="payments to generate")
     gen.add_argument("--days", type=int, default=90, help="length of the period")
@@ -18,17 +29,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     gen.add_argument("--seed", type=int, default=7, help="same seed, same bytes")
     gen.add_argument("--start", default="2024-01-01", help="first day (UTC)")
     gen.add_argument("--out", required=True, help="output .parquet (or .csv)")
-    gen.set_defaults(func=generate)
+    gen.set_defaults(func=generate, columns_summary=columns_summary)
 
     val = sub.add_parser("validate", help="check a file against the contract, print a summary")
     val.add_argument("--data", required=True, help="CSV or Parquet")
     val.add_argument("--mapping", help="TOML column mapping")
-    val.set_defaults(func=validate)
+    val.set_defaults(func=validate, columns_summary=columns_summary)
 
 
 def generate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from data.progress import progress_bar
     from data.simulator import SimulationConfig, simulate
 
     try:
@@ -42,7 +52,7 @@ def generate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with tqdm(total=config.rows, unit="payments", desc="generate", file=sys.stderr) as bar:
+    with progress_bar(total=config.rows, unit="payments", desc="generate") as bar:
         done = [0]
 
         def progress(n: int) -> None:
@@ -53,21 +63,21 @@ def generate(args: argparse.Namespace) -> int:
         bar.update(config.rows - done[0])
     path = write_parquet_atomic(frame, args.out)
     print(f"wrote {len(frame):,} payments to {path}")
-    print(summary(frame))
+    print(summary(frame, args.columns_summary))
     return 0
 
 
 def validate(args: argparse.Namespace) -> int:
     frame = load(args.data, args.mapping)
     print(f"{args.data}: valid")
-    print(summary(frame))
+    print(summary(frame, args.columns_summary))
     return 0
 
 
-def summary(frame: pd.DataFrame) -> str:
-    """Rows, period, fraud rate, label delay, optional columns and the feature groups they allow."""
+def summary(frame: pd.DataFrame, columns_summary: ColumnsSummary | None = None) -> str:
+    """Rows, period, fraud rate, label delay, optional columns and (given `columns_summary`)
+    the feature groups they allow."""
     from data.schema import OPTIONAL, present_optional
-    from features.registry import available
 
     lines = [f"rows           {len(frame):,}"]
     ts = frame["timestamp"]
@@ -98,5 +108,6 @@ def summary(frame: pd.DataFrame) -> str:
     if "scenario" in frame.columns:
         counts = frame["scenario"].value_counts()
         lines.append("scenarios      " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
-    lines.append(available(c for c in frame.columns if frame[c].notna().any()).summary())
+    if columns_summary is not None:
+        lines.append(columns_summary(c for c in frame.columns if frame[c].notna().any()))
     return "\n".join(lines)

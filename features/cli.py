@@ -18,8 +18,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from data.progress import progress_bar
     from features.batch import compute
     from features.registry import available
 
@@ -27,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     avail = available(frame.columns)
     print(avail.summary(), file=sys.stderr)
     started = time.perf_counter()
-    with tqdm(total=len(avail.features), unit="feature", desc="features", file=sys.stderr) as bar:
+    with progress_bar(total=len(avail.features), unit="feature", desc="features") as bar:
 
         def progress(name: str) -> None:
             bar.set_postfix_str(name)

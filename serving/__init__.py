@@ -1,2 +1,2 @@
-"""The online service in four rooms: http/ (the edge), scoring/ (the online flow), review/
-(reviewers, webhooks, the team model) and store/ (tables, migrations), sharing core/."""
+"""The online service: rooms http/ (the edge), scoring/, review/, store/, sharing core/; cli.py is
+the `riskgate` entry point. May import data/, features/, training/ (each room's own rules apply)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 # Package modules that register subcommands; imported only when the CLI runs.
 _COMMAND_MODULES = (
@@ -15,6 +16,17 @@ _COMMAND_MODULES = (
     "serving.http.commands",
     "serving.review.simulate.cli",
 )
+
+
+def _columns_summary(columns: Iterable[str]) -> str:
+    from features.registry import available
+
+    return available(columns).summary()
+
+
+# What one package's commands need from another, handed over here (data/ imports nothing of
+# riskgate but itself, yet `riskgate validate` names the feature groups the columns allow).
+_WIRING: dict[str, dict[str, Any]] = {"data.cli": {"columns_summary": _columns_summary}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == name:
                 continue  # a package whose commands are not built yet
             raise
-        module.add_commands(sub)
+        module.add_commands(sub, **_WIRING.get(name, {}))
     return parser
 
 

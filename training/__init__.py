@@ -1,1 +1,2 @@
-"""riskgate: training."""
+"""Offline training: splits, fit, thresholds, metrics, drift, MLflow tracking, promotion.
+May import data/ and features/; never serving/."""

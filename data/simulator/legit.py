@@ -17,7 +17,6 @@ from data.simulator.tables import (
     _IP_CARRIER,
     _IP_TRAVEL,
     _IP_VPN,
-    _NAT,
     _VPN_COUNTRIES,
     _cidx,
 )
@@ -111,7 +110,8 @@ def _legit(
         online & (rng.random(n) < 0.03), rng.integers(0, w.n_generic, n), w.c_email[cust]
     )
     second = (w.c_cards[cust] == 2) & (rng.random(n) < 0.25)
-    return _Rows(
+    return _Rows.unlabelled(
+        "legit",
         cust=cust,
         card=w.c_card0[cust] + second,
         merch=merch,
@@ -124,6 +124,4 @@ def _legit(
         ship=ship,
         auth=auth,
         email=email,
-        scenario=np.zeros(n, dtype=np.int8),
-        label=np.full(n, _NAT, dtype=np.int64),
     )

@@ -8,6 +8,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from data.simulator.config import SCENARIOS
+from data.simulator.tables import _NAT
+
 
 @dataclass
 class _Rows:
@@ -37,6 +40,16 @@ class _Rows:
         """All parts stacked, in order."""
         names = [f.name for f in fields(_Rows)]
         return _Rows(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
+
+    @staticmethod
+    def unlabelled(scenario: str, **columns: np.ndarray) -> _Rows:
+        """Rows of one scenario from their columns, not labelled yet (labels.py does that last)."""
+        n = len(columns["ts"])
+        return _Rows(
+            **columns,
+            scenario=np.full(n, SCENARIOS.index(scenario), dtype=np.int8),
+            label=np.full(n, _NAT, dtype=np.int64),
+        )
 
     def __len__(self) -> int:
         return len(self.ts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 _LOCK = threading.Lock()
@@ -25,84 +26,77 @@ def _create() -> Any:
     mode (BentoML sets PROMETHEUS_MULTIPROC_DIR) and /metrics aggregates every worker."""
     import prometheus_client as prom
 
+    def counter(name: str, doc: str, *labels: str) -> Any:
+        return prom.Counter(name=name, documentation=doc, labelnames=labels)
+
+    def histogram(name: str, doc: str, buckets: Sequence[float], *labels: str) -> Any:
+        return prom.Histogram(name=name, documentation=doc, labelnames=labels, buckets=buckets)
+
+    def gauge(name: str, doc: str) -> Any:
+        """A level: across workers /metrics shows the most recent value written."""
+        return prom.Gauge(name=name, documentation=doc, multiprocess_mode="mostrecent")
+
     class _M:
-        decisions = prom.Counter(
-            name="riskgate_decisions_total",
-            documentation="Scoring decisions by decision and source",
-            labelnames=["decision", "source"],
+        decisions = counter(
+            "riskgate_decisions_total",
+            "Scoring decisions by decision and source",
+            "decision",
+            "source",
         )
-        fallbacks = prom.Counter(
-            name="riskgate_fallbacks_total",
-            documentation="Payments decided by the fallback rules, by cause",
-            labelnames=["cause"],
+        fallbacks = counter(
+            "riskgate_fallbacks_total", "Payments decided by the fallback rules, by cause", "cause"
         )
-        latency = prom.Histogram(
-            name="riskgate_score_seconds",
-            documentation="Time to score one payment in-process (features, model, policy, write)",
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        latency = histogram(
+            "riskgate_score_seconds",
+            "Time to score one payment in-process (features, model, policy, write)",
+            (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
-        stage = prom.Histogram(
-            name="riskgate_stage_seconds",
-            documentation="Time per scoring stage",
-            labelnames=["stage"],
-            buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25),
+        stage = histogram(
+            "riskgate_stage_seconds",
+            "Time per scoring stage",
+            (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25),
+            "stage",
         )
-        group_size = prom.Histogram(
-            name="riskgate_score_group_size",
-            documentation="/score requests scored together in one group (one commit) under load",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        group_size = histogram(
+            "riskgate_score_group_size",
+            "/score requests scored together in one group (one commit) under load",
+            (1, 2, 4, 8, 16, 32, 64, 128),
         )
-        replays = prom.Counter(
-            name="riskgate_replays_total",
-            documentation="Requests answered from a stored decision (idempotency key or same id)",
+        replays = counter(
+            "riskgate_replays_total",
+            "Requests answered from a stored decision (idempotency key or same id)",
         )
-        capacity_adjusted = prom.Counter(
-            name="riskgate_capacity_adjusted_total",
-            documentation="Payments decided with a review band raised to fit review capacity",
+        capacity_adjusted = counter(
+            "riskgate_capacity_adjusted_total",
+            "Payments decided with a review band raised to fit review capacity",
         )
-        review_threshold = prom.Gauge(
-            name="riskgate_review_threshold",
-            documentation="Review threshold in force (raised above the model's during a surge)",
-            multiprocess_mode="mostrecent",
+        review_threshold = gauge(
+            "riskgate_review_threshold",
+            "Review threshold in force (raised above the model's during a surge)",
         )
-        score_psi = prom.Gauge(
-            name="riskgate_score_psi",
-            documentation="PSI of the recent scores against the training profile (>0.25: shift)",
-            multiprocess_mode="mostrecent",
+        score_psi = gauge(
+            "riskgate_score_psi",
+            "PSI of the recent scores against the training profile (>0.25: shift)",
         )
-        review_decisions = prom.Counter(
-            name="riskgate_review_decisions_total",
-            documentation="Review decisions by reviewer and decision",
-            labelnames=["reviewer", "decision"],
+        review_decisions = counter(
+            "riskgate_review_decisions_total",
+            "Review decisions by reviewer and decision",
+            "reviewer",
+            "decision",
         )
-        time_to_decision = prom.Histogram(
-            name="riskgate_time_to_decision_seconds",
-            documentation="From scoring (case created) to the reviewer's decision",
-            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400),
+        time_to_decision = histogram(
+            "riskgate_time_to_decision_seconds",
+            "From scoring (case created) to the reviewer's decision",
+            (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400),
         )
-        sla_breaches = prom.Counter(
-            name="riskgate_sla_breaches_total",
-            documentation="Cases decided after their SLA due time",
+        sla_breaches = counter(
+            "riskgate_sla_breaches_total", "Cases decided after their SLA due time"
         )
-        queue_depth = prom.Gauge(
-            name="riskgate_queue_depth",
-            documentation="Open review cases",
-            multiprocess_mode="mostrecent",
+        queue_depth = gauge("riskgate_queue_depth", "Open review cases")
+        queue_oldest = gauge("riskgate_queue_oldest_age_seconds", "Age of the oldest open case")
+        queue_overdue = gauge(
+            "riskgate_queue_overdue", "Open cases already past their SLA due time"
         )
-        queue_oldest = prom.Gauge(
-            name="riskgate_queue_oldest_age_seconds",
-            documentation="Age of the oldest open case",
-            multiprocess_mode="mostrecent",
-        )
-        queue_overdue = prom.Gauge(
-            name="riskgate_queue_overdue",
-            documentation="Open cases already past their SLA due time",
-            multiprocess_mode="mostrecent",
-        )
-        reloads = prom.Counter(
-            name="riskgate_model_reloads_total",
-            documentation="Model reloads by outcome",
-            labelnames=["outcome"],
-        )
+        reloads = counter("riskgate_model_reloads_total", "Model reloads by outcome", "outcome")
 
     return _M

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from serving.core.metrics import m
@@ -85,23 +86,17 @@ class Replays:
     def known(self, ids: list[str], keys: list[str | None]) -> set[str]:
         """Which of these transaction ids and idempotency keys the database already holds:
         two queries for all of them instead of two per payment."""
-        found: set[str] = set()
         wanted = [k for k in keys if k is not None]
         with self.engine.connect() as conn:
-            for chunk in range(0, len(ids), 500):
-                found.update(
-                    conn.execute(
-                        select(db.decisions.c.transaction_id).where(
-                            db.decisions.c.transaction_id.in_(ids[chunk : chunk + 500])
-                        )
-                    ).scalars()
-                )
-            for chunk in range(0, len(wanted), 500):
-                found.update(
-                    conn.execute(
-                        select(db.idempotency.c.key).where(
-                            db.idempotency.c.key.in_(wanted[chunk : chunk + 500])
-                        )
-                    ).scalars()
-                )
-        return found
+            return _present(conn, db.decisions.c.transaction_id, ids) | _present(
+                conn, db.idempotency.c.key, wanted
+            )
+
+
+def _present(conn: Connection, column: Any, values: list[str]) -> set[str]:
+    """The values the column holds, asked 500 at a time."""
+    found: set[str] = set()
+    for chunk in range(0, len(values), 500):
+        query = select(column).where(column.in_(values[chunk : chunk + 500]))
+        found.update(conn.execute(query).scalars())
+    return found

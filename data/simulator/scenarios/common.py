@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from data.simulator.arrays import _country_choice, _probs, _top_k, _within
-from data.simulator.config import SCENARIOS, SimulationConfig
+from data.simulator.config import SimulationConfig
 from data.simulator.population import _World
 from data.simulator.rows import _Rows
 from data.simulator.surges import _day_weights
@@ -20,7 +20,6 @@ from data.simulator.tables import (
     _HOUR,
     _HOURS,
     _IP_FRAUD,
-    _NAT,
 )
 
 
@@ -129,7 +128,8 @@ def _remote_fraud(
     drop = np.where(rng.random(n_ev) < ship_home, w.c_country[ev_cust], abroad)
     ev_email = _fraud_email(rng, w, ev_cust, own_email)
     ships = w.cat_ships[w.m_cat[merch]]
-    return _Rows(
+    return _Rows.unlabelled(
+        scenario,
         cust=cust,
         card=np.repeat(_pick_card(rng, w, ev_cust), sizes),
         merch=merch,
@@ -142,6 +142,4 @@ def _remote_fraud(
         ship=np.where(ships, np.repeat(drop, sizes), -1),
         auth=auth,
         email=np.repeat(ev_email, sizes),
-        scenario=np.full(n, SCENARIOS.index(scenario), dtype=np.int8),
-        label=np.full(n, _NAT, dtype=np.int64),
     )

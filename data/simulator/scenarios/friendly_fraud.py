@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from data.simulator.arrays import _burst_sizes
-from data.simulator.config import SCENARIOS, SimulationConfig
+from data.simulator.config import SimulationConfig
 from data.simulator.population import _usual_device, _World
 from data.simulator.rows import _Rows
 from data.simulator.scenarios.common import _auth, _bursts, _event_times, _pick_card, _victims
-from data.simulator.tables import _DAY, _HOUR, _NAT
+from data.simulator.tables import _DAY, _HOUR
 
 
 def _friendly_fraud(
@@ -37,7 +37,8 @@ def _friendly_fraud(
     wallet = rng.random(n) < 0.3
     ships = online & w.cat_ships[w.m_cat[merch]]
     auth = _auth(rng, n, 0.75, 0.02)
-    return _Rows(
+    return _Rows.unlabelled(
+        "friendly_fraud",
         cust=cust,
         card=np.repeat(_pick_card(rng, w, victims), sizes),
         merch=merch,
@@ -50,6 +51,4 @@ def _friendly_fraud(
         ship=np.where(ships, home, -1),
         auth=np.where(online, auth, -1),
         email=w.c_email[cust],
-        scenario=np.full(n, SCENARIOS.index("friendly_fraud"), dtype=np.int8),
-        label=np.full(n, _NAT, dtype=np.int64),
     )

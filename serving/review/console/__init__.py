@@ -1,4 +1,5 @@
-"""The reviewer console: static files calling the JSON API (see index.html)."""
+"""The reviewer console: static files calling the JSON API (see index.html), mounted by http/.
+Imports only Starlette."""
 
 from __future__ import annotations
 

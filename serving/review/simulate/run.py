@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from dataclasses import asdict
 from typing import Any
 
@@ -95,9 +94,8 @@ def _check_labels(frame: pd.DataFrame, test: np.ndarray) -> None:
 
 def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
     """Everything but the writing: (report, PNG bytes). Raises InputError for bad input."""
-    from tqdm import tqdm
-
     from data.load import parse_duration
+    from data.progress import progress_bar
     from serving.review.team import capacity_aware_decisions, to_seconds
     from serving.scoring.capacity import CapacityConfig
     from training import thresholds as th
@@ -141,7 +139,7 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
     parts = part_of(frame["timestamp"], split)
     _check_labels(frame, parts == "test")
 
-    bar = tqdm(total=config.lightgbm.n_estimators, desc="boosting", unit="tree", file=sys.stderr)
+    bar = progress_bar(total=config.lightgbm.n_estimators, desc="boosting", unit="tree")
 
     def rounds(i: int, ap: float) -> None:
         bar.update(i - bar.n)
@@ -225,7 +223,7 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
     def capacity_at(t: float) -> float:
         return float(team.capacity_per_hour(t, util))
 
-    with tqdm(total=len(p), desc="capacity-aware", unit="payment", file=sys.stderr) as cbar:
+    with progress_bar(total=len(p), desc="capacity-aware", unit="payment") as cbar:
 
         def tick(done: int) -> None:
             cbar.update(done - cbar.n)
@@ -244,7 +242,7 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], bytes]:
 
     figures: dict[str, dict[str, Any]] = {}
     queues: dict[str, Any] = {}
-    for name in tqdm(POLICIES, desc="review team", unit="policy", file=sys.stderr):
+    for name in progress_bar(POLICIES, desc="review team", unit="policy"):
         figs, queue = replay(
             decisions[name],
             eval_frame,
