@@ -92,7 +92,7 @@ def sample_rows(y: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate((pos, rng.choice(neg, size=take, replace=False))))
 
 
-def _budget(settings: SearchSettings, params: list[LightGBMParams]) -> Callable[[int], bool]:
+def _budget(settings: SearchSettings) -> Callable[[int], bool]:
     began = time.perf_counter()
 
     def may_start(i: int) -> bool:
@@ -122,7 +122,7 @@ def on_validation(
     sampled = len(rows) < len(y_fit)
     if sampled and len(grid) > 1:
         tell(f"search on {len(rows):,} of {len(y_fit):,} fitting rows (all frauds kept)")
-    may_start = _budget(settings, grid)
+    may_start = _budget(settings)
     trials: list[Trial] = []
     best: tuple[float, lgb.Booster | None] = (-math.inf, None)
     cut = False
@@ -142,10 +142,7 @@ def on_validation(
         if score > best[0]:
             best = (score, booster)
     if cut:
-        tell(
-            f"search: time budget of {settings.budget_seconds:.0f} s reached after "
-            f"{len(trials)} of {len(grid)} trials"
-        )
+        tell(_cut_line(settings, len(trials), len(grid)))
     winner = max(trials, key=lambda t: t.score)
     found = best[1]
     assert found is not None
@@ -188,7 +185,7 @@ def by_folds(
             "an explicit --valid-start/--valid-end"
         )
     grid = candidates(base, settings.trials, seed)
-    may_start = _budget(settings, grid)
+    may_start = _budget(settings)
     trials: list[Trial] = []
     best_boosters: list[lgb.Booster] = []
     cut = False
@@ -214,10 +211,7 @@ def by_folds(
         if score >= max(t.score for t in trials):
             best_boosters = boosters
     if cut:
-        tell(
-            f"search: time budget of {settings.budget_seconds:.0f} s reached after "
-            f"{len(trials)} of {len(grid)} trials"
-        )
+        tell(_cut_line(settings, len(trials), len(grid)))
     winner = max(trials, key=lambda t: t.score)
     oof_rows = np.concatenate([v for _, v in usable])
     oof_raw = np.concatenate(
@@ -245,6 +239,13 @@ def _best_mean_round(curves: list[list[float]], floor: int) -> tuple[int, float]
     lo = min(max(floor, 1), longest) - 1
     i = lo + int(np.argmax(mean[lo:]))
     return i + 1, float(mean[i])
+
+
+def _cut_line(settings: SearchSettings, done: int, planned: int) -> str:
+    return (
+        f"search: time budget of {settings.budget_seconds:.0f} s reached after {done} of "
+        f"{planned} trials (the result then depends on the machine's speed)"
+    )
 
 
 def _trial_line(i: int, n: int, t: Trial) -> str:
