@@ -317,6 +317,8 @@ def train(
             "p_logistic": p_lr,
             "p_plain": p_plain,
             "rule_score": rule_score,
+            "p_hold": p_hold,  # calibrated held-out scores the thresholds were chosen on
+            "hold_rows": hold,  # their rows (validation, or out of fold)
         },
         periods=table_periods,
         selection=sel,

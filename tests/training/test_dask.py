@@ -49,7 +49,11 @@ ROUNDS = 200
 # The Dask fit runs no search: the single-machine reference runs fixed parameters too. At the
 # default learning rate (0.1) 200 data-parallel rounds with per-worker bagging differ more from
 # one machine's fit; 0.05 compares the two backends, not the rate.
+# A validation period long enough to hold known frauds (the Dask fit needs one) and no refit
+# (the Dask path keeps its validation-chosen booster).
 CONFIG = TrainConfig(
+    valid_share=0.3,
+    refit=False,
     lightgbm=replace(LightGBMParams(), n_estimators=ROUNDS, learning_rate=0.05),
     search=SearchSettings(trials=1),
 )
@@ -270,7 +274,10 @@ def test_test_average_precision_is_close_to_the_single_machine_model(dask_traine
 def test_riskgate_train_dask_end_to_end(data_path, tmp_path, mlflow_store, dask_trained):
     """A local cluster started by the command, shut down after it; the same model as above."""
     config = tmp_path / "config.toml"
-    config.write_text(f"[lightgbm]\nn_estimators = {ROUNDS}\n")
+    config.write_text(
+        "valid_share = 0.3\nrefit = false\n"
+        f"[lightgbm]\nn_estimators = {ROUNDS}\nlearning_rate = 0.05\n"
+    )
     metrics = tmp_path / "metrics.json"
     before = _children()
     run = riskgate(

@@ -240,12 +240,13 @@ def test_the_booster_is_fitted_only_on_labels_known_at_deployment(frame, monkeyp
         raise CapturedError
 
     monkeypatch.setattr(search, "fit_booster", capture)
-    config = TrainConfig(search=SearchSettings(trials=1))
+    # a validation period long enough to hold known frauds, so no fallback to folds
+    config = TrainConfig(valid_share=0.3, search=SearchSettings(trials=1))
     with pytest.raises(CapturedError):
         train(frame, config)
 
     delay = pd.Timedelta(days=config.label_delay_days)
-    split = pipeline.plan(frame["timestamp"], delay)
+    split = pipeline.plan(frame["timestamp"], delay, valid_share=0.3)
     parts = pipeline.part_of(frame["timestamp"], split)
     knowable = label_knowable(frame, split.test_start, delay)
     tr, va = (parts == "train") & knowable, (parts == "valid") & knowable

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from training.config import BusinessInputs
-from training.fit import matrix
 from training.pipeline import TrainResult
 from training.thresholds import NEVER, apply, capacity_count, choose, tradeoff_table
 
@@ -34,13 +33,12 @@ def fraud_like_scores(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def validation(trained: TrainResult, frame):
-    """Calibrated validation scores of the session model, with amounts and the period's days."""
-    va = trained.parts == "valid"
-    X = matrix(trained.features.loc[va, list(trained.model.features)].to_numpy())
-    p = trained.model.predict_proba(X)
-    ts = frame.loc[va, "timestamp"]
+    """The calibrated held-out scores the session model's thresholds were chosen on (validation
+    or out of fold), with amounts and the period's days."""
+    hold = trained.curves["hold_rows"]
+    ts = frame.loc[hold, "timestamp"]
     days = max((ts.max() - ts.min()).total_seconds() / 86_400, 1.0)
-    return p, frame.loc[va, "amount"].to_numpy(), days
+    return trained.curves["p_hold"], frame.loc[hold, "amount"].to_numpy(), days
 
 
 # --- capacity ---------------------------------------------------------------------------------
