@@ -605,3 +605,42 @@ def test_customer_age_and_city_size(column, value, name, expected):
 def test_customer_age_and_city_size_need_their_columns():
     names = {f.name for f in available(payments({"id": "a", "at": 0}).columns).features}
     assert not {"customer_age", "log_city_population"} & names
+
+
+def test_busy_card_median_over_wide_windows_matches_a_sorted_reference():
+    """Windows from 1 to ~250 payments (every width bucket of the padded gather), repeated
+    amounts and zeros: the ratio to the median of the 30-day history, worked out by sorting."""
+    rng = np.random.default_rng(3)
+    n = 330
+    at = np.sort(rng.uniform(0, 40 * DAY, n)).astype(np.int64)  # older ones leave the window
+    amounts = np.round(rng.uniform(0.0, 500.0, n), 2)
+    amounts[rng.random(n) < 0.2] = 10.0  # ties
+    amounts[rng.random(n) < 0.05] = 0.0
+    frame = payments(
+        *({"id": f"p{i:03d}", "at": int(at[i]), "amount": amounts[i]} for i in range(n))
+    )
+    got = values(frame, "amount_to_card_median_30d")
+    cents = [round(a * 100) for a in amounts]
+    for i in range(n):
+        window = sorted(cents[j] for j in range(i) if at[j] > at[i] - 30 * DAY)
+        if not window:
+            want = NAN
+        else:
+            med = (window[(len(window) - 1) // 2] + window[len(window) // 2]) / 2
+            want = cents[i] / med if med > 0 else NAN
+        assert got[f"p{i:03d}"] == pytest.approx(want, rel=1e-15, nan_ok=True), i
+
+
+def test_result_block_mapped_outside_numpy_gives_the_same_table(monkeypatch):
+    """Large result blocks live in an anonymous mapping (no huge pages); force it for a small
+    frame and compare with numpy's allocation, and use the table after the inputs are gone."""
+    import features.batch as batch
+
+    frame = random_frame(11, n=400)
+    expected = compute(frame)
+    monkeypatch.setattr(batch, "_MMAP_MIN_BYTES", 0)
+    got = compute(frame)
+    del frame
+    pd.testing.assert_frame_equal(got, expected)
+    empty = compute(random_frame(11, n=10).iloc[:0])
+    assert len(empty) == 0
