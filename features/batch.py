@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 
 from features.registry import ENTITY_COLUMN, FEATURES, Feature, available
-from features.transforms import NS_PER_DAY, NS_PER_S, ROW_TRANSFORMS, haversine_km
+from features.transforms import (
+    AUTH_IS,
+    MISMATCHES,
+    NS_PER_DAY,
+    NS_PER_S,
+    ROW_TRANSFORMS,
+    haversine_km,
+)
 
 _ROW_TIMESTAMPS = ("account_created_at", "credential_changed_at")
 
@@ -502,6 +509,50 @@ def _result_block(rows: int, columns: int) -> np.ndarray:
     return np.frombuffer(buf, dtype=np.float64).reshape((rows, columns), order="F")
 
 
+class _RowCodes:
+    """Text columns of the caller's frame (row order) as integer codes, for the row transforms
+    that only compare text (`MISMATCHES`, `AUTH_IS`): the same values as those transforms on
+    objects, without converting a million strings to Python objects. Codes are equal exactly
+    when the texts are; missing is -1, as it is None (NaN out) for the transforms."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self._done: dict[str, tuple[np.ndarray, pd.Index]] = {}
+
+    def factorized(self, name: str) -> tuple[np.ndarray, pd.Index]:
+        if name not in self._done:
+            codes, uniques = pd.factorize(self.frame[name], use_na_sentinel=True)
+            self._done[name] = (codes.astype(np.int64), pd.Index(uniques))
+        return self._done[name]
+
+    def mismatch(self, a: str, b: str) -> np.ndarray:
+        codes_a, uniq_a = self.factorized(a)
+        codes_b, uniq_b = self.factorized(b)
+        # b's texts in a's code space; texts a never has get codes of their own
+        mapped = uniq_a.get_indexer(uniq_b).astype(np.int64)
+        unseen = mapped < 0
+        mapped[unseen] = len(uniq_a) + np.arange(int(unseen.sum()))
+        codes_b = np.append(mapped, -1)[codes_b]  # missing (-1) picks the -1 at the end
+        out = (codes_a != codes_b).astype(np.float64)
+        out[(codes_a < 0) | (codes_b < 0)] = np.nan
+        return out
+
+    def equals(self, name: str, value: str) -> np.ndarray:
+        codes, uniques = self.factorized(name)
+        at = uniques.get_indexer(pd.Index([value]))[0]  # -1 when no row has it: never equal
+        out = (codes == at).astype(np.float64) if at >= 0 else np.zeros(len(codes))
+        out[codes < 0] = np.nan
+        return out
+
+    def transform(self, name: str) -> np.ndarray | None:
+        """The transform's values, or None when it is not a text comparison."""
+        if name in MISMATCHES:
+            return self.mismatch(*MISMATCHES[name])
+        if name in AUTH_IS:
+            return self.equals("auth_result", AUTH_IS[name])
+        return None
+
+
 def compute(
     frame: pd.DataFrame,
     features: Sequence[Feature] | None = None,
@@ -519,11 +570,16 @@ def compute(
     # One column-major block: each feature's column is contiguous and the frame wraps it as is.
     result = _result_block(len(frame), len(features))
     memo: dict[str, object] = {}
+    row_codes = _RowCodes(frame)
     for j, f in enumerate(features):
         if progress is not None:
             progress(f.name)
         column = result[:, j]  # contiguous: aggregators write their values straight into it
         if f.aggregation == "row":  # row-local: no ordering needed
+            coded = row_codes.transform(f.name)
+            if coded is not None:
+                column[:] = coded
+                continue
             needed = list(dict.fromkeys(("timestamp", "amount", *f.columns)))
             column[:] = ROW_TRANSFORMS[f.name](row_inputs(frame.__getitem__, needed, memo))
         else:

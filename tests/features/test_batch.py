@@ -11,6 +11,7 @@ import pytest
 from data.schema import validate
 from features.batch import compute
 from features.registry import DAY, FEATURES, HOUR, available, select
+from features.transforms import AUTH_IS, MISMATCHES, ROW_TRANSFORMS
 from tests.features.helpers import random_frame
 
 BASE = pd.Timestamp("2024-03-04 12:00", tz="UTC")  # a Monday
@@ -644,3 +645,38 @@ def test_result_block_mapped_outside_numpy_gives_the_same_table(monkeypatch):
     pd.testing.assert_frame_equal(got, expected)
     empty = compute(random_frame(11, n=10).iloc[:0])
     assert len(empty) == 0
+
+
+TEXT_COMPARISONS = [*MISMATCHES, *AUTH_IS]
+
+
+def _by_objects(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """The row transform on Python objects (None for missing), as the online executor runs it."""
+    cols = {
+        c: frame[c].astype(object).where(frame[c].notna(), None).to_numpy()
+        for c in ("billing_country", "ip_country", "shipping_country", "merchant_country")
+    }
+    cols["auth_result"] = (
+        frame["auth_result"].astype(object).where(frame["auth_result"].notna(), None)
+    )
+    cols["auth_result"] = cols["auth_result"].to_numpy()
+    return np.asarray(ROW_TRANSFORMS[name](cols), dtype=np.float64)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 50])
+def test_text_comparisons_on_codes_equal_the_row_transforms(rows):
+    """Batch compares country and auth texts as integer codes: equal to the transforms on
+    objects, with texts one side never has, a column without any value and a missing value."""
+    frame = random_frame(5, n=rows)
+    rng = np.random.default_rng(rows)
+    frame["ip_country"] = np.array(["US", "DE", None, "XX"], dtype=object)[rng.integers(0, 4, rows)]
+    frame["shipping_country"] = None  # nothing known
+    frame["auth_result"] = np.array(["passed", "not_attempted", None], dtype=object)[
+        rng.integers(0, 3, rows)
+    ]  # never "failed"
+    frame = validate(frame, source="test")
+    got = compute(frame, select(TEXT_COMPARISONS))
+    for name in TEXT_COMPARISONS:
+        np.testing.assert_array_equal(got[name].to_numpy(), _by_objects(frame, name), name)
+    assert got["billing_shipping_mismatch"].isna().all()
+    assert (got["auth_failed"].dropna() == 0.0).all()
