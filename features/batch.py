@@ -10,6 +10,7 @@ and label features see a label only once its `label_time` has passed.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,14 @@ import numpy as np
 import pandas as pd
 
 from features.registry import ENTITY_COLUMN, FEATURES, Feature, available
-from features.transforms import NS_PER_DAY, NS_PER_S, ROW_TRANSFORMS, haversine_km
+from features.transforms import (
+    AUTH_IS,
+    MISMATCHES,
+    NS_PER_DAY,
+    NS_PER_S,
+    ROW_TRANSFORMS,
+    haversine_km,
+)
 
 _ROW_TIMESTAMPS = ("account_created_at", "credential_changed_at")
 
@@ -62,7 +70,6 @@ class _Grouped:
     dest: np.ndarray  # the element's row in the caller's frame
     key: np.ndarray  # group * (n_ranks + 1) + time rank: sorted ascending
     group: np.ndarray
-    first: np.ndarray  # index (in grouped order) of the group's first element
     n_ranks: int
 
     @classmethod
@@ -74,10 +81,7 @@ class _Grouped:
         order = keep[_stable_argsort_codes(codes[keep])]
         group = codes[order]
         key = group * (n_ranks + 1) + rank[order]
-        is_first = np.ones(len(order), dtype=bool)
-        is_first[1:] = group[1:] != group[:-1]
-        first = np.maximum.accumulate(np.where(is_first, np.arange(len(order)), 0))
-        return cls(order, order_rows[order], key, group, first, n_ranks)
+        return cls(order, order_rows[order], key, group, n_ranks)
 
     def index_after(self, rank_bound: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
         """Per element (or per given group): index of the first element of the group with time
@@ -111,6 +115,9 @@ class _Context:
         self.out: np.ndarray | None = None  # where _scatter writes, if set
         self._labels: np.ndarray | None = None
         self._label_begin: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}
+        self._codes: dict[str, np.ndarray] = {}
+        self._floats: dict[str, np.ndarray] = {}
+        self._previous: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
 
     def col(self, name: str) -> pd.Series:
         return self.frame[name].iloc[self.order].reset_index(drop=True)
@@ -160,8 +167,20 @@ class _Context:
         return self.grouped(entity, lambda: self.codes(ENTITY_COLUMN[entity]))
 
     def codes(self, name: str) -> np.ndarray:
-        """Integer codes of a text column, in time order (-1 for missing)."""
-        return _codes(self.frame[name])[self.order]
+        """Integer codes of a text column, in time order (-1 for missing); cached, read-only."""
+        if name not in self._codes:
+            codes = _codes(self.frame[name])[self.order]
+            codes.flags.writeable = False
+            self._codes[name] = codes
+        return self._codes[name]
+
+    def floats(self, name: str) -> np.ndarray:
+        """A numeric column as float64 in time order (NaN for missing); cached, read-only."""
+        if name not in self._floats:
+            values = self.col(name).to_numpy(dtype=np.float64, na_value=np.nan)
+            values.flags.writeable = False
+            self._floats[name] = values
+        return self._floats[name]
 
     def rank_after(self, bound_ns: np.ndarray) -> np.ndarray:
         """Time rank of the first timestamp strictly greater than each bound."""
@@ -212,24 +231,35 @@ def _scatter(ctx: _Context, g: _Grouped, values: np.ndarray) -> np.ndarray:
 def _window_matrix(
     starts: np.ndarray, stops: np.ndarray, values: np.ndarray, pad: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Gather values[starts[i]:stops[i]] as padded rows, bucketed by width (powers of two).
+    """Gather values[starts[i]:stops[i]] as padded rows, bucketed by width.
 
     Yields (row indices, matrix, widths) per chunk; padding is `pad`, large enough to sort last.
-    Chunks hold at most a few million cells, so memory stays flat even for busy entities.
+    A bucket's width is the row width rounded up to a quarter of its power of two (exact up to
+    7), so padding stays under a quarter of the cells. Rows are copied whole out of a sliding
+    window view (contiguous reads, no index matrix) and the cells past a row's width are then
+    overwritten with `pad`. Chunks hold at most a few million cells, so memory stays flat even
+    for busy entities.
     """
     widths = stops - starts
     nonempty = np.flatnonzero(widths > 0)
     if len(nonempty) == 0:
         return
-    bucket = np.ceil(np.log2(widths[nonempty])).astype(np.int64)
-    for b in np.unique(bucket):
-        rows = nonempty[bucket == b]
-        width = 1 << int(b)
+    w = widths[nonempty]
+    shift = np.maximum(np.frexp(w)[1] - 3, 0)  # frexp's exponent is the bit length
+    bucket = ((w + (1 << shift) - 1) >> shift) << shift
+    # room for a full row after any start: the tail is overwritten with `pad` anyway
+    ext = np.concatenate((values, np.full(int(bucket.max()), pad, dtype=values.dtype)))
+    by_width = np.argsort(bucket, kind="stable")
+    sorted_widths = bucket[by_width]
+    edges = np.flatnonzero(np.diff(sorted_widths)) + 1
+    for part in np.split(by_width, edges):
+        rows = nonempty[part]
+        width = int(bucket[part[0]])
+        view = np.lib.stride_tricks.sliding_window_view(ext, width)
         offs = np.arange(width)
         for chunk in np.array_split(rows, max(1, len(rows) * width // 4_000_000 + 1)):
-            idx = starts[chunk, None] + offs[None, :]
-            valid = offs[None, :] < widths[chunk, None]
-            mat = np.where(valid, values[np.minimum(idx, len(values) - 1)], pad)
+            mat = view[starts[chunk]]
+            np.copyto(mat, pad, where=offs[None, :] >= widths[chunk, None])
             yield chunk, mat, widths[chunk]
 
 
@@ -302,13 +332,20 @@ def _previous(ctx: _Context, f: Feature) -> np.ndarray:
     idx = np.arange(len(g.pos))
     has_prev = ctx.window_start(g, f.window) < idx
     prev = np.maximum(idx - 1, 0)
-    dt_s = (ctx.ts[g.pos] - ctx.ts[g.pos[prev]]) / NS_PER_S
+    # seconds and distance to the previous element: shared by the entity's three features
+    dt_s, dist = ctx._previous.get(f.entity, (None, None))
+    if dt_s is None:
+        t = ctx.entity_ts(f.entity)
+        dt_s = (t - t[prev]) / NS_PER_S
+    if f.aggregation != "since_prev" and dist is None:
+        lat = ctx.floats("merchant_lat")[g.pos]
+        lon = ctx.floats("merchant_lon")[g.pos]
+        dist = haversine_km(lat[prev], lon[prev], lat, lon)
+    ctx._previous[f.entity] = (dt_s, dist)
     if f.aggregation == "since_prev":
         res = dt_s
     else:
-        lat = ctx.col("merchant_lat").to_numpy(dtype=np.float64)[g.pos]
-        lon = ctx.col("merchant_lon").to_numpy(dtype=np.float64)[g.pos]
-        dist = haversine_km(lat[prev], lon[prev], lat, lon)
+        assert dist is not None
         res = dist if f.aggregation == "prev_distance" else dist / (np.maximum(dt_s, 60.0) / 3600)
     return _scatter(ctx, g, np.where(has_prev, res, np.nan))
 
@@ -356,18 +393,11 @@ def _pair_new(ctx: _Context, f: Feature) -> np.ndarray:
     return _scatter(ctx, g, (start == np.arange(len(g.pos))).astype(np.float64))
 
 
-def _count_reached(ctx: _Context, g: _Grouped, group: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Per grouped element i: how many of the (group, point) pairs of its group have
-    point <= t_i. Each point is placed at the first element of its group with ts >= point
-    (two binary searches); a cumulative histogram of those places then counts, per element,
-    the points at or before it, minus those placed before its group began."""
-    m = len(g.pos)
-    at = g.index_after(np.searchsorted(ctx.uniq, points, "left"), group)
-    inside = at < m
-    inside[inside] = g.group[at[inside]] == group[inside]  # else beyond the group's last one
-    hist = np.bincount(at[inside], minlength=m)
-    upto = np.cumsum(hist)
-    return upto - (upto[g.first] - hist[g.first])
+def _reached_at(ctx: _Context, g: _Grouped, group: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Per (group, point) pair: the index of the first element of the group with ts >= point,
+    or the group's end (the next group's first index, or m) when there is none (two binary
+    searches)."""
+    return g.index_after(np.searchsorted(ctx.uniq, points, "left"), group)
 
 
 def _label_stats(ctx: _Context, f: Feature) -> np.ndarray:
@@ -394,6 +424,11 @@ def _label_stats(ctx: _Context, f: Feature) -> np.ndarray:
 
 
 def _frauds(ctx: _Context, g: _Grouped, entity: str, delay: int, window: int) -> np.ndarray:
+    """Per grouped element i: the labels whose interval [begin, end) holds t_i. An interval
+    covers the elements [at(begin), at(end)) of its own group (`_reached_at`; both places are
+    clipped to the group's end, so at(begin) <= at(end) and nothing spills into the next
+    group): +1 at the first, -1 at the second, and a cumulative sum counts."""
+    m = len(g.pos)
     cache_key = (entity, delay)
     if cache_key not in ctx._label_begin:
         t = ctx.entity_ts(entity)
@@ -402,10 +437,12 @@ def _frauds(ctx: _Context, g: _Grouped, entity: str, delay: int, window: int) ->
         ts_f = t[known]
         begin = np.maximum(ts_f + delay, lt[g.pos[known]])
         group = g.group[known]
-        ctx._label_begin[cache_key] = (group, ts_f, begin, _count_reached(ctx, g, group, begin))
+        begun = np.bincount(_reached_at(ctx, g, group, begin), minlength=m + 1)
+        ctx._label_begin[cache_key] = (group, ts_f, begin, begun)
     group, ts_f, begin, begun = ctx._label_begin[cache_key]
     end = np.maximum(ts_f + delay + window, begin)  # a label known too late: an empty interval
-    return (begun - _count_reached(ctx, g, group, end)).astype(np.float64)
+    ended = np.bincount(_reached_at(ctx, g, group, end), minlength=m + 1)
+    return np.cumsum(begun[:m] - ended[:m]).astype(np.float64)
 
 
 _AGGREGATORS: dict[str, Callable[[_Context, Feature], np.ndarray]] = {
@@ -452,6 +489,70 @@ def row_inputs(
     return out
 
 
+_MMAP_MIN_BYTES = 1 << 24  # smaller result blocks come from numpy's allocator
+
+
+def _result_block(rows: int, columns: int) -> np.ndarray:
+    """An uninitialised float64 (rows, columns) block in column-major order, in memory mapped
+    without transparent huge pages.
+
+    numpy advises huge pages for large arrays; where the kernel defragments on demand for such
+    regions (`transparent_hugepage/defrag` = madvise, the common default) a first touch of
+    fresh huge pages can stall on memory compaction: filling a 1M x 82 block took 0.8-2.8 s
+    on a 2-core machine against 0.3-0.5 s with ordinary pages. The mapping is released when
+    the last array (or frame) using it goes.
+    """
+    nbytes = rows * columns * np.dtype(np.float64).itemsize
+    if nbytes == 0 or nbytes < _MMAP_MIN_BYTES or not hasattr(mmap, "MAP_ANONYMOUS"):
+        return np.empty((rows, columns), order="F")
+    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(buf, dtype=np.float64).reshape((rows, columns), order="F")
+
+
+class _RowCodes:
+    """Text columns of the caller's frame (row order) as integer codes, for the row transforms
+    that only compare text (`MISMATCHES`, `AUTH_IS`): the same values as those transforms on
+    objects, without converting a million strings to Python objects. Codes are equal exactly
+    when the texts are; missing is -1, as it is None (NaN out) for the transforms."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self._done: dict[str, tuple[np.ndarray, pd.Index]] = {}
+
+    def factorized(self, name: str) -> tuple[np.ndarray, pd.Index]:
+        if name not in self._done:
+            codes, uniques = pd.factorize(self.frame[name], use_na_sentinel=True)
+            self._done[name] = (codes.astype(np.int64), pd.Index(uniques))
+        return self._done[name]
+
+    def mismatch(self, a: str, b: str) -> np.ndarray:
+        codes_a, uniq_a = self.factorized(a)
+        codes_b, uniq_b = self.factorized(b)
+        # b's texts in a's code space; texts a never has get codes of their own
+        mapped = uniq_a.get_indexer(uniq_b).astype(np.int64)
+        unseen = mapped < 0
+        mapped[unseen] = len(uniq_a) + np.arange(int(unseen.sum()))
+        codes_b = np.append(mapped, -1)[codes_b]  # missing (-1) picks the -1 at the end
+        out = (codes_a != codes_b).astype(np.float64)
+        out[(codes_a < 0) | (codes_b < 0)] = np.nan
+        return out
+
+    def equals(self, name: str, value: str) -> np.ndarray:
+        codes, uniques = self.factorized(name)
+        at = uniques.get_indexer(pd.Index([value]))[0]  # -1 when no row has it: never equal
+        out = (codes == at).astype(np.float64) if at >= 0 else np.zeros(len(codes))
+        out[codes < 0] = np.nan
+        return out
+
+    def transform(self, name: str) -> np.ndarray | None:
+        """The transform's values, or None when it is not a text comparison."""
+        if name in MISMATCHES:
+            return self.mismatch(*MISMATCHES[name])
+        if name in AUTH_IS:
+            return self.equals("auth_result", AUTH_IS[name])
+        return None
+
+
 def compute(
     frame: pd.DataFrame,
     features: Sequence[Feature] | None = None,
@@ -467,13 +568,18 @@ def compute(
     frame = frame.reset_index(drop=True)
     ctx = _Context(frame)
     # One column-major block: each feature's column is contiguous and the frame wraps it as is.
-    result = np.empty((len(frame), len(features)), order="F")
+    result = _result_block(len(frame), len(features))
     memo: dict[str, object] = {}
+    row_codes = _RowCodes(frame)
     for j, f in enumerate(features):
         if progress is not None:
             progress(f.name)
         column = result[:, j]  # contiguous: aggregators write their values straight into it
         if f.aggregation == "row":  # row-local: no ordering needed
+            coded = row_codes.transform(f.name)
+            if coded is not None:
+                column[:] = coded
+                continue
             needed = list(dict.fromkeys(("timestamp", "amount", *f.columns)))
             column[:] = ROW_TRANSFORMS[f.name](row_inputs(frame.__getitem__, needed, memo))
         else:

@@ -56,14 +56,26 @@ def _auth_is(value: str) -> Callable[[Cols], Any]:
     return fn
 
 
+# Comparisons of text fields, listed so that the batch executor can run them on integer codes
+# (same values: see features.batch); ROW_TRANSFORMS below is their definition.
+MISMATCHES: dict[str, tuple[str, str]] = {
+    "billing_ip_mismatch": ("billing_country", "ip_country"),
+    "billing_shipping_mismatch": ("billing_country", "shipping_country"),
+    "billing_merchant_mismatch": ("billing_country", "merchant_country"),
+}
+AUTH_IS: dict[str, str] = {"auth_failed": "failed", "auth_not_attempted": "not_attempted"}
+
+
+def _mismatch_of(a: str, b: str) -> Callable[[Cols], Any]:
+    return lambda c: _mismatch(c[a], c[b])
+
+
 ROW_TRANSFORMS: dict[str, Callable[[Cols], Any]] = {
     "log_amount": lambda c: np.log1p(np.asarray(c["amount"], dtype=np.float64)),
     "hour_of_day": lambda c: _hour(c["timestamp"]),
     "is_night": lambda c: (_hour(c["timestamp"]) < 6).astype(np.float64),
     "is_weekend": lambda c: _weekend(c["timestamp"]),
-    "billing_ip_mismatch": lambda c: _mismatch(c["billing_country"], c["ip_country"]),
-    "billing_shipping_mismatch": lambda c: _mismatch(c["billing_country"], c["shipping_country"]),
-    "billing_merchant_mismatch": lambda c: _mismatch(c["billing_country"], c["merchant_country"]),
+    **{name: _mismatch_of(a, b) for name, (a, b) in MISMATCHES.items()},
     "home_merchant_distance_km": lambda c: haversine_km(
         c["customer_lat"], c["customer_lon"], c["merchant_lat"], c["merchant_lon"]
     ),
@@ -77,6 +89,5 @@ ROW_TRANSFORMS: dict[str, Callable[[Cols], Any]] = {
         np.maximum(np.asarray(c["city_population"], dtype=np.float64), 0.0)
     ),
     "customer_age": lambda c: np.asarray(c["customer_age"], dtype=np.float64) + 0.0,
-    "auth_failed": _auth_is("failed"),
-    "auth_not_attempted": _auth_is("not_attempted"),
+    **{name: _auth_is(value) for name, value in AUTH_IS.items()},
 }

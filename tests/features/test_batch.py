@@ -11,6 +11,7 @@ import pytest
 from data.schema import validate
 from features.batch import compute
 from features.registry import DAY, FEATURES, HOUR, available, select
+from features.transforms import AUTH_IS, MISMATCHES, ROW_TRANSFORMS
 from tests.features.helpers import random_frame
 
 BASE = pd.Timestamp("2024-03-04 12:00", tz="UTC")  # a Monday
@@ -605,3 +606,77 @@ def test_customer_age_and_city_size(column, value, name, expected):
 def test_customer_age_and_city_size_need_their_columns():
     names = {f.name for f in available(payments({"id": "a", "at": 0}).columns).features}
     assert not {"customer_age", "log_city_population"} & names
+
+
+def test_busy_card_median_over_wide_windows_matches_a_sorted_reference():
+    """Windows from 1 to ~250 payments (every width bucket of the padded gather), repeated
+    amounts and zeros: the ratio to the median of the 30-day history, worked out by sorting."""
+    rng = np.random.default_rng(3)
+    n = 330
+    at = np.sort(rng.uniform(0, 40 * DAY, n)).astype(np.int64)  # older ones leave the window
+    amounts = np.round(rng.uniform(0.0, 500.0, n), 2)
+    amounts[rng.random(n) < 0.2] = 10.0  # ties
+    amounts[rng.random(n) < 0.05] = 0.0
+    frame = payments(
+        *({"id": f"p{i:03d}", "at": int(at[i]), "amount": amounts[i]} for i in range(n))
+    )
+    got = values(frame, "amount_to_card_median_30d")
+    cents = [round(a * 100) for a in amounts]
+    for i in range(n):
+        window = sorted(cents[j] for j in range(i) if at[j] > at[i] - 30 * DAY)
+        if not window:
+            want = NAN
+        else:
+            med = (window[(len(window) - 1) // 2] + window[len(window) // 2]) / 2
+            want = cents[i] / med if med > 0 else NAN
+        assert got[f"p{i:03d}"] == pytest.approx(want, rel=1e-15, nan_ok=True), i
+
+
+def test_result_block_mapped_outside_numpy_gives_the_same_table(monkeypatch):
+    """Large result blocks live in an anonymous mapping (no huge pages); force it for a small
+    frame and compare with numpy's allocation, and use the table after the inputs are gone."""
+    import features.batch as batch
+
+    frame = random_frame(11, n=400)
+    expected = compute(frame)
+    monkeypatch.setattr(batch, "_MMAP_MIN_BYTES", 0)
+    got = compute(frame)
+    del frame
+    pd.testing.assert_frame_equal(got, expected)
+    empty = compute(random_frame(11, n=10).iloc[:0])
+    assert len(empty) == 0
+
+
+TEXT_COMPARISONS = [*MISMATCHES, *AUTH_IS]
+
+
+def _by_objects(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """The row transform on Python objects (None for missing), as the online executor runs it."""
+    cols = {
+        c: frame[c].astype(object).where(frame[c].notna(), None).to_numpy()
+        for c in ("billing_country", "ip_country", "shipping_country", "merchant_country")
+    }
+    cols["auth_result"] = (
+        frame["auth_result"].astype(object).where(frame["auth_result"].notna(), None)
+    )
+    cols["auth_result"] = cols["auth_result"].to_numpy()
+    return np.asarray(ROW_TRANSFORMS[name](cols), dtype=np.float64)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 50])
+def test_text_comparisons_on_codes_equal_the_row_transforms(rows):
+    """Batch compares country and auth texts as integer codes: equal to the transforms on
+    objects, with texts one side never has, a column without any value and a missing value."""
+    frame = random_frame(5, n=rows)
+    rng = np.random.default_rng(rows)
+    frame["ip_country"] = np.array(["US", "DE", None, "XX"], dtype=object)[rng.integers(0, 4, rows)]
+    frame["shipping_country"] = None  # nothing known
+    frame["auth_result"] = np.array(["passed", "not_attempted", None], dtype=object)[
+        rng.integers(0, 3, rows)
+    ]  # never "failed"
+    frame = validate(frame, source="test")
+    got = compute(frame, select(TEXT_COMPARISONS))
+    for name in TEXT_COMPARISONS:
+        np.testing.assert_array_equal(got[name].to_numpy(), _by_objects(frame, name), name)
+    assert got["billing_shipping_mismatch"].isna().all()
+    assert (got["auth_failed"].dropna() == 0.0).all()
