@@ -9,14 +9,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.core.auth import AuthError, Principal, Role, require
-from serving.core.schemas import MAX_NOTE, now_utc
+from serving.core.schemas import MAX_NOTE, NonFiniteNumberError, finite_json, now_utc
 from serving.review import queue
 from serving.store import db
 
@@ -67,7 +69,8 @@ class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["approve", "decline", "decline_fraud"]
     note: str | None = Field(default=None, max_length=MAX_NOTE)
-    version: int | None = Field(default=None, ge=0, le=BIG, description="optimistic check")
+    # the stored version is incremented on decision: it stays below the 64-bit limit
+    version: int | None = Field(default=None, ge=0, le=BIG - 1, description="optimistic check")
 
 
 class BulkIn(BaseModel):
@@ -92,7 +95,31 @@ class PolicyIn(BaseModel):
     fallback_max_amount: float = Field(default=50.0, ge=0)
 
 
-router = APIRouter(responses=_r(401, 403, 503))
+class _StrictJSONRequest(Request):
+    """A request whose JSON body may not hold NaN, Infinity or 1e309 (400 naming the field):
+    Python's parser accepts them, pydantic's `ge=`/`le=` bounds let infinity through, and
+    neither a database column nor a JSON response can hold them."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            try:
+                self._json = finite_json(await self.body())
+            except NonFiniteNumberError as exc:
+                raise HTTPException(400, str(exc)) from None
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Any:
+            return await handler(_StrictJSONRequest(request.scope, request.receive))
+
+        return strict
+
+
+router = APIRouter(responses=_r(401, 403, 503), route_class=StrictJSONRoute)
 
 Reviewer = Depends(role("reviewer"))
 Backend = Depends(role("backend"))
@@ -377,6 +404,17 @@ def create_app() -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # the fields and what is wrong with them, never the values: a value may be a card
+        # number, or a float (NaN) no JSON response can carry
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        fields = ", ".join(".".join(str(p) for p in d["loc"]) for d in detail)
+        return JSONResponse({"error": f"invalid request: {fields}", "detail": detail}, 422)
 
     @app.exception_handler(OperationalError)
     async def _db_down(_request: Request, _exc: OperationalError) -> JSONResponse:

@@ -37,6 +37,16 @@ PUBLIC_PATHS = frozenset(
 )
 
 
+def _is_json(content_type: str | None) -> bool:
+    """No Content-Type (BentoML reads JSON), application/json or application/*+json."""
+    if content_type is None:
+        return True
+    kind = content_type.partition(";")[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
 class KeyCheck:
     """ASGI middleware: every non-public route needs a valid key (401) before its body is read,
     so an anonymous caller learns nothing about the schema and its body is never parsed or
@@ -65,6 +75,15 @@ class KeyCheck:
         except AuthError as exc:
             await JSONResponse({"error": exc.message}, status_code=exc.status)(scope, receive, send)
             return
+        if path in SCORING_PATHS and not _is_json(headers.get("content-type")):
+            # BentoML would also parse a form (multipart or urlencoded) into the payment: the
+            # contract is JSON, whose parser refuses NaN and Infinity for /score
+            error = {
+                "error": "Content-Type must be application/json",
+                "detail": [{"loc": ["header", "Content-Type"]}],
+            }
+            await JSONResponse(error, status_code=415)(scope, receive, send)
+            return
         scope.setdefault("state", {})["principal"] = who
         await self.app(scope, receive, send)
 
@@ -89,6 +108,7 @@ def patch_openapi(spec: dict[str, Any]) -> dict[str, Any]:
         for code, text in (
             ("401", "missing or unknown API key"),
             ("403", "not a backend key"),
+            ("415", "not a JSON body (Content-Type must be application/json)"),
             ("422", "Idempotency-Key reused with another body"),
             ("503", "database unavailable (nothing stored): retry"),
         ):
