@@ -5,20 +5,27 @@ role, call serving.review.queue / the runtime, and map errors to status codes.""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.core.auth import AuthError, Principal, Role, require
-from serving.core.schemas import MAX_NOTE, NonFiniteNumberError, finite_json, now_utc
+from serving.core.schemas import (
+    EARLIEST,
+    LATEST,
+    MAX_NOTE,
+    NonFiniteNumberError,
+    finite_json,
+    now_utc,
+)
 from serving.review import queue
 from serving.store import db
 
@@ -85,6 +92,20 @@ class LabelIn(BaseModel):
     label_time: datetime | None = None
     is_fraud: bool = True
     reason: str | None = Field(default=None, max_length=MAX_NOTE)
+
+    @field_validator("label_time")
+    @classmethod
+    def _in_range(cls, v: datetime | None) -> datetime | None:
+        """UTC, and a time the online features can hold (nanoseconds since 1970, 64 bits)."""
+        if v is None:
+            return None
+        v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+        if not EARLIEST <= v <= LATEST:
+            raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+        return v
+
+
+LABEL_FUTURE = timedelta(days=1)  # clock skew a backend's label_time may have, at most
 
 
 class PolicyIn(BaseModel):
@@ -282,38 +303,58 @@ def post_label(body: LabelIn, request: Request, who: Principal = Backend) -> dic
     rt = runtime(request)
     now = now_utc()
     label_time = body.label_time or now
-    with rt.engine.begin() as conn:
-        known = conn.execute(
-            select(db.decisions.c.payment_time).where(
-                db.decisions.c.transaction_id == body.transaction_id
-            )
-        ).first()
-        if known is None:
-            raise HTTPException(404, f"payment {body.transaction_id} not found")
-        try:
-            with conn.begin_nested():
-                conn.execute(
-                    insert(db.labels).values(
-                        transaction_id=body.transaction_id,
-                        is_fraud=body.is_fraud,
-                        label_time=label_time,
-                        source="chargeback",
-                        reason=body.reason,
-                        created_at=now,
-                    )
+    if label_time > now + LABEL_FUTURE:
+        raise _label_time_error("is in the future")
+    online = rt.holder.current.online
+    duplicate = {"transaction_id": body.transaction_id, "stored": False, "duplicate": True}
+    try:
+        with rt.engine.begin() as conn:
+            known = conn.execute(
+                select(db.decisions.c.payment_time).where(
+                    db.decisions.c.transaction_id == body.transaction_id
                 )
-        except IntegrityError:
-            return {"transaction_id": body.transaction_id, "stored": False, "duplicate": True}
-        queue.audit(
-            conn,
-            who,
-            "label",
-            body.transaction_id,
-            {"is_fraud": body.is_fraud, "reason": body.reason},
-            now,
-        )
-    rt.holder.current.online.apply_label(body.transaction_id, body.is_fraud, label_time)
+            ).first()
+            if known is None:
+                raise HTTPException(404, f"payment {body.transaction_id} not found")
+            paid = known.payment_time
+            if label_time < (paid if paid.tzinfo is not None else paid.replace(tzinfo=UTC)):
+                raise _label_time_error("is before the payment")
+            labelled = conn.execute(
+                select(db.labels.c.id).where(db.labels.c.transaction_id == body.transaction_id)
+            ).first()
+            if labelled is not None:
+                return duplicate
+            # No SAVEPOINT here: under pysqlite a savepoint opened before any write starts the
+            # transaction itself and its RELEASE commits it, label and all, before the rest.
+            conn.execute(
+                insert(db.labels).values(
+                    transaction_id=body.transaction_id,
+                    is_fraud=body.is_fraud,
+                    label_time=label_time,
+                    source="chargeback",
+                    reason=body.reason,
+                    created_at=now,
+                )
+            )
+            queue.audit(
+                conn,
+                who,
+                "label",
+                body.transaction_id,
+                {"is_fraud": body.is_fraud, "reason": body.reason},
+                now,
+            )
+            # Last, inside the transaction: if the online state cannot take the label, the
+            # label is not stored either and the backend's retry stores it (never a stored
+            # label the features do not count). A label applied twice counts once.
+            online.apply_label(body.transaction_id, body.is_fraud, label_time)
+    except IntegrityError:  # a concurrent request stored it first (all rolled back here)
+        return duplicate
     return {"transaction_id": body.transaction_id, "stored": True, "duplicate": False}
+
+
+def _label_time_error(what: str) -> HTTPException:
+    return HTTPException(422, f"label_time {what}")
 
 
 @router.get("/labels/export", tags=["labels"])
