@@ -27,6 +27,7 @@ from serving.core.schemas import (
     now_utc,
 )
 from serving.review import queue
+from serving.scoring.policy import MAX_FALLBACK_AMOUNT
 from serving.store import db
 
 MAX_BULK = 200
@@ -113,7 +114,9 @@ class PolicyIn(BaseModel):
     allow: dict[str, list[str]] = {}
     block: dict[str, list[str]] = {}
     rules: list[dict[str, Any]] = []
-    fallback_max_amount: float = Field(default=50.0, ge=0)
+    fallback_max_amount: float = Field(
+        default=50.0, ge=0, le=MAX_FALLBACK_AMOUNT, allow_inf_nan=False
+    )
 
 
 class _StrictJSONRequest(Request):
