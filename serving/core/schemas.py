@@ -7,6 +7,8 @@ and every text field is checked for something that looks like a raw card number.
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -167,3 +169,41 @@ class BatchOut(BaseModel):
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+class NonFiniteNumberError(ValueError):
+    """A JSON body holds NaN, Infinity or a number that overflows to infinity (1e309)."""
+
+    def __init__(self, loc: tuple[str | int, ...]) -> None:
+        self.loc = loc
+        where = ".".join(str(p) for p in loc) or "body"
+        super().__init__(f"{where}: must be a finite number")
+
+
+class _NonFinite:
+    """Marks where a non-finite number was in a parsed body."""
+
+
+_NON_FINITE = _NonFinite()
+
+
+def _finite_float(text: str) -> float | _NonFinite:
+    value = float(text)
+    return value if math.isfinite(value) else _NON_FINITE
+
+
+def finite_json(raw: bytes | str) -> Any:
+    """json.loads that refuses NaN, Infinity and overflowing numbers (`NonFiniteNumberError`
+    with the path of the first one, under "body"): they are not JSON, no column or response
+    can hold them, and a bound such as `ge=0` lets infinity through."""
+    doc = json.loads(raw, parse_constant=lambda _c: _NON_FINITE, parse_float=_finite_float)
+    stack: list[tuple[tuple[str | int, ...], Any]] = [(("body",), doc)]
+    while stack:
+        loc, value = stack.pop()
+        if value is _NON_FINITE:
+            raise NonFiniteNumberError(loc)
+        if isinstance(value, dict):
+            stack.extend(((*loc, k), v) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend(((*loc, i), v) for i, v in reversed(list(enumerate(value))))
+    return doc

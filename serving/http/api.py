@@ -7,19 +7,29 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.core.auth import AuthError, Principal, Role, require
-from serving.core.schemas import MAX_NOTE, now_utc
+from serving.core.schemas import (
+    EARLIEST,
+    LATEST,
+    MAX_NOTE,
+    NonFiniteNumberError,
+    finite_json,
+    now_utc,
+)
 from serving.review import queue
+from serving.scoring.policy import MAX_FALLBACK_AMOUNT
 from serving.store import db
 
 MAX_BULK = 200
@@ -69,7 +79,8 @@ class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["approve", "decline", "decline_fraud"]
     note: str | None = Field(default=None, max_length=MAX_NOTE)
-    version: int | None = Field(default=None, ge=0, le=BIG, description="optimistic check")
+    # the stored version is incremented on decision: it stays below the 64-bit limit
+    version: int | None = Field(default=None, ge=0, le=BIG - 1, description="optimistic check")
 
 
 class BulkIn(BaseModel):
@@ -85,16 +96,56 @@ class LabelIn(BaseModel):
     is_fraud: bool = True
     reason: str | None = Field(default=None, max_length=MAX_NOTE)
 
+    @field_validator("label_time")
+    @classmethod
+    def _in_range(cls, v: datetime | None) -> datetime | None:
+        """UTC, and a time the online features can hold (nanoseconds since 1970, 64 bits)."""
+        if v is None:
+            return None
+        v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+        if not EARLIEST <= v <= LATEST:
+            raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+        return v
+
+
+LABEL_FUTURE = timedelta(days=1)  # clock skew a backend's label_time may have, at most
+
 
 class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     allow: dict[str, list[str]] = {}
     block: dict[str, list[str]] = {}
     rules: list[dict[str, Any]] = []
-    fallback_max_amount: float = Field(default=50.0, ge=0)
+    fallback_max_amount: float = Field(
+        default=50.0, ge=0, le=MAX_FALLBACK_AMOUNT, allow_inf_nan=False
+    )
 
 
-router = APIRouter(responses=_r(401, 403, 503))
+class _StrictJSONRequest(Request):
+    """A request whose JSON body may not hold NaN, Infinity or 1e309 (400 naming the field):
+    Python's parser accepts them, pydantic's `ge=`/`le=` bounds let infinity through, and
+    neither a database column nor a JSON response can hold them."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            try:
+                self._json = finite_json(await self.body())
+            except NonFiniteNumberError as exc:
+                raise HTTPException(400, str(exc)) from None
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Any:
+            return await handler(_StrictJSONRequest(request.scope, request.receive))
+
+        return strict
+
+
+router = APIRouter(responses=_r(401, 403, 503), route_class=StrictJSONRoute)
 
 Reviewer = Depends(role("reviewer"))
 Backend = Depends(role("backend"))
@@ -257,43 +308,63 @@ def post_label(body: LabelIn, request: Request, who: Principal = Backend) -> dic
     rt = runtime(request)
     now = now_utc()
     label_time = body.label_time or now
-    with rt.engine.begin() as conn:
-        known = conn.execute(
-            select(db.decisions.c.payment_time).where(
-                db.decisions.c.transaction_id == body.transaction_id
-            )
-        ).first()
-        if known is None:
-            raise HTTPException(404, f"payment {body.transaction_id} not found")
-        try:
-            with conn.begin_nested():
-                conn.execute(
-                    insert(db.labels).values(
-                        transaction_id=body.transaction_id,
-                        is_fraud=body.is_fraud,
-                        label_time=label_time,
-                        source="chargeback",
-                        reason=body.reason,
-                        created_at=now,
-                    )
+    if label_time > now + LABEL_FUTURE:
+        raise _label_time_error("is in the future")
+    online = rt.holder.current.online
+    duplicate = {"transaction_id": body.transaction_id, "stored": False, "duplicate": True}
+    try:
+        with rt.engine.begin() as conn:
+            known = conn.execute(
+                select(db.decisions.c.payment_time).where(
+                    db.decisions.c.transaction_id == body.transaction_id
                 )
-        except IntegrityError:
-            return {"transaction_id": body.transaction_id, "stored": False, "duplicate": True}
-        queue.audit(
-            conn,
-            who,
-            "label",
-            body.transaction_id,
-            {"is_fraud": body.is_fraud, "reason": body.reason},
-            now,
-        )
-    rt.holder.current.online.apply_label(body.transaction_id, body.is_fraud, label_time)
+            ).first()
+            if known is None:
+                raise HTTPException(404, f"payment {body.transaction_id} not found")
+            paid = known.payment_time
+            if label_time < (paid if paid.tzinfo is not None else paid.replace(tzinfo=UTC)):
+                raise _label_time_error("is before the payment")
+            labelled = conn.execute(
+                select(db.labels.c.id).where(db.labels.c.transaction_id == body.transaction_id)
+            ).first()
+            if labelled is not None:
+                return duplicate
+            # No SAVEPOINT here: under pysqlite a savepoint opened before any write starts the
+            # transaction itself and its RELEASE commits it, label and all, before the rest.
+            conn.execute(
+                insert(db.labels).values(
+                    transaction_id=body.transaction_id,
+                    is_fraud=body.is_fraud,
+                    label_time=label_time,
+                    source="chargeback",
+                    reason=body.reason,
+                    created_at=now,
+                )
+            )
+            queue.audit(
+                conn,
+                who,
+                "label",
+                body.transaction_id,
+                {"is_fraud": body.is_fraud, "reason": body.reason},
+                now,
+            )
+            # Last, inside the transaction: if the online state cannot take the label, the
+            # label is not stored either and the backend's retry stores it (never a stored
+            # label the features do not count). A label applied twice counts once.
+            online.apply_label(body.transaction_id, body.is_fraud, label_time)
+    except IntegrityError:  # a concurrent request stored it first (all rolled back here)
+        return duplicate
     return {"transaction_id": body.transaction_id, "stored": True, "duplicate": False}
 
 
 def _rfc3339(v: datetime) -> str:
     """Stored times are UTC; SQLite hands them back without an offset."""
     return (v.replace(tzinfo=UTC) if v.tzinfo is None else v).isoformat()
+
+
+def _label_time_error(what: str) -> HTTPException:
+    return HTTPException(422, f"label_time {what}")
 
 
 @router.get("/labels/export", tags=["labels"])
@@ -396,6 +467,17 @@ def create_app() -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # the fields and what is wrong with them, never the values: a value may be a card
+        # number, or a float (NaN) no JSON response can carry
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        fields = ", ".join(".".join(str(p) for p in d["loc"]) for d in detail)
+        return JSONResponse({"error": f"invalid request: {fields}", "detail": detail}, 422)
 
     @app.exception_handler(OperationalError)
     async def _db_down(_request: Request, _exc: OperationalError) -> JSONResponse:

@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import threading
+import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from serving.store import db
 from training.model import RiskModel
 
 log = logging.getLogger("riskgate")
+PROBE_EVERY_S = 2.0  # how often readiness re-runs its probe prediction
 
 
 def load_model(settings: Settings) -> tuple[RiskModel | None, str | None]:
@@ -59,6 +61,7 @@ class Runtime:
     groups: GroupScorer | None = None  # /score's group commit (None: scored on the caller)
     _policy_at: datetime | None = None  # updated_at of the stored policy in force here
     _model_generation: int = 0  # reloads (through any process) this process has followed
+    _probe: tuple[Any, float, bool] | None = None  # (loaded model, when, finite) for ready()
 
     def wake_webhooks(self) -> None:
         if self.deliverer is not None:
@@ -77,7 +80,17 @@ class Runtime:
         return config
 
     def ready(self) -> bool:
-        return self.holder.current.model is not None
+        """A model is loaded and its probe prediction is finite (checked at most every
+        PROBE_EVERY_S seconds per loaded model: /readyz may be polled often)."""
+        loaded = self.holder.current
+        if loaded.model is None:
+            return False
+        now = time.monotonic()
+        seen = self._probe
+        if seen is None or seen[0] is not loaded or now - seen[1] > PROBE_EVERY_S:
+            seen = (loaded, now, self.scorer.fresh.probe(loaded))
+            self._probe = seen
+        return seen[2]
 
     def reload(self, actor: str = "system") -> str:
         """Load the alias's current version and swap it in; requests in flight are unaffected.

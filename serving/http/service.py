@@ -8,7 +8,9 @@ the same server; /healthz, /readyz and /metrics come from BentoML.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -31,10 +33,70 @@ def _reply(ctx: bentoml.Context, body: dict[str, Any], status: int) -> JSONRespo
     return JSONResponse(body, status_code=status)
 
 
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_LOGGED_FIELDS = 20
+
+
+def _loc_text(loc: Any) -> str:
+    """A field path for the log: indices and field-like names only (an unknown key is the
+    caller's text and may be anything, a card number included)."""
+    parts = [
+        str(p) if isinstance(p, int) or _FIELD_NAME.match(str(p)) else "?" for p in (loc or ())
+    ]
+    return ".".join(parts) or "body"
+
+
+class RefusedBodyLog(logging.Filter):
+    """BentoML logs a refused /score or /score_batch body as an ERROR with the validation
+    error's traceback. A refusal is the caller's mistake, not the service's: this rewrites it
+    into one WARNING line naming the fields, without the traceback and without any value."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from bentoml.exceptions import BentoMLException
+        from pydantic import ValidationError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        args = record.args if isinstance(record.args, tuple) else ()
+        path = str(args[0]) if args else "?"
+        if isinstance(exc, ValidationError):
+            errors = exc.errors(include_url=False, include_context=False, include_input=False)
+            names = sorted({_loc_text(e.get("loc")) for e in errors})
+            more = len(names) - MAX_LOGGED_FIELDS
+            fields = ", ".join(names[:MAX_LOGGED_FIELDS]) + (f" (+{more} more)" if more > 0 else "")
+            record.msg, record.args = "refused request body on %s: invalid %s", (path, fields)
+        elif isinstance(exc, BentoMLException) and 400 <= exc.error_code.value < 500:
+            record.msg = "refused request on %s: %s (%d)"
+            record.args = (path, type(exc).__name__, exc.error_code.value)
+        else:
+            return True
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def install_refusal_log() -> None:
+    """On the logger BentoML's `log_exception` uses (idempotent)."""
+    target = logging.getLogger("bentoml._internal.server.http_app")
+    if not any(isinstance(f, RefusedBodyLog) for f in target.filters):
+        target.addFilter(RefusedBodyLog())
+
+
+install_refusal_log()
+
 SCORING_PATHS = frozenset({"/score", "/score_batch"})
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/api/openapi.json", "/"}
 )
+
+
+def _is_json(content_type: str | None) -> bool:
+    """No Content-Type (BentoML reads JSON), application/json or application/*+json."""
+    if content_type is None:
+        return True
+    kind = content_type.partition(";")[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
 
 
 class KeyCheck:
@@ -65,6 +127,15 @@ class KeyCheck:
         except AuthError as exc:
             await JSONResponse({"error": exc.message}, status_code=exc.status)(scope, receive, send)
             return
+        if path in SCORING_PATHS and not _is_json(headers.get("content-type")):
+            # BentoML would also parse a form (multipart or urlencoded) into the payment: the
+            # contract is JSON, whose parser refuses NaN and Infinity for /score
+            error = {
+                "error": "Content-Type must be application/json",
+                "detail": [{"loc": ["header", "Content-Type"]}],
+            }
+            await JSONResponse(error, status_code=415)(scope, receive, send)
+            return
         scope.setdefault("state", {})["principal"] = who
         await self.app(scope, receive, send)
 
@@ -89,6 +160,7 @@ def patch_openapi(spec: dict[str, Any]) -> dict[str, Any]:
         for code, text in (
             ("401", "missing or unknown API key"),
             ("403", "not a backend key"),
+            ("415", "not a JSON body (Content-Type must be application/json)"),
             ("422", "Idempotency-Key reused with another body"),
             ("503", "database unavailable (nothing stored): retry"),
         ):
@@ -167,6 +239,7 @@ class Riskgate:
         from serving.core.settings import Settings
         from serving.http.runtime import build
 
+        install_refusal_log()  # again, in case the worker's logging set-up replaced it
         settings = Settings()
         if not settings.api_keys:
             raise RuntimeError("RISKGATE_API_KEYS is not set (use `riskgate serve` for demo keys)")

@@ -352,7 +352,7 @@ def decide(
                 decided_by=who.name,
                 decided_at=now,
                 note=note,
-                version=version + 1,
+                version=c.version + 1,  # the stored value (equal to `version`)
                 claimed_by=None,
                 claim_key_id=None,
                 claim_expires=None,

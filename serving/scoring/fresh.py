@@ -27,6 +27,7 @@ from training.model import RiskModel
 
 DRIFT_WINDOW = 5_000  # recent payments the score drift looks at
 DRIFT_EVERY = 500  # recompute it every this many payments
+NAN_CAUSE = "nan"  # the model answered, with NaN: a fallback cause of its own
 STATUS_OF = {"approve": "settled", "review": "held_for_review", "decline": "declined"}
 
 
@@ -84,20 +85,31 @@ class FreshScorer:
         except Exception:  # a broken model must not stop payments: the fallback decides
             return None, "error"
         if not np.isfinite(p):
-            return None, "error"
+            return None, NAN_CAUSE
         return p, None
 
     def _predict_many(
         self, model: RiskModel, X: np.ndarray
-    ) -> tuple[list[float | None], str | None]:
+    ) -> tuple[list[float | None], list[str | None]]:
+        """(probabilities, causes): each payment's probability, or None with its fallback
+        cause (the whole batch for a deadline or an error, row by row for NaN output)."""
         deadline = self.settings.model_deadline_ms / 1000.0 * max(1.0, len(X) / 100)
         try:
             p = self._call_model(model, X, deadline)
         except FutureTimeout:
-            return [None] * len(X), "deadline"
+            return [None] * len(X), ["deadline"] * len(X)
         except Exception:  # the fallback decides the whole batch
-            return [None] * len(X), "error"
-        return [float(v) if np.isfinite(v) else None for v in p], None
+            return [None] * len(X), ["error"] * len(X)
+        probs = [float(v) if np.isfinite(v) else None for v in p]
+        return probs, [None if v is not None else NAN_CAUSE for v in probs]
+
+    def probe(self, loaded: Loaded) -> bool:
+        """A prediction on an all-zero row, under the model deadline, is finite: the model
+        answers (for readiness; a model that returns NaN for everything is not ready)."""
+        if loaded.model is None:
+            return False
+        X = np.zeros((1, len(loaded.model.features)), dtype=np.float64)
+        return self._predict(loaded.model, X)[0] is not None
 
     # -- one payment ----------------------------------------------------------------------------
     def one(
@@ -137,16 +149,16 @@ class FreshScorer:
             loaded.online.update(prepared)  # later payments of the group must see this one
         X = np.ascontiguousarray(np.vstack(rows), dtype=np.float64)
         probs: list[float | None] = [None] * len(records)
-        cause: str | None = "no_model"
+        causes: list[str | None] = ["no_model"] * len(records)
         if loaded.model is not None:
-            probs, cause = self._predict_many(loaded.model, X)
+            probs, causes = self._predict_many(loaded.model, X)
         return [
             self.finish(
                 record,
                 loaded,
                 rows[j],
                 probs[j],
-                cause if probs[j] is None else None,
+                causes[j],
                 functools.partial(model_contrib, loaded, X[j : j + 1]),
                 started,
             )

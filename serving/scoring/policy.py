@@ -7,6 +7,7 @@ fallback settles only small amounts and sends the rest to review: it never decli
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,11 @@ from training.model import Thresholds
 Action = Literal["approve", "review", "decline"]
 LIST_FIELDS = ("card_id", "device_id", "ip_hash", "email_domain")
 SEVERITY: dict[str, int] = {"approve": 0, "review": 1, "decline": 2}
+# The fallback settles payments up to this amount unseen by any model: a small-amount rule,
+# never "everything" (an admin who set 1e309 had the fallback approve a 5,000 payment).
+MAX_FALLBACK_AMOUNT = 1_000.0
+MAX_LIST_ENTRIES = 100_000  # per allow/block list
+MAX_RULES = 200
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -39,6 +45,8 @@ class Rule:
     action: Literal["review", "decline"]
 
     def __post_init__(self) -> None:
+        if not _finite(self.value):
+            raise ValueError(f"rule {self.name!r}: value must be finite (no NaN or Infinity)")
         if self.op not in _OPS:
             raise ValueError(f"rule {self.name!r}: unknown op {self.op!r} (use {', '.join(_OPS)})")
         if self.action not in ("review", "decline"):
@@ -115,6 +123,28 @@ def decide(
     return Outcome(base, source, names)
 
 
+def _finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in a rule value (a number, or a list of them for `in`)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def fallback_amount(value: Any) -> float:
+    """`fallback_max_amount` checked: a finite number from 0 to MAX_FALLBACK_AMOUNT."""
+    try:
+        amount = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("fallback_max_amount: must be a number") from None
+    if not math.isfinite(amount) or not 0 <= amount <= MAX_FALLBACK_AMOUNT:
+        raise ValueError(
+            f"fallback_max_amount: must be a finite amount from 0 to {MAX_FALLBACK_AMOUNT:g}"
+        )
+    return amount
+
+
 def parse_config(doc: Mapping[str, Any]) -> PolicyConfig:
     """From JSON/TOML: {"allow": {"card_id": [...]}, "block": {...}, "rules": [...], ...}."""
 
@@ -123,6 +153,9 @@ def parse_config(doc: Mapping[str, Any]) -> PolicyConfig:
         unknown = [k for k in raw if k not in LIST_FIELDS]
         if unknown:
             raise ValueError(f"{key}: unknown list {unknown[0]!r} (use {', '.join(LIST_FIELDS)})")
+        too_long = [k for k, v in raw.items() if len(v) > MAX_LIST_ENTRIES]
+        if too_long:
+            raise ValueError(f"{key}.{too_long[0]}: at most {MAX_LIST_ENTRIES} entries")
         return {k: frozenset(str(x) for x in v) for k, v in raw.items()}
 
     rules = tuple(
@@ -135,11 +168,13 @@ def parse_config(doc: Mapping[str, Any]) -> PolicyConfig:
         )
         for r in doc.get("rules", []) or []
     )
+    if len(rules) > MAX_RULES:
+        raise ValueError(f"rules: at most {MAX_RULES}")
     return PolicyConfig(
         allow=lists("allow"),
         block=lists("block"),
         rules=rules,
-        fallback_max_amount=float(doc.get("fallback_max_amount", 50.0)),
+        fallback_max_amount=fallback_amount(doc.get("fallback_max_amount", 50.0)),
     )
 
 

@@ -160,7 +160,7 @@ def test_scoring_returns_to_the_model_promptly_after_a_slow_model(service):
 
 
 @pytest.mark.parametrize(
-    ("broken", "cause"), [(RaisingModel, "error"), (NanModel, "error")], ids=["raises", "nan"]
+    ("broken", "cause"), [(RaisingModel, "error"), (NanModel, "nan")], ids=["raises", "nan"]
 )
 def test_broken_model_falls_back_at_once_and_reload_restores_the_model(service, broken, cause):
     client, runtime = service
