@@ -40,10 +40,28 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     s.set_defaults(func=serve)
 
 
+KEEP_ALIVE_SECONDS = 75
+
+
+def _keep_alive_seconds(env: dict[str, str]) -> int:
+    """RISKGATE_KEEP_ALIVE_SECONDS: how long an idle client connection stays open."""
+    raw = env.get("RISKGATE_KEEP_ALIVE_SECONDS", str(KEEP_ALIVE_SECONDS))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(
+            f"error: RISKGATE_KEEP_ALIVE_SECONDS must be a whole number, got {raw!r}"
+        ) from None
+    if not 1 <= value <= 3600:
+        raise SystemExit(f"error: RISKGATE_KEEP_ALIVE_SECONDS must be 1..3600, got {value}")
+    return value
+
+
 def serve(args: argparse.Namespace) -> int:
     from serving.core.auth import KeyRing, development_keys, spec_of
 
     env = dict(os.environ)
+    keep_alive = _keep_alive_seconds(env)  # a bad value stops here, before anything starts
     env.setdefault("BENTOML_HOME", str(Path(".riskgate/bentoml").resolve()))
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
     if not env.get("RISKGATE_API_KEYS"):
@@ -81,6 +99,10 @@ def serve(args: argparse.Namespace) -> int:
         args.host,
         "--port",
         str(args.port),
+        # Payment backends keep pooled connections; uvicorn's 5 s default closed them between
+        # bursts (and under load, mid-sequence). 75 s, as nginx and common client pools expect.
+        "--timeout-keep-alive",
+        str(keep_alive),
     ]
     env["RISKGATE_WORKERS"] = str(args.workers)
     os.execvpe(argv[0], argv, env)
