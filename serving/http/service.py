@@ -19,6 +19,7 @@ import bentoml
 from sqlalchemy.exc import OperationalError
 from starlette.responses import JSONResponse
 
+from data import pan
 from serving.core.auth import AuthError, KeyRing, Principal, require
 from serving.core.schemas import BatchIn, BatchOut, PaymentIn, ScoreOut
 from serving.http.api import create_app
@@ -203,6 +204,23 @@ class OpenAPIPatch:
         await self.app(scope, receive, capture)
 
 
+_KEY_HOLDS_CARD = {
+    "error": "Idempotency-Key looks like it holds a card number (refused: it would be stored)",
+    "detail": [{"loc": ["header", "Idempotency-Key"]}],
+}
+
+
+def _holds_card_number(header: str) -> bool:
+    """The header as Starlette decoded it (latin-1) and as the client most likely wrote it
+    (UTF-8: a no-break space or full-width digits arrive as several latin-1 characters)."""
+    if pan.contains(header):
+        return True
+    try:
+        return pan.contains(header.encode("latin-1").decode("utf-8"))
+    except UnicodeError:
+        return False
+
+
 def _db_unavailable(ctx: bentoml.Context) -> JSONResponse:
     """The transaction rolled back: nothing stored; the backend retries with the same key."""
     ctx.response.status_code = 503
@@ -273,6 +291,8 @@ class Riskgate:
         key = ctx.request.headers.get("idempotency-key")
         if key is not None and not 1 <= len(key) <= 200:
             return _reply(ctx, {"error": "Idempotency-Key must be 1-200 characters"}, 400)
+        if key is not None and _holds_card_number(key):
+            return _reply(ctx, _KEY_HOLDS_CARD, 400)
         item = PaymentIn.model_construct(**payment)
         try:
             if self.rt.groups is not None:  # group commit: concurrent requests score together
@@ -309,6 +329,8 @@ class Riskgate:
         key = ctx.request.headers.get("idempotency-key")
         if key is not None and not 1 <= len(key) <= 190:
             return _reply(ctx, {"error": "Idempotency-Key must be 1-190 characters"}, 400)
+        if key is not None and _holds_card_number(key):
+            return _reply(ctx, _KEY_HOLDS_CARD, 400)
         started = time.perf_counter()
         try:  # a batch is long: off the event loop, so health checks keep answering
             status, out = await anyio.to_thread.run_sync(
