@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 from typing import Any
 
@@ -83,6 +84,7 @@ def install_refusal_log() -> None:
 
 
 install_refusal_log()
+log = logging.getLogger("riskgate")
 
 SCORING_PATHS = frozenset({"/score", "/score_batch"})
 PUBLIC_PATHS = frozenset(
@@ -221,6 +223,28 @@ def _holds_card_number(header: str) -> bool:
         return False
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> None:
+    """In a worker: be killed (SIGKILL) when the `riskgate serve` process dies, however it
+    dies. BentoML's process manager starts each worker in a session of its own, so a
+    `kill -9` of the server's process group would leave the workers serving and holding the
+    port. Linux only (elsewhere a no-op); the server PID comes from `riskgate serve`."""
+    server = os.environ.get("RISKGATE_SERVER_PID")
+    if not server or int(server) == os.getpid() or not sys.platform.startswith("linux"):
+        return  # not under `riskgate serve`, or the server process itself
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: workers may outlive a killed server")
+        return
+    if os.getppid() != int(server):  # the server died before the call: nobody to serve for
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _db_unavailable(ctx: bentoml.Context) -> JSONResponse:
     """The transaction rolled back: nothing stored; the backend retries with the same key."""
     ctx.response.status_code = 503
@@ -257,6 +281,7 @@ class Riskgate:
         from serving.core.settings import Settings
         from serving.http.runtime import build
 
+        die_with_parent()
         install_refusal_log()  # again, in case the worker's logging set-up replaced it
         settings = Settings()
         if not settings.api_keys:
