@@ -6,13 +6,14 @@ source, row and column, so a team can fix its export instead of guessing. It nev
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from data import pan
 
 Kind = Literal["str", "float", "timestamp", "label", "category"]
 
@@ -109,9 +110,6 @@ def card_number_refused(column: str) -> str:
     )
 
 
-_CARD_LIKE = re.compile(r"^(?:\d[ -]?){12,18}\d$")
-
-
 @dataclass(frozen=True)
 class Problem:
     """One precise complaint about the input."""
@@ -144,26 +142,13 @@ class ValidationError(ValueError):
 
 def luhn_valid(digits: str) -> bool:
     """The card-number checksum: a 13-19 digit string passing it is treated as a real PAN."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+    return pan.luhn_valid(digits)
 
 
 def looks_like_card_number(value: object) -> bool:
-    """True for a string of 13-19 digits (spaces or dashes allowed) with a valid Luhn checksum."""
-    if not isinstance(value, str):
-        return False
-    value = value.strip()
-    if not _CARD_LIKE.match(value):
-        return False
-    digits = re.sub(r"[ -]", "", value)
-    return 13 <= len(digits) <= 19 and luhn_valid(digits)
+    """True for a string holding a card number anywhere, in any of its written forms (the one
+    detector, data/pan.py: 13-19 digits, any separators, Luhn-valid, also inside text)."""
+    return pan.contains(value)
 
 
 def _rows(mask: np.ndarray | pd.Series) -> np.ndarray:
@@ -329,10 +314,12 @@ def validate(frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
         if col.kind != "str" or col.name not in out.columns:
             continue
         values = out[col.name]
-        candidate = values.str.fullmatch(r"[\d -]{13,25}").fillna(False).to_numpy(dtype=bool)
+        # 13 digits or more joined by separators only (vectorised) before the detector looks
+        candidate = values.str.contains(pan.CANDIDATE).fillna(False).to_numpy(dtype=bool)
         if candidate.any():
-            pan = candidate & values.map(looks_like_card_number).fillna(False).to_numpy(dtype=bool)
-            bad(pan, col.name, card_number_refused(col.name))
+            hit = candidate.copy()
+            hit[candidate] = [looks_like_card_number(v) for v in values[candidate]]
+            bad(hit, col.name, card_number_refused(col.name))
 
     if problems:
         problems.sort(key=lambda p: (p.row or 0, p.column or ""))

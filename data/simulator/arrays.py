@@ -107,7 +107,12 @@ def _hex_ids(prefix: str, codes: np.ndarray, salt: np.uint64) -> pa.Array:
     pairs = np.stack([digits[byte >> 4], digits[byte & 15]], axis=1)  # byte -> two hex digits
     h = _mix64(codes.astype(np.int64).view(np.uint64) ^ salt)
     big_endian = h.astype(">u8").view(np.uint8).reshape(len(h), 8)
-    return _fixed_width(prefix, pairs[big_endian].reshape(len(h), 16), codes < 0)
+    body = pairs[big_endian].reshape(len(h), 16)
+    # 16 decimal digits would read as a card number (and be refused) for one id in ten: a
+    # hash that came out all digits gets a letter first (about one id in 2,000)
+    digits_only = (body < ord("a")).all(axis=1)
+    body[digits_only, 0] = ord("a") + (body[digits_only, 0] - ord("0")) % 6
+    return _fixed_width(prefix, body, codes < 0)
 
 
 def _labels(values: Sequence[str], codes: np.ndarray) -> pd.Series:

@@ -19,6 +19,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from data import pan
 from serving.core.auth import AuthError, Principal, Role, require
 from serving.core.schemas import (
     EARLIEST,
@@ -75,6 +76,17 @@ def _case_error(exc: queue.CaseError) -> HTTPException:
     return HTTPException(exc.status, exc.message)
 
 
+def _masked(v: str | None) -> str | None:
+    """Free text keeps its words; a card number in it is replaced by pan.MASK."""
+    return None if v is None else pan.mask(v)
+
+
+def _no_card_number(v: str) -> str:
+    if pan.contains(v):
+        raise ValueError("looks like a raw card number (refused: send the transaction id)")
+    return v
+
+
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["approve", "decline", "decline_fraud"]
@@ -82,11 +94,15 @@ class DecisionIn(BaseModel):
     # the stored version is incremented on decision: it stays below the 64-bit limit
     version: int | None = Field(default=None, ge=0, le=BIG - 1, description="optimistic check")
 
+    _note = field_validator("note")(_masked)
+
 
 class BulkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     case_ids: list[Annotated[int, Field(ge=1, le=BIG)]] = Field(min_length=1, max_length=MAX_BULK)
     note: str | None = Field(default=None, max_length=MAX_NOTE)
+
+    _note = field_validator("note")(_masked)
 
 
 class LabelIn(BaseModel):
@@ -95,6 +111,9 @@ class LabelIn(BaseModel):
     label_time: datetime | None = None
     is_fraud: bool = True
     reason: str | None = Field(default=None, max_length=MAX_NOTE)
+
+    _reason = field_validator("reason")(_masked)
+    _transaction_id = field_validator("transaction_id")(_no_card_number)
 
     @field_validator("label_time")
     @classmethod

@@ -105,5 +105,8 @@ def serve(args: argparse.Namespace) -> int:
         str(keep_alive),
     ]
     env["RISKGATE_WORKERS"] = str(args.workers)
+    # exec keeps this PID: the workers die with the process that has it (see
+    # serving.http.service.die_with_parent)
+    env["RISKGATE_SERVER_PID"] = str(os.getpid())
     os.execvpe(argv[0], argv, env)
     return 0  # not reached

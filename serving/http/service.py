@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ import bentoml
 from sqlalchemy.exc import OperationalError
 from starlette.responses import JSONResponse
 
+from data import pan
 from serving.core.auth import AuthError, KeyRing, Principal, require
 from serving.core.schemas import BatchIn, BatchOut, PaymentIn, ScoreOut
 from serving.http.api import create_app
@@ -82,6 +84,7 @@ def install_refusal_log() -> None:
 
 
 install_refusal_log()
+log = logging.getLogger("riskgate")
 
 SCORING_PATHS = frozenset({"/score", "/score_batch"})
 PUBLIC_PATHS = frozenset(
@@ -203,6 +206,45 @@ class OpenAPIPatch:
         await self.app(scope, receive, capture)
 
 
+_KEY_HOLDS_CARD = {
+    "error": "Idempotency-Key looks like it holds a card number (refused: it would be stored)",
+    "detail": [{"loc": ["header", "Idempotency-Key"]}],
+}
+
+
+def _holds_card_number(header: str) -> bool:
+    """The header as Starlette decoded it (latin-1) and as the client most likely wrote it
+    (UTF-8: a no-break space or full-width digits arrive as several latin-1 characters)."""
+    if pan.contains(header):
+        return True
+    try:
+        return pan.contains(header.encode("latin-1").decode("utf-8"))
+    except UnicodeError:
+        return False
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> None:
+    """In a worker: be killed (SIGKILL) when the `riskgate serve` process dies, however it
+    dies. BentoML's process manager starts each worker in a session of its own, so a
+    `kill -9` of the server's process group would leave the workers serving and holding the
+    port. Linux only (elsewhere a no-op); the server PID comes from `riskgate serve`."""
+    server = os.environ.get("RISKGATE_SERVER_PID")
+    if not server or int(server) == os.getpid() or not sys.platform.startswith("linux"):
+        return  # not under `riskgate serve`, or the server process itself
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: workers may outlive a killed server")
+        return
+    if os.getppid() != int(server):  # the server died before the call: nobody to serve for
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _db_unavailable(ctx: bentoml.Context) -> JSONResponse:
     """The transaction rolled back: nothing stored; the backend retries with the same key."""
     ctx.response.status_code = 503
@@ -239,6 +281,7 @@ class Riskgate:
         from serving.core.settings import Settings
         from serving.http.runtime import build
 
+        die_with_parent()
         install_refusal_log()  # again, in case the worker's logging set-up replaced it
         settings = Settings()
         if not settings.api_keys:
@@ -273,6 +316,8 @@ class Riskgate:
         key = ctx.request.headers.get("idempotency-key")
         if key is not None and not 1 <= len(key) <= 200:
             return _reply(ctx, {"error": "Idempotency-Key must be 1-200 characters"}, 400)
+        if key is not None and _holds_card_number(key):
+            return _reply(ctx, _KEY_HOLDS_CARD, 400)
         item = PaymentIn.model_construct(**payment)
         try:
             if self.rt.groups is not None:  # group commit: concurrent requests score together
@@ -309,6 +354,8 @@ class Riskgate:
         key = ctx.request.headers.get("idempotency-key")
         if key is not None and not 1 <= len(key) <= 190:
             return _reply(ctx, {"error": "Idempotency-Key must be 1-190 characters"}, 400)
+        if key is not None and _holds_card_number(key):
+            return _reply(ctx, _KEY_HOLDS_CARD, 400)
         started = time.perf_counter()
         try:  # a batch is long: off the event loop, so health checks keep answering
             status, out = await anyio.to_thread.run_sync(

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from data import pan
 from serving.core.auth import Principal
 from serving.store import db
 
@@ -332,6 +333,7 @@ def decide(
 ) -> dict[str, Any]:
     """Decide an open case exactly once; returns what the label/online update needs."""
     c = db.cases.c
+    note = None if note is None else pan.mask(note)  # stored in the case, label, outbox, audit
     with engine.begin() as conn:
         row = conn.execute(
             select(c.version, c.transaction_id, c.status, c.created_at, c.sla_due).where(

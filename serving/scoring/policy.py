@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from data import pan
 from training.model import Thresholds
 
 Action = Literal["approve", "review", "decline"]
@@ -45,6 +46,8 @@ class Rule:
     action: Literal["review", "decline"]
 
     def __post_init__(self) -> None:
+        if pan.contains(self.name) or _holds_card_number(self.value):
+            raise ValueError("rule: a name or value looks like a raw card number (refused)")
         if not _finite(self.value):
             raise ValueError(f"rule {self.name!r}: value must be finite (no NaN or Infinity)")
         if self.op not in _OPS:
@@ -132,6 +135,12 @@ def _finite(value: Any) -> bool:
     return True
 
 
+def _holds_card_number(value: Any) -> bool:
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_holds_card_number(v) for v in value)
+    return pan.contains(value)
+
+
 def fallback_amount(value: Any) -> float:
     """`fallback_max_amount` checked: a finite number from 0 to MAX_FALLBACK_AMOUNT."""
     try:
@@ -156,6 +165,9 @@ def parse_config(doc: Mapping[str, Any]) -> PolicyConfig:
         too_long = [k for k, v in raw.items() if len(v) > MAX_LIST_ENTRIES]
         if too_long:
             raise ValueError(f"{key}.{too_long[0]}: at most {MAX_LIST_ENTRIES} entries")
+        for k, v in raw.items():
+            if any(pan.contains(str(x)) for x in v):
+                raise ValueError(f"{key}.{k}: an entry looks like a raw card number (refused)")
         return {k: frozenset(str(x) for x in v) for k, v in raw.items()}
 
     rules = tuple(
