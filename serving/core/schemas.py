@@ -43,6 +43,16 @@ _TEXT_FIELDS = (
 )
 
 
+def utc_in_range(v: datetime | None) -> datetime | None:
+    """UTC, and a time the online features can hold (nanoseconds since 1970, 64 bits)."""
+    if v is None:
+        return None
+    v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+    if not EARLIEST <= v <= LATEST:
+        raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+    return v
+
+
 class PaymentIn(BaseModel):
     """One payment, as the backend sends it (see the transaction contract in data/schema.py)."""
 
@@ -87,12 +97,7 @@ class PaymentIn(BaseModel):
     @field_validator("timestamp", "account_created_at", "credential_changed_at")
     @classmethod
     def _utc(cls, v: datetime | None) -> datetime | None:
-        if v is None:
-            return None
-        v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
-        if not EARLIEST <= v <= LATEST:
-            raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
-        return v
+        return utc_in_range(v)
 
     @field_validator(*_TEXT_FIELDS)
     @classmethod

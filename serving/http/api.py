@@ -22,12 +22,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from data import pan
 from serving.core.auth import AuthError, Principal, Role, require
 from serving.core.schemas import (
-    EARLIEST,
-    LATEST,
     MAX_NOTE,
     NonFiniteNumberError,
     finite_json,
     now_utc,
+    utc_in_range,
 )
 from serving.review import queue
 from serving.scoring.policy import MAX_FALLBACK_AMOUNT
@@ -118,13 +117,7 @@ class LabelIn(BaseModel):
     @field_validator("label_time")
     @classmethod
     def _in_range(cls, v: datetime | None) -> datetime | None:
-        """UTC, and a time the online features can hold (nanoseconds since 1970, 64 bits)."""
-        if v is None:
-            return None
-        v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
-        if not EARLIEST <= v <= LATEST:
-            raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
-        return v
+        return utc_in_range(v)
 
 
 LABEL_FUTURE = timedelta(days=1)  # clock skew a backend's label_time may have, at most
