@@ -1,6 +1,9 @@
 """API keys with roles. Keys are kept only as SHA-256 digests; the audit log names the key's id.
 
-`RISKGATE_API_KEYS="backend:KEY,reviewer:alice:KEY,admin:KEY"`: role, optional name, key.
+`RISKGATE_API_KEYS="backend:KEY,reviewer:alice:KEY,supervisor:carol:KEY,admin:KEY,
+merchant:merch_000341:KEY"`: role, optional name, key. A supervisor may do everything a reviewer
+may, plus what is a team lead's; a merchant key is scoped to the merchant id given as its name
+(required), and sees that merchant's payments only.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["backend", "reviewer", "admin"]
-ROLES: tuple[Role, ...] = ("backend", "reviewer", "admin")
+Role = Literal["backend", "reviewer", "supervisor", "admin", "merchant"]
+ROLES: tuple[Role, ...] = ("backend", "reviewer", "supervisor", "admin", "merchant")
+# roles a demo run gets a fresh key for (a merchant key needs a merchant id, so none is made)
+DEVELOPMENT_ROLES: tuple[Role, ...] = ("backend", "reviewer", "supervisor", "admin")
 MIN_KEY_LENGTH = 16
 
 
@@ -23,6 +28,11 @@ class Principal:
     role: Role
     name: str
     key_id: str
+
+    @property
+    def merchant_id(self) -> str | None:
+        """The one merchant a merchant key may see; None for every other role."""
+        return self.name if self.role == "merchant" else None
 
 
 class AuthError(Exception):
@@ -59,6 +69,11 @@ class KeyRing:
                 raise ValueError(f"RISKGATE_API_KEYS entry {n}: use role:KEY or role:name:KEY")
             if role not in ROLES:
                 raise ValueError(f"RISKGATE_API_KEYS entry {n}: unknown role {role!r}")
+            if role == "merchant" and not name.strip():
+                raise ValueError(
+                    f"RISKGATE_API_KEYS entry {n}: a merchant key needs its merchant id "
+                    "(merchant:MERCHANT_ID:KEY)"
+                )
             if len(key) < MIN_KEY_LENGTH:
                 raise ValueError(
                     f"RISKGATE_API_KEYS entry {n}: key shorter than {MIN_KEY_LENGTH} characters"
@@ -98,7 +113,7 @@ def require(principal: Principal, allowed: tuple[Role, ...]) -> None:
 
 def development_keys() -> dict[Role, str]:
     """Fresh random keys for a demo run without configured keys (printed once, never stored)."""
-    return {role: f"dev-{role}-{secrets.token_urlsafe(18)}" for role in ROLES}
+    return {role: f"dev-{role}-{secrets.token_urlsafe(18)}" for role in DEVELOPMENT_ROLES}
 
 
 def spec_of(keys: dict[Role, str]) -> str:

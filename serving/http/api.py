@@ -159,12 +159,13 @@ class StrictJSONRoute(APIRoute):
 
 router = APIRouter(responses=_r(401, 403, 503), route_class=StrictJSONRoute)
 
-Reviewer = Depends(role("reviewer"))
+# a supervisor may do everything a reviewer may; a merchant key reaches only its own routes
+Reviewer = Depends(role("reviewer", "supervisor"))
 Backend = Depends(role("backend"))
 Admin = Depends(role("admin"))
-ReviewerOrAdmin = Depends(role("reviewer", "admin"))
+ReviewerOrAdmin = Depends(role("reviewer", "supervisor", "admin"))
 BackendOrAdmin = Depends(role("backend", "admin"))
-AnyRole = Depends(role("backend", "reviewer", "admin"))
+AnyRole = Depends(role("backend", "reviewer", "supervisor", "admin", "merchant"))
 
 
 @router.get("/whoami", tags=["auth"])

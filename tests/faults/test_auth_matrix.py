@@ -1,9 +1,12 @@
-"""Every endpoint x every caller: backend, reviewer, admin, no key, a wrong key, a bad scheme.
+"""Every endpoint x every caller: backend, reviewer, supervisor, admin, merchant, no key, a wrong
+key, a bad scheme.
 
 The expected table is built from the intended roles (not read back from the code):
   backend   /score, /score_batch, GET /payments/{id}, POST /labels
   reviewer  GET /cases, GET /cases/{id}, claim (a case, or the next one) / release / decision,
             POST /cases/bulk_approve
+  supervisor  everything a reviewer may
+  merchant  only its own merchant routes (none of these but /whoami)
   admin     /admin/*, GET /labels/export, and read-only GET /cases, /cases/{id}, /payments/{id}
   any role  GET /whoami
   nobody    /healthz /livez /readyz /docs.json /api/openapi.json /console/ (no key needed)
@@ -24,7 +27,9 @@ import pytest
 from tests.serving.helpers import (
     ADMIN,
     BACKEND,
+    MERCHANT,
     REVIEWER,
+    SUPERVISOR,
     high_risk,
     low_risk,
     running_service,
@@ -33,12 +38,15 @@ from tests.serving.helpers import (
 IDENTITIES: dict[str, dict[str, str]] = {
     "backend": BACKEND,
     "reviewer": REVIEWER,
+    "supervisor": SUPERVISOR,
     "admin": ADMIN,
+    "merchant": MERCHANT,
     "no-key": {},
     "wrong-key": {"Authorization": "Bearer not-a-key-of-this-service-0123"},
     "bad-scheme": {"Authorization": f"Basic {BACKEND['Authorization'].split()[1]}"},
 }
-ROLES = ("backend", "reviewer", "admin")
+ROLES = ("backend", "reviewer", "supervisor", "admin", "merchant")
+REVIEW = ("reviewer", "supervisor")
 OPEN = "open"
 
 
@@ -59,13 +67,13 @@ ENDPOINTS = [
     Endpoint("POST", "/score_batch", ("backend",), {"payments": [low_risk("am-batch")]}),
     Endpoint("GET", "/payments/{txn}", ("backend", "admin")),
     Endpoint("POST", "/labels", ("backend",), {"transaction_id": "{txn}", "is_fraud": False}),
-    Endpoint("GET", "/cases", ("reviewer", "admin")),
-    Endpoint("GET", "/cases/{case}", ("reviewer", "admin")),
-    Endpoint("POST", "/cases/next/claim", ("reviewer",)),
-    Endpoint("POST", "/cases/{case}/claim", ("reviewer",)),
-    Endpoint("POST", "/cases/{case}/release", ("reviewer",)),
-    Endpoint("POST", "/cases/{case2}/decision", ("reviewer",), {"decision": "approve"}),
-    Endpoint("POST", "/cases/bulk_approve", ("reviewer",), {"case_ids": ["{case3}"]}),
+    Endpoint("GET", "/cases", (*REVIEW, "admin")),
+    Endpoint("GET", "/cases/{case}", (*REVIEW, "admin")),
+    Endpoint("POST", "/cases/next/claim", REVIEW),
+    Endpoint("POST", "/cases/{case}/claim", REVIEW),
+    Endpoint("POST", "/cases/{case}/release", REVIEW),
+    Endpoint("POST", "/cases/{case2}/decision", REVIEW, {"decision": "approve"}),
+    Endpoint("POST", "/cases/bulk_approve", REVIEW, {"case_ids": ["{case3}"]}),
     Endpoint("GET", "/labels/export", ("admin",)),
     Endpoint("GET", "/admin/audit", ("admin",)),
     Endpoint("GET", "/admin/outbox", ("admin",)),

@@ -15,14 +15,20 @@ BACKEND_KEY = "backend-key-0123456789abcdef"
 REVIEWER_KEY = "reviewer-key-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"
 BOB_KEY = "reviewer-bob-key-0123456789"
+SUPERVISOR_KEY = "supervisor-key-0123456789abcdef"
+MERCHANT_KEY = "merchant-key-0123456789abcdef"
+MERCHANT_ID = "merch_000341"
 KEY_SPEC = (
-    f"backend:{BACKEND_KEY},reviewer:alice:{REVIEWER_KEY},reviewer:bob:{BOB_KEY},admin:{ADMIN_KEY}"
+    f"backend:{BACKEND_KEY},reviewer:alice:{REVIEWER_KEY},reviewer:bob:{BOB_KEY},"
+    f"supervisor:carol:{SUPERVISOR_KEY},admin:{ADMIN_KEY},merchant:{MERCHANT_ID}:{MERCHANT_KEY}"
 )
 
 BACKEND = {"Authorization": f"Bearer {BACKEND_KEY}"}
 REVIEWER = {"Authorization": f"Bearer {REVIEWER_KEY}"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 BOB = {"Authorization": f"Bearer {BOB_KEY}"}
+SUPERVISOR = {"Authorization": f"Bearer {SUPERVISOR_KEY}"}
+MERCHANT = {"Authorization": f"Bearer {MERCHANT_KEY}"}
 
 # A Luhn-valid test PAN (Visa's documented test number).
 TEST_PAN = "4111 1111 1111 1111"

@@ -89,6 +89,8 @@ def test_wrong_role_is_403_and_names_the_needed_role(ring):
         (f"root:{ADMIN_KEY}", "entry 1: unknown role 'root'"),
         ("backend:short-key", "entry 1: key shorter than 16"),
         (f"backend:{BACKEND_KEY},reviewer:bob:tiny", "entry 2: key shorter than 16"),
+        (f"backend:{BACKEND_KEY},merchant:{ADMIN_KEY}", "entry 2: a merchant key needs its"),
+        (f"merchant: :{ADMIN_KEY}", "entry 1: a merchant key needs its merchant id"),
     ],
 )
 def test_bad_key_spec_is_refused_with_the_entry_named(spec, message):
@@ -105,3 +107,16 @@ def test_principal_is_immutable(ring):
     assert isinstance(who, Principal)
     with pytest.raises(AttributeError):
         who.role = "admin"  # type: ignore[misc]
+
+
+def test_supervisor_and_merchant_keys_carry_their_scope():
+    ring = KeyRing.parse(
+        f"supervisor:carol:{REVIEWER_KEY},merchant:merch_000341:{ADMIN_KEY},backend:{BACKEND_KEY}"
+    )
+    carol = ring.authenticate(f"Bearer {REVIEWER_KEY}")
+    shop = ring.authenticate(f"Bearer {ADMIN_KEY}")
+    backend = ring.authenticate(f"Bearer {BACKEND_KEY}")
+
+    assert (carol.role, carol.name, carol.merchant_id) == ("supervisor", "carol", None)
+    assert (shop.role, shop.merchant_id) == ("merchant", "merch_000341")
+    assert backend.merchant_id is None
