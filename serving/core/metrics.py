@@ -1,13 +1,41 @@
-"""Prometheus metrics for operators. Created on first use (nothing at import time)."""
+"""Prometheus metrics for operators. Created once at start-up (nothing at import time).
+
+Every label takes its values from a fixed set declared here (`LABEL_SETS`), and every series of
+those sets is created at 0 when the metrics are: a rate() or an alert works from the first
+scrape, before the first fallback or reload. Nothing a caller sends (a path, an id, a name)
+becomes a label value; HTTP requests are counted by route template (serving/http/metrics.py).
+"""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 _LOCK = threading.Lock()
 _METRICS: Any = None
+
+DECISIONS = ("approve", "review", "decline")
+SOURCES = ("model", "rules", "fallback")
+# why the fallback decided: the model missed its deadline, every model slot was still busy with
+# late calls, it raised, it answered NaN, there is no model (the last is a coding slip)
+FALLBACK_CAUSES = ("deadline", "busy", "error", "nan", "no_model", "unknown")
+STAGES = ("features", "model", "explain")
+REVIEW_DECISIONS = ("approve", "decline", "decline_fraud")
+REVIEW_ROLES = ("reviewer", "supervisor")  # who decided, by role: a name is personal data
+RELOAD_OUTCOMES = ("ok", "refused")
+SCORING_ROUTES = ("/score", "/score_batch")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+# metric attribute -> {label: allowed values}; every combination is created at 0
+LABEL_SETS: dict[str, dict[str, tuple[str, ...]]] = {
+    "decisions": {"decision": DECISIONS, "source": SOURCES},
+    "fallbacks": {"cause": FALLBACK_CAUSES},
+    "stage": {"stage": STAGES},
+    "review_decisions": {"role": REVIEW_ROLES, "decision": REVIEW_DECISIONS},
+    "reloads": {"outcome": RELOAD_OUTCOMES},
+}
 
 
 def m() -> Any:
@@ -17,24 +45,29 @@ def m() -> Any:
     if _METRICS is None:
         with _LOCK:
             if _METRICS is None:
-                _METRICS = _create()
+                _METRICS = create()
     return _METRICS
 
 
-def _create() -> Any:
-    """The metric objects. Plain prometheus_client: under `bentoml serve` it runs in multi-process
-    mode (BentoML sets PROMETHEUS_MULTIPROC_DIR) and /metrics aggregates every worker."""
+def create(registry: Any = None) -> Any:
+    """The metric objects, every bounded series at 0. Plain prometheus_client: under
+    `bentoml serve` it runs in multi-process mode (BentoML sets PROMETHEUS_MULTIPROC_DIR) and
+    /metrics aggregates every worker. `registry`: the default one unless a test gives its own."""
     import prometheus_client as prom
 
+    where = {} if registry is None else {"registry": registry}
+
     def counter(name: str, doc: str, *labels: str) -> Any:
-        return prom.Counter(name=name, documentation=doc, labelnames=labels)
+        return prom.Counter(name=name, documentation=doc, labelnames=labels, **where)
 
     def histogram(name: str, doc: str, buckets: Sequence[float], *labels: str) -> Any:
-        return prom.Histogram(name=name, documentation=doc, labelnames=labels, buckets=buckets)
+        return prom.Histogram(
+            name=name, documentation=doc, labelnames=labels, buckets=buckets, **where
+        )
 
     def gauge(name: str, doc: str) -> Any:
         """A level: across workers /metrics shows the most recent value written."""
-        return prom.Gauge(name=name, documentation=doc, multiprocess_mode="mostrecent")
+        return prom.Gauge(name=name, documentation=doc, multiprocess_mode="mostrecent", **where)
 
     class _M:
         decisions = counter(
@@ -80,8 +113,8 @@ def _create() -> Any:
         )
         review_decisions = counter(
             "riskgate_review_decisions_total",
-            "Review decisions by reviewer and decision",
-            "reviewer",
+            "Review decisions by the decider's role and decision",
+            "role",
             "decision",
         )
         time_to_decision = histogram(
@@ -98,5 +131,31 @@ def _create() -> Any:
             "riskgate_queue_overdue", "Open cases already past their SLA due time"
         )
         reloads = counter("riskgate_model_reloads_total", "Model reloads by outcome", "outcome")
+        http_requests = counter(
+            "riskgate_http_requests_total",
+            "HTTP requests by method, route template (never the raw path) and status",
+            "method",
+            "route",
+            "status",
+        )
+        http_seconds = histogram(
+            "riskgate_http_request_seconds",
+            "HTTP request duration by method and route template",
+            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            "method",
+            "route",
+        )
 
+    for attr, labels in LABEL_SETS.items():
+        metric = getattr(_M, attr)
+        for values in itertools.product(*labels.values()):
+            metric.labels(**dict(zip(labels, values, strict=True)))
+    for route in SCORING_ROUTES:  # the backend's request rate and latency from the first scrape
+        _M.http_requests.labels(method="POST", route=route, status="200")
+        _M.http_seconds.labels(method="POST", route=route)
     return _M
+
+
+def label_of(value: str, allowed: Sequence[str], other: str = "other") -> str:
+    """`value` when it is one of `allowed`, else `other`: a label never takes a new value."""
+    return value if value in allowed else other

@@ -28,6 +28,7 @@ from serving.core.schemas import (
     now_utc,
     utc_in_range,
 )
+from serving.http.metrics import router as metrics_router
 from serving.review import queue
 from serving.scoring.policy import MAX_FALLBACK_AMOUNT
 from serving.store import db
@@ -257,10 +258,11 @@ def release_case(case_id: CaseId, request: Request, who: Principal = Reviewer) -
 def _apply_review_label(
     rt: Any, result: dict[str, Any], now: datetime, who: Principal | None = None
 ) -> None:
-    from serving.core.metrics import m
+    from serving.core.metrics import REVIEW_ROLES, label_of, m
 
     if who is not None:
-        m().review_decisions.labels(reviewer=who.name, decision=result["decision"]).inc()
+        role = label_of(who.role, REVIEW_ROLES)  # by role: a reviewer's name is personal data
+        m().review_decisions.labels(role=role, decision=result["decision"]).inc()
     m().time_to_decision.observe(result["waited_seconds"])
     if result["past_sla"]:
         m().sla_breaches.inc()
@@ -476,6 +478,7 @@ def create_app() -> FastAPI:
         title="riskgate review API", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
     )
     app.include_router(router)
+    app.include_router(metrics_router)  # /metrics: bounded labels only, no key
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -237,6 +237,9 @@ def open_state(settings: Settings) -> StateStore:
 
 def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None) -> Runtime:
     """Engine + schema, online state, model (refused if its features differ), scorer."""
+    from serving.core.metrics import m
+
+    m()  # every metric and its bounded series at 0 from start-up, before the first event
     engine = db.make_engine(settings.db_url, synchronous=settings.sqlite_synchronous)
     db.create_schema(engine)
     store = state if state is not None else open_state(settings)

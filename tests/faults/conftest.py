@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -32,6 +32,9 @@ from tests.serving.helpers import KEY_SPEC, high_risk, low_risk
 from training.config import SearchSettings, TrainConfig
 from training.model import RiskModel, Thresholds
 from training.pipeline import train
+
+if TYPE_CHECKING:
+    from tests.servers import Server
 
 # Smaller than the serving suite's model (these tests are about faults, not model quality).
 ROWS, DAYS, SEED = 20_000, 40, 11
@@ -112,3 +115,28 @@ def module_env(
         for name, value in env.items():
             mp.setenv(name, value)
         yield env
+
+
+@pytest.fixture(scope="session")
+def real_server(
+    tmp_path_factory: pytest.TempPathFactory, fault_model_dir: Path
+) -> Iterator[Server]:
+    """One real `riskgate serve` (1 worker, SQLite defaults) for the fault modules that need
+    the real server: started once, ready, stopped by PID at the end of the session. A test may
+    kill and restart it (same port, database, state and BentoML home), never change its
+    environment."""
+    from tests.servers import Server, free_port
+
+    work = tmp_path_factory.mktemp("real-server")
+    server = Server(
+        port=free_port(),
+        env=riskgate_env(work, fault_model_dir),
+        work=work,
+        log=work / "server.log",
+    )
+    server.start()
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

@@ -14,14 +14,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.faults.conftest import riskgate_env
-from tests.servers import Server, free_port
+from tests.servers import Server
 from tests.serving.helpers import BACKEND, high_risk, low_risk
 
 pytestmark = pytest.mark.slow
@@ -138,13 +136,8 @@ def rows(conn: sqlite3.Connection, sql: str) -> list[tuple[Any, ...]]:
     return list(conn.execute(sql).fetchall())
 
 
-def test_kill9_mid_load_loses_and_doubles_nothing(fault_model_dir: Path, tmp_path: Path):
-    server = Server(
-        port=free_port(),
-        env=riskgate_env(tmp_path, fault_model_dir),
-        work=tmp_path,
-        log=tmp_path / "server.log",
-    )
+def test_kill9_mid_load_loses_and_doubles_nothing(real_server: Server):
+    server = real_server  # the session's real server (tests/faults/conftest.py): started, ready
     work = units()
     todo: queue.Queue[Unit] = queue.Queue()
     for u in work:
@@ -160,9 +153,7 @@ def test_kill9_mid_load_loses_and_doubles_nothing(fault_model_dir: Path, tmp_pat
                     return
                 load.send(http, unit)
 
-    server.start()
     try:
-        server.wait_ready()
         load.up.set()
         threads = [threading.Thread(target=client, daemon=True) for _ in range(THREADS)]
         for t in threads:
@@ -187,11 +178,11 @@ def test_kill9_mid_load_loses_and_doubles_nothing(fault_model_dir: Path, tmp_pat
         assert metrics.status_code == 200
         assert "riskgate_decisions_total" in metrics.text
     finally:
-        server.stop()
+        load.up.set()  # a failed test must not leave client threads waiting for a restart
 
     ids = [p["transaction_id"] for u in work for p in u.payments]
     assert len(ids) == len(set(ids)) == N_PAYMENTS
-    with sqlite3.connect(tmp_path / "riskgate.db") as conn:
+    with sqlite3.connect(server.work / "riskgate.db") as conn:
         decisions = dict(rows(conn, "SELECT transaction_id, decision FROM decisions"))
         decision_rows = rows(conn, "SELECT count(*) FROM decisions")[0][0]
         cases = rows(conn, "SELECT transaction_id, id FROM cases")
