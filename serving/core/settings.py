@@ -20,7 +20,13 @@ class Settings(BaseSettings):
     state_prefix: str = "riskgate:"  # Redis key namespace (one per deployment)
     model_dir: str | None = Field(default=None, description="serve a local artifact directory")
     model_alias: str = "champion"
-    model_deadline_ms: float = 200.0
+    model_deadline_ms: float = Field(
+        default=200.0,
+        ge=0,
+        le=60_000,
+        allow_inf_nan=False,
+        description="beyond it the fallback decides; 0 turns the deadline off (model inline)",
+    )
     policy_file: str | None = None
     sla_minutes: float = 15.0
     claim_minutes: float = 15.0

@@ -57,11 +57,33 @@ def _keep_alive_seconds(env: dict[str, str]) -> int:
     return value
 
 
+def settings_errors() -> list[str]:
+    """One line per RISKGATE_* value the service would refuse at start (e.g. a negative
+    RISKGATE_MODEL_DEADLINE_MS): said here, before the workers start and fail one by one."""
+    from pydantic import ValidationError
+
+    from serving.core.settings import Settings
+
+    try:
+        Settings()
+    except ValidationError as exc:
+        return [
+            f"RISKGATE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+    return []
+
+
 def serve(args: argparse.Namespace) -> int:
     from serving.core.auth import KeyRing, development_keys, spec_of
 
     env = dict(os.environ)
     keep_alive = _keep_alive_seconds(env)  # a bad value stops here, before anything starts
+    refused = settings_errors()
+    if refused:
+        for line in refused:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     env.setdefault("BENTOML_HOME", str(Path(".riskgate/bentoml").resolve()))
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
     if not env.get("RISKGATE_API_KEYS"):

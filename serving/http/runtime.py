@@ -254,6 +254,11 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
         log.warning(
             "no model under alias %r: every payment goes to the fallback", settings.model_alias
         )
+    if settings.model_deadline_ms == 0:
+        log.warning(
+            "RISKGATE_MODEL_DEADLINE_MS=0: no model deadline, the model is called inline and a "
+            "slow model delays every payment (a benchmark setting, not for production)"
+        )
     holder = ModelHolder(store, model, version)
     if model is not None:  # warm the booster so the first payment is not the slow one
         import numpy as np

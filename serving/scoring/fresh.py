@@ -4,6 +4,7 @@ and the explanation, up to the response body. Writes nothing; the caller holds t
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -28,6 +29,16 @@ from training.model import RiskModel
 DRIFT_WINDOW = 5_000  # recent payments the score drift looks at
 DRIFT_EVERY = 500  # recompute it every this many payments
 NAN_CAUSE = "nan"  # the model answered, with NaN: a fallback cause of its own
+MODEL_SLOTS = 2  # model calls running at once (late ones included); more: the fallback decides
+
+
+CAUSE_TEXT = {"busy": "busy: every model slot is held by calls past their deadline"}
+
+
+class ModelBusyError(Exception):
+    """Every model slot is still running a call that missed its deadline."""
+
+
 STATUS_OF = {"approve": "settled", "review": "held_for_review", "decline": "declined"}
 
 
@@ -54,7 +65,8 @@ class FreshScorer:
         self.clock = clock
         self._recent: deque[float] = deque(maxlen=DRIFT_WINDOW)
         self._since_drift = 0
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="model")
+        self._pool = ThreadPoolExecutor(max_workers=MODEL_SLOTS, thread_name_prefix="model")
+        self._slots = threading.BoundedSemaphore(MODEL_SLOTS)  # model calls running at most
         self.governor = CapacityGovernor(
             CapacityConfig(
                 enabled=settings.capacity_enabled,
@@ -65,23 +77,47 @@ class FreshScorer:
         )
 
     # -- the model call, under its deadline ---------------------------------------------------
-    def _call_model(self, model: RiskModel, X: np.ndarray, deadline: float) -> np.ndarray:
-        """predict_proba under a deadline. A call that misses it is cancelled if it has not
-        started, so a slow spell does not leave a backlog ahead of the next payments."""
-        if deadline <= 0:
+    def _call_model(self, model: RiskModel, X: np.ndarray, timeout: float) -> np.ndarray:
+        """predict_proba within `timeout` seconds. A call starts only on a free model slot
+        (MODEL_SLOTS, one thread each), so it never waits in a queue behind late calls: a call
+        that misses its deadline keeps its slot until it returns, and while every slot is held
+        the fallback decides at once (ModelBusyError). No budget left: the deadline already passed
+        while the payment waited for its turn. RISKGATE_MODEL_DEADLINE_MS=0 (documented: no
+        deadline, benchmarks' what-if) calls the model inline and never falls back for time."""
+        if self.settings.model_deadline_ms == 0:
             return model.predict_proba(X)
-        future = self._pool.submit(model.predict_proba, X)
+        if timeout <= 0:
+            raise FutureTimeout
+        if not self._slots.acquire(blocking=False):
+            raise ModelBusyError
         try:
-            return future.result(timeout=deadline)
-        except FutureTimeout:
-            future.cancel()
+            future = self._pool.submit(self._run_model, model, X)
+        except BaseException:
+            self._slots.release()
             raise
+        return future.result(timeout=timeout)
 
-    def _predict(self, model: RiskModel, X: np.ndarray) -> tuple[float | None, str | None]:
+    def _run_model(self, model: RiskModel, X: np.ndarray) -> np.ndarray:
         try:
-            p = float(self._call_model(model, X, self.settings.model_deadline_ms / 1000.0)[0])
+            return model.predict_proba(X)
+        finally:
+            self._slots.release()
+
+    def _budget(self, started: float, scale: float = 1.0) -> float:
+        """Seconds left of the model deadline for a payment that arrived at `started`
+        (perf_counter): the deadline bounds the answer, not just the model call."""
+        deadline = self.settings.model_deadline_ms / 1000.0 * scale
+        return deadline - (time.perf_counter() - started)
+
+    def _predict(
+        self, model: RiskModel, X: np.ndarray, started: float
+    ) -> tuple[float | None, str | None]:
+        try:
+            p = float(self._call_model(model, X, self._budget(started))[0])
         except FutureTimeout:
             return None, "deadline"
+        except ModelBusyError:
+            return None, "busy"
         except Exception:  # a broken model must not stop payments: the fallback decides
             return None, "error"
         if not np.isfinite(p):
@@ -89,15 +125,16 @@ class FreshScorer:
         return p, None
 
     def _predict_many(
-        self, model: RiskModel, X: np.ndarray
+        self, model: RiskModel, X: np.ndarray, started: float
     ) -> tuple[list[float | None], list[str | None]]:
         """(probabilities, causes): each payment's probability, or None with its fallback
         cause (the whole batch for a deadline or an error, row by row for NaN output)."""
-        deadline = self.settings.model_deadline_ms / 1000.0 * max(1.0, len(X) / 100)
         try:
-            p = self._call_model(model, X, deadline)
+            p = self._call_model(model, X, self._budget(started, max(1.0, len(X) / 100)))
         except FutureTimeout:
             return [None] * len(X), ["deadline"] * len(X)
+        except ModelBusyError:
+            return [None] * len(X), ["busy"] * len(X)
         except Exception:  # the fallback decides the whole batch
             return [None] * len(X), ["error"] * len(X)
         probs = [float(v) if np.isfinite(v) else None for v in p]
@@ -109,7 +146,7 @@ class FreshScorer:
         if loaded.model is None:
             return False
         X = np.zeros((1, len(loaded.model.features)), dtype=np.float64)
-        return self._predict(loaded.model, X)[0] is not None
+        return self._predict(loaded.model, X, time.perf_counter())[0] is not None
 
     # -- one payment ----------------------------------------------------------------------------
     def one(
@@ -128,7 +165,7 @@ class FreshScorer:
         X = np.ascontiguousarray(values.reshape(1, -1), dtype=np.float64)
         if model is not None:
             t_model = time.perf_counter()
-            probability, cause = self._predict(model, X)
+            probability, cause = self._predict(model, X, started)
             m().stage.labels(stage="model").observe(time.perf_counter() - t_model)
         body = self.finish(
             record, loaded, values, probability, cause, lambda: model_contrib(loaded, X), started
@@ -151,7 +188,7 @@ class FreshScorer:
         probs: list[float | None] = [None] * len(records)
         causes: list[str | None] = ["no_model"] * len(records)
         if loaded.model is not None:
-            probs, causes = self._predict_many(loaded.model, X)
+            probs, causes = self._predict_many(loaded.model, X, started)
         return [
             self.finish(
                 record,
@@ -225,7 +262,8 @@ class FreshScorer:
                     "feature": "fallback",
                     "value": None,
                     "contribution": 0.0,
-                    "text": f"model unavailable ({cause}): fallback rules decided",
+                    "text": f"model unavailable ({CAUSE_TEXT.get(cause or '', cause)}): "
+                    "fallback rules decided",
                 }
             )
         body: dict[str, Any] = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -33,12 +34,13 @@ class ClosedError(RuntimeError):
 class GroupScorer:
     """One scoring thread fed by the event loop(s); answers resolve the callers' futures."""
 
-    def __init__(self, score_group: Callable[[list[Request]], list[Answer]], max_group: int):
+    def __init__(self, score_group: Callable[[list[Request], float], list[Answer]], max_group: int):
         if max_group < 1:
             raise ValueError(f"max_group must be at least 1, got {max_group}")
         self._score_group = score_group
         self._max = max_group
-        self._waiting: deque[tuple[Request, asyncio.Future[Answer]]] = deque()
+        # (request, its caller's future, when it arrived: the model deadline counts from it)
+        self._waiting: deque[tuple[Request, asyncio.Future[Answer], float]] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="score-groups", daemon=True)
@@ -53,7 +55,7 @@ class GroupScorer:
         with self._cond:
             if self._closed:
                 raise ClosedError("the scorer is stopping")
-            self._waiting.append(((payment, who, key), future))
+            self._waiting.append(((payment, who, key), future, time.perf_counter()))
             self._cond.notify()
         return await future
 
@@ -73,18 +75,18 @@ class GroupScorer:
                 if not self._waiting:
                     return
                 group = [self._waiting.popleft() for _ in range(min(self._max, len(self._waiting)))]
-            requests = [request for request, _ in group]
+            requests = [request for request, _, _ in group]
             results: list[Answer] | None = None
             error: BaseException | None = None
-            try:
-                results = self._score_group(requests)
+            try:  # the earliest arrival: no answer of the group waits past its deadline
+                results = self._score_group(requests, min(at for _, _, at in group))
                 if len(results) != len(group):
                     raise RuntimeError(f"{len(results)} answers for {len(group)} requests")
             except BaseException as exc:  # every caller of the group hears of it (503 etc.)
                 error = exc
             # one wake-up per event loop for the whole group, not one per request
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Answer], Any]]] = {}
-            for i, (_, future) in enumerate(group):
+            for i, (_, future, _) in enumerate(group):
                 outcome = error if error is not None else results[i]  # type: ignore[index]
                 by_loop.setdefault(future.get_loop(), []).append((future, outcome))
             for loop, settled in by_loop.items():

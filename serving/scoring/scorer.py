@@ -90,10 +90,16 @@ class Scorer:
 
     # -- one payment ----------------------------------------------------------------------------
     def score(
-        self, payment: PaymentIn, principal: Principal, idempotency_key: str | None = None
+        self,
+        payment: PaymentIn,
+        principal: Principal,
+        idempotency_key: str | None = None,
+        arrived: float | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, body). 200 with the decision; 422 for a reused key with another body."""
-        started = time.perf_counter()
+        """(HTTP status, body). 200 with the decision; 422 for a reused key with another body.
+        `arrived` (perf_counter): when the request came in, if it waited before this call; the
+        model deadline counts from it (a payment that waited its deadline out falls back)."""
+        started = time.perf_counter() if arrived is None else arrived
         record = payment.contract()
         digest = body_hash(payment.model_dump(mode="json"))
         with self._serial():
@@ -153,18 +159,19 @@ class Scorer:
         return 200, [r for r in results if r is not None]
 
     def score_group(
-        self, requests: list[tuple[PaymentIn, Principal, str | None]]
+        self, requests: list[tuple[PaymentIn, Principal, str | None]], arrived: float | None = None
     ) -> list[tuple[int, dict[str, Any]]]:
         """Score single-payment requests that arrived together (`/score` under load) as one
         group: one lock, one model call, one transaction. Each answers exactly as `score`
         would have, in arrival order: a repeat of an earlier request of the group (same
         transaction id or key) is answered from the stored decision, a reused key with another
         body gets 422. Only for a state store that rolls back a failed group (`deferred`):
-        otherwise, or if the group's transaction fails on a conflict, one by one."""
+        otherwise, or if the group's transaction fails on a conflict, one by one. `arrived`:
+        the earliest arrival in the group; the model deadline of every payment counts from it."""
         m().group_size.observe(len(requests))
         if len(requests) == 1 or not getattr(self.holder.store, "transactional", False):
-            return [self.score(p, who, key) for p, who, key in requests]
-        started = time.perf_counter()
+            return [self.score(p, who, key, arrived) for p, who, key in requests]
+        started = time.perf_counter() if arrived is None else arrived
         out: list[tuple[int, dict[str, Any]] | None] = [None] * len(requests)
         digests = [body_hash(p.model_dump(mode="json")) for p, _, _ in requests]
         with self._serial():
@@ -194,14 +201,14 @@ class Scorer:
                 if bodies is None:
                     for item in todo:
                         p, who, key = requests[item.index]
-                        out[item.index] = self.score(p, who, key)
+                        out[item.index] = self.score(p, who, key, arrived)
                 else:
                     for item, body in zip(todo, bodies, strict=True):
                         out[item.index] = (200, body)
             for i in later:
                 p, who, key = requests[i]
                 out[i] = self.replays.replay(p.transaction_id, key, digests[i]) or self.score(
-                    p, who, key
+                    p, who, key, arrived
                 )
         if todo:
             m().latency.observe((time.perf_counter() - started) / len(todo))

@@ -115,16 +115,18 @@ def run_slow_phase(client: Any, runtime: Any, tag: str) -> tuple[RiskModel, list
 
 def test_slow_model_every_payment_is_answered_in_time_by_the_fallback(service):
     client, runtime = service
-    before = fallbacks("deadline")
+    before = fallbacks("deadline") + fallbacks("busy")
 
     _, latencies = run_slow_phase(client, runtime, "slow")
 
     print(
-        f"\nslow model: payments={SLOW_PAYMENTS} fallbacks={fallbacks('deadline') - before:.0f} "
+        f"\nslow model: payments={SLOW_PAYMENTS} "
+        f"fallbacks={fallbacks('deadline') + fallbacks('busy') - before:.0f} "
         f"max latency={max(latencies) * 1000:.0f}ms (deadline {DEADLINE_MS}ms)"
     )
     assert max(latencies) <= DEADLINE_MS / 1000 + MARGIN_S, latencies
-    assert fallbacks("deadline") - before == SLOW_PAYMENTS
+    # past the deadline, or at once while every model slot still runs a late call
+    assert fallbacks("deadline") + fallbacks("busy") - before == SLOW_PAYMENTS
     assert fallback_rows(runtime) == SLOW_PAYMENTS
 
 

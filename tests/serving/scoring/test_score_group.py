@@ -169,7 +169,7 @@ class _Recorder:
         self.gate.set()
         self.entered = threading.Event()
 
-    def __call__(self, requests: list[Any]) -> list[tuple[int, dict[str, Any]]]:
+    def __call__(self, requests: list[Any], arrived: float) -> list[tuple[int, dict[str, Any]]]:
         self.entered.set()
         self.gate.wait(10)
         self.sizes.append(len(requests))
@@ -203,7 +203,7 @@ def test_requests_waiting_together_are_scored_as_one_group_in_order() -> None:
 
 
 def test_an_error_reaches_every_caller_of_the_group_and_close_refuses_new_ones() -> None:
-    def broken(requests: list[Any]) -> list[tuple[int, dict[str, Any]]]:
+    def broken(requests: list[Any], arrived: float) -> list[tuple[int, dict[str, Any]]]:
         raise OperationalError("COMMIT", {}, Exception("database is locked"))
 
     groups = GroupScorer(broken, max_group=4).start()
@@ -222,4 +222,4 @@ def test_an_error_reaches_every_caller_of_the_group_and_close_refuses_new_ones()
 
 def test_max_group_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_group must be at least 1"):
-        GroupScorer(lambda r: [], max_group=0)
+        GroupScorer(lambda r, at: [], max_group=0)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,7 @@ def test_fresh_scoring_of_one_decides_but_writes_and_remembers_nothing(engine):
     store = MemoryState()
     fresh = fresh_for(BatchModel(0.5), store)
     try:
-        body, prepared, online = fresh.one(record(high_risk("f1")), started=0.0)
+        body, prepared, online = fresh.one(record(high_risk("f1")), started=time.perf_counter())
     finally:
         fresh.close()
 
@@ -182,7 +183,7 @@ def test_fresh_scoring_of_many_sees_earlier_payments_and_calls_the_model_once():
         for i in range(3)
     ]
     try:
-        bodies = fresh.many(fresh.holder.current, same_card, started=0.0)
+        bodies = fresh.many(fresh.holder.current, same_card, started=time.perf_counter())
     finally:
         fresh.close()
 
