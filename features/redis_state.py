@@ -6,7 +6,7 @@ Same semantics as `MemoryState`, laid out so that each call is one round trip:
     packed record ``ts | seq | cents | lat | lon | card``. ``ts`` is the payment time (int64 ns,
     offset to unsigned, big-endian) and ``seq`` a global arrival counter (``{prefix}seq``), so
     the set's lexicographic order is exactly (ts, arrival) and members are unique even for equal
-    timestamps or a repeated transaction id. Lex order also makes expiry exact:
+    timestamps. Lex order also makes expiry exact:
     ``ZREMRANGEBYLEX key - (ts(bound + 1)`` drops every event with ts <= bound. (A float score
     of ns timestamps would be off by up to 256 ns at today's epoch.)
 ``{prefix}f:{entity}:{key}``  the counted fraud labels of an entity key (the entities in
@@ -16,9 +16,10 @@ Same semantics as `MemoryState`, laid out so that each call is one round trip:
 ``{prefix}txn:ts``  sorted set ``ts | seq | transaction_id`` to expire that index in event time.
 
 `record_payment` is one Lua script (atomic, so concurrent replicas never interleave half a
-payment): per entity key, drop what is older than the look-back relative to this payment and
-add the record; index the transaction; expire transactions that left the look-back (their
-labels then return False, as in `MemoryState`). `record_label` is one Lua script too: the
+payment): a transaction id already in the index is not applied again (idempotent, as in
+`MemoryState`); otherwise per entity key, drop what is older than the look-back relative to this
+payment and add the record; index the transaction; expire transactions that left the look-back
+(their labels then return False, as in `MemoryState`). `record_label` is one Lua script too: the
 counted flag in the index makes a fraud label count once (in every fraud key it lists), a
 reversal uncounts it. `history` is one ZRANGE, or one read script (labelled entities: payments
 and fraud labels together; histories this instance keeps a local copy of: only what changed
@@ -61,6 +62,7 @@ DEFAULT_TTL_S = LOOKBACK_NS // NS_PER_S + 86_400
 # ARGV: ts8, payload, cutoff8 (= ts of bound + 1), ttl ms, txn id, txn index value (no flag),
 #       n, m
 _RECORD_PAYMENT = """
+if redis.call('HEXISTS', KEYS[2], ARGV[5]) == 1 then return 0 end
 local seq = redis.call('INCR', KEYS[1])
 local seq8 = struct.pack('>I8', seq)
 local member = ARGV[1] .. seq8 .. ARGV[2]

@@ -161,7 +161,16 @@ class MemoryState:
             h = table[key] = History()
         return h
 
+    def knows(self, transaction_id: str) -> bool:
+        """The payment is in the state (recorded, and not yet past the look-back)."""
+        return transaction_id in self._payments
+
     def record_payment(self, event: PaymentEvent) -> None:
+        """Remember a scored payment, once: a transaction id the state already holds is not
+        applied again (a retry, a replayed log, a decision store that forgot it), so velocity
+        features never count a payment twice."""
+        if event.transaction_id in self._payments:
+            return
         bound = event.ts - LOOKBACK_NS
         for entity, key in entity_keys(event).items():
             h = self._touch(entity, key)
@@ -352,7 +361,9 @@ class SQLiteState(MemoryState):
         self._replay()
 
     def record_payment(self, event: PaymentEvent) -> None:
-        with self.exclusive():
+        with self.exclusive():  # caught up with the other processes: their payments count
+            if self.knows(event.transaction_id):
+                return  # already applied (here or by another worker): not logged again
             self._log("payment", event.ts, event.__dict__)
             super().record_payment(event)
 

@@ -209,6 +209,53 @@ def test_reopening_twice_does_not_duplicate_events(tmp_path):
         again.close()
 
 
+# --- idempotency per transaction id (issue 15, finding 8) --------------------------------------
+
+
+def test_the_same_transaction_applied_twice_leaves_velocity_features_unchanged(make_store):
+    store = make_store()
+    online = OnlineFeatures(store)
+    history = stream(50, every=HOUR)
+    for p in history:
+        online.update(p)
+    nxt = payment("next", 51 * HOUR, card="c1")
+    expected, held = online.compute(nxt), store.events_held()
+
+    for p in history[-10:]:
+        online.update(p)  # a retry, a replayed log, a fresh decision store...
+    online.update({**history[-1], "amount": 999.0})  # the same id with other content
+    again = online.compute(nxt)
+
+    np.testing.assert_array_equal(again, expected)
+    assert store.events_held() == held
+
+
+def test_sqlite_log_applies_a_transaction_once_across_workers_and_replays(tmp_path):
+    path = tmp_path / "state.db"
+    one, two = SQLiteState(path), SQLiteState(path)  # two workers on one log
+    first = stream(20, every=HOUR)
+    for p in first:
+        OnlineFeatures(one).update(p)
+    for p in first:
+        OnlineFeatures(two).update(p)  # the other worker retries them: caught up, not applied
+    nxt = payment("next", 21 * HOUR, card="c1")
+    expected = OnlineFeatures(one).compute(nxt)
+    np.testing.assert_array_equal(OnlineFeatures(two).compute(nxt), expected)
+    one.close()
+    two.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM state_events").fetchone()[0] == len(first)
+        # a log written before this rule may hold a payment twice: replayed once
+        conn.execute(
+            "INSERT INTO state_events (kind, ts, body) SELECT kind, ts, body "
+            "FROM state_events WHERE seq = (SELECT max(seq) FROM state_events)"
+        )
+        conn.commit()
+    reopened = SQLiteState(path)
+    np.testing.assert_array_equal(OnlineFeatures(reopened).compute(nxt), expected)
+    reopened.close()
+
+
 # --- labels ----------------------------------------------------------------------------------
 
 

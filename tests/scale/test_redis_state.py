@@ -374,16 +374,16 @@ def test_history_keeps_arrival_order_within_a_timestamp(open_store, seq_start):
     assert store.history("card", "nobody") == History()
 
 
-def test_repeated_transaction_id_is_stored_twice_like_memory_state(open_store):
+def test_a_repeated_transaction_id_is_applied_once_like_memory_state(open_store):
     store, memory = open_store(), MemoryState()
     for s in (store, memory):
         s.record_payment(event("dup", T0))
         assert s.record_label("dup", True, T0) is True
         s.record_payment(event("dup", T0))  # a retry with the same id and time
-        s.record_payment(event("dup", T0 + NS_PER_S, cents=5))  # and a later one
+        s.record_payment(event("dup", T0 + NS_PER_S, cents=5))  # the same id again, later
         assert s.record_label("dup", True, T0 + NS_PER_S) is True  # still counted once
     assert as_tuple(store.history("merchant", "m1")) == as_tuple(memory.history("merchant", "m1"))
-    assert store.history("merchant", "m1").cents == [1000, 1000, 5]
+    assert store.history("merchant", "m1").cents == [1000]
     assert store.history("merchant", "m1").fraud_ts == [T0]
     for s in (store, memory):
         assert s.record_label("dup", False, T0 + 2 * NS_PER_S) is True
@@ -537,8 +537,8 @@ def test_concurrent_replicas_lose_no_payment(open_store):
 
     def write(i: int, store: RedisState) -> None:
         for k in range(100):
-            # equal timestamps and even equal ids across writers: members stay unique
-            store.record_payment(event(f"t{k}", T0 + k // 10, cents=i * 1000 + k))
+            # equal timestamps across writers: members stay unique
+            store.record_payment(event(f"w{i}-t{k}", T0 + k // 10, cents=i * 1000 + k))
 
     threads = [threading.Thread(target=write, args=(i, s)) for i, s in enumerate(stores)]
     for th in threads:
@@ -549,6 +549,26 @@ def test_concurrent_replicas_lose_no_payment(open_store):
     assert len(h) == 400
     assert sorted(h.cents) == sorted(i * 1000 + k for i in range(4) for k in range(100))
     assert h.ts == sorted(h.ts)
+
+
+def test_concurrent_replicas_apply_a_transaction_id_once(open_store):
+    """The same ids from several writers at once (a retried payment reaching two replicas):
+    each id is applied by exactly one of them."""
+    prefix = new_prefix()
+    stores = [open_store(prefix) for _ in range(4)]
+
+    def write(i: int, store: RedisState) -> None:
+        for k in range(100):
+            store.record_payment(event(f"t{k}", T0 + k // 10, cents=i * 1000 + k))
+
+    threads = [threading.Thread(target=write, args=(i, s)) for i, s in enumerate(stores)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    h = stores[0].history("card", "c1")
+    assert len(h) == 100
+    assert sorted(c % 1000 for c in h.cents) == list(range(100))
 
 
 # --- bounded memory ------------------------------------------------------------------------------
