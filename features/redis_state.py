@@ -406,6 +406,24 @@ class RedisState:
         )
         return bool(known)
 
+    def deployment_id(self) -> str | None:
+        """The deployment this prefix belongs to (stamped at its first start), if any."""
+        stamp = self.client.get(f"{self.prefix}deployment")
+        if stamp is None:
+            return None
+        return stamp.decode() if isinstance(stamp, bytes) else str(stamp)
+
+    def claim_deployment(self, candidate: str) -> str:
+        """Stamp the prefix with `candidate` unless it already has a stamp (SET NX: replicas
+        starting together agree); the stamp it has."""
+        self.client.set(f"{self.prefix}deployment", candidate, nx=True)
+        stamp = self.deployment_id()
+        assert stamp is not None
+        return stamp
+
+    def has_events(self) -> bool:
+        return bool(self.client.exists(self._seq_key))
+
     def close(self) -> None:
         if self._owns:
             self.client.close()

@@ -233,7 +233,42 @@ CREATE TABLE IF NOT EXISTS state_events (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS state_events_ts ON state_events (ts);
+CREATE TABLE IF NOT EXISTS state_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+DEPLOYMENT = "deployment"  # state_meta row: the deployment id this log belongs to
+
+
+class SQLiteStamp:
+    """The deployment stamp of an SQLite state log, read and written without replaying the log
+    (what `riskgate serve` checks before it starts the workers; SQLiteState has the same)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self._path, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(_SCHEMA)
+
+    def deployment_id(self) -> str | None:
+        row = self._db.execute(
+            "SELECT value FROM state_meta WHERE name = ?", (DEPLOYMENT,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def claim_deployment(self, candidate: str) -> str:
+        """Stamp the log with `candidate` unless it already has a stamp; the stamp it has."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO state_meta (name, value) VALUES (?, ?)", (DEPLOYMENT, candidate)
+        )
+        stamp = self.deployment_id()
+        assert stamp is not None
+        return stamp
+
+    def has_events(self) -> bool:
+        return self._db.execute("SELECT 1 FROM state_events LIMIT 1").fetchone() is not None
+
+    def close(self) -> None:
+        self._db.close()
 
 
 class SQLiteState(MemoryState):
@@ -378,6 +413,30 @@ class SQLiteState(MemoryState):
                 }
                 self._log("label", label_time, body)
             return known
+
+    def deployment_id(self) -> str | None:
+        """The deployment this log belongs to (stamped at its first start), if any."""
+        with self._mutex:
+            row = self._db.execute(
+                "SELECT value FROM state_meta WHERE name = ?", (DEPLOYMENT,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def claim_deployment(self, candidate: str) -> str:
+        """Stamp the log with `candidate` unless it already has a stamp; the stamp it has."""
+        with self.exclusive(catch_up=False):
+            self.flush()
+            self._db.execute(
+                "INSERT OR IGNORE INTO state_meta (name, value) VALUES (?, ?)",
+                (DEPLOYMENT, candidate),
+            )
+        stamp = self.deployment_id()
+        assert stamp is not None
+        return stamp
+
+    def has_events(self) -> bool:
+        with self._mutex:
+            return self._db.execute("SELECT 1 FROM state_events LIMIT 1").fetchone() is not None
 
     def close(self) -> None:
         with self._mutex:

@@ -84,6 +84,13 @@ def serve(args: argparse.Namespace) -> int:
         for line in refused:
             print(f"error: {line}", file=sys.stderr)
         return 2
+    from serving.core.settings import Settings
+    from serving.http.deployment import check_before_serve
+
+    mismatch = check_before_serve(Settings())  # stamps both stores at the first start
+    if mismatch is not None:
+        print(f"error: {mismatch}", file=sys.stderr)
+        return 2
     env.setdefault("BENTOML_HOME", str(Path(".riskgate/bentoml").resolve()))
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
     if not env.get("RISKGATE_API_KEYS"):

@@ -20,6 +20,7 @@ from features.state import SQLiteState, StateStore
 from serving.core.auth import KeyRing
 from serving.core.schemas import now_utc
 from serving.core.settings import Settings
+from serving.http.deployment import DeploymentMismatchError, ensure_one_deployment
 from serving.review.webhooks import Deliverer
 from serving.scoring.groups import GroupScorer
 from serving.scoring.holder import ModelHolder, check_artifact
@@ -243,6 +244,12 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
     engine = db.make_engine(settings.db_url, synchronous=settings.sqlite_synchronous)
     db.create_schema(engine)
     store = state if state is not None else open_state(settings)
+    try:  # both stores from one deployment, else no start (serving/http/deployment.py)
+        ensure_one_deployment(settings, engine, store)
+    except DeploymentMismatchError:
+        store.close()
+        engine.dispose()
+        raise
     try:
         model, version = load_model(settings)
         if model is not None:
