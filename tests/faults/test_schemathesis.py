@@ -10,7 +10,7 @@ wrong key, or the header schemathesis generated). Over >= 1,000 requests:
   * every response whose status the schema declares conforms to the declared schema;
   * statuses the schema does not declare are listed (a warning), per operation.
 
-/metrics is left out: BentoML serves it only under `bentoml serve` (PROMETHEUS_MULTIPROC_DIR).
+/metrics is left out: Prometheus text, not JSON (tests/faults/test_metrics_labels.py covers it).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ def test_metrics_are_created_once_under_concurrent_first_use(monkeypatch) -> Non
         return created[-1]
 
     monkeypatch.setattr(metrics, "_METRICS", None)
-    monkeypatch.setattr(metrics, "_create", slow_create)
+    monkeypatch.setattr(metrics, "create", slow_create)
     barrier = threading.Barrier(8)
     seen: list[object] = []
 
