@@ -238,6 +238,43 @@ class TeamConfig:
         """Cases the reviewers on shift clear per hour at `utilisation` of their time."""
         return self.on_shift(t) * (60.0 / self.mean_handling_min) * utilisation
 
+    def sla_rate_per_hour(self, reviewers: int, quantile: float = 0.95) -> float:
+        """The most cases an hour `reviewers` can take and still release `quantile` of them
+        within the SLA, by the M/M/c queue (Erlang C): P(wait > SLA - mean handling) <= 1 -
+        quantile. Planning with it, not with a fixed utilisation, is what keeps the hold within
+        the SLA when few reviewers are on shift (one reviewer at 80% waits ~4 handling times)."""
+        if reviewers <= 0:
+            return 0.0
+        mu = 60.0 / self.mean_handling_min  # cases an hour per reviewer
+        t = max(self.sla_min - self.mean_handling_min, 0.0) / 60.0  # hours a case may wait
+
+        def p_late(lam: float) -> float:
+            a = lam / mu
+            if a >= reviewers:
+                return 1.0
+            term, total = 1.0, 1.0
+            for k in range(1, reviewers):
+                term *= a / k
+                total += term
+            top = term * a / reviewers * reviewers / (reviewers - a)
+            erlang_c = top / (total + top)
+            return erlang_c * math.exp(-(reviewers * mu - lam) * t)
+
+        lo, hi = 0.0, reviewers * mu
+        for _ in range(60):  # bisection: p_late grows with the arrival rate
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if p_late(mid) <= 1 - quantile else (lo, mid)
+        return lo
+
+    def sla_capacity_per_hour(
+        self, t: np.ndarray | float, utilisation: float = 0.8, quantile: float = 0.95
+    ) -> np.ndarray:
+        """Cases an hour the reviewers on shift at t can take: the lower of `capacity_per_hour`
+        and `sla_rate_per_hour` (what keeps `quantile` of the holds within the SLA)."""
+        on = np.asarray(self.on_shift(t))
+        sla = np.vectorize(lambda c: self.sla_rate_per_hour(int(c), quantile))(on)
+        return np.minimum(self.capacity_per_hour(t, utilisation), sla.astype(np.float64))
+
     def describe(self) -> str:
         shifts = ", ".join(
             f"{s.reviewers} x {s.start_hour:02g}:00-{s.end_hour:02g}:00 UTC" for s in self.shifts

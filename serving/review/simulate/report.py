@@ -220,21 +220,23 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     if setup.get("scenario", "none") != "none":
         cap = figures["riskgate_capacity"]
         most = setup.get("max_shed_loss_per_day")
-        fixed_breaches = not _ok(st["riskgate_fixed"], sla, seeds)
-        cap_keeps = _ok(st["riskgate_capacity"], sla, seeds)
+        fixed_p95 = figures["riskgate_fixed"]["hold_p95_min"]
+        cap_p95 = cap["hold_p95_min"]
+        fixed_breaches = not _ok(fixed_p95, sla, seeds)
+        cap_keeps = _ok(cap_p95, sla, seeds)
         within = most is None or _ok(cap["extra_fraud_amount_worst_day"], float(most), seeds)
         out.append(
             {
-                "target": f"under {setup['scenario']}: capacity-aware keeps p95 hold <= SLA "
-                "while fixed breaches it, extra fraud let through (worst day) <= the configured "
-                "maximum",
+                "target": f"under {setup['scenario']}: capacity-aware keeps the p95 hold (whole "
+                "period) <= SLA while fixed breaches it, extra fraud let through (worst day) <= "
+                "the configured maximum",
                 "kind": "scenario",
                 "threshold": sla,
                 "cells": {
-                    "rules": f"{_fmt('f1', st['rules'], {})} min",
-                    "riskgate_fixed": f"{_fmt('f1', st['riskgate_fixed'], {})} min"
+                    "rules": f"{_fmt('f1', figures['rules']['hold_p95_min'], {})} min",
+                    "riskgate_fixed": f"{_fmt('f1', fixed_p95, {})} min"
                     + (" (breaches)" if fixed_breaches else " (does not breach)"),
-                    "riskgate_capacity": f"{_fmt('f1', st['riskgate_capacity'], {})} min; extra "
+                    "riskgate_capacity": f"{_fmt('f1', cap_p95, {})} min; extra "
                     f"fraud {_fmt('money', cap['extra_fraud_amount_worst_day'], {})} on the "
                     f"worst day (max {_fmt('money', most, {})})",
                 },

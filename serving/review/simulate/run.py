@@ -321,7 +321,9 @@ def _run_one(args: argparse.Namespace, scenario: Scenario, i: int, say: Any) -> 
     )
 
     def capacity_at(t: float) -> float:
-        return float(team.capacity_per_hour(t, util))
+        # what the reviewers on shift clear at the target utilisation, and no more than keeps
+        # 95% of the holds within the SLA (M/M/c): one reviewer at 80% would breach it
+        return float(team.sla_capacity_per_hour(t, util))
 
     review_score = model.thresholds.review_score(p, am)
     with progress_bar(total=len(p), desc="capacity-aware", unit="payment") as cbar:
@@ -472,8 +474,10 @@ def _run_one(args: argparse.Namespace, scenario: Scenario, i: int, say: Any) -> 
     capacity_text = (
         f"{args.capacity_per_hour:g} reviews per hour"
         if args.capacity_per_hour
-        else f"capacity = reviewers on shift x 60 / {team.mean_handling_min:.2f} min x {util:g} "
-        f"({capacity_at(12 * 3600.0):.1f}/h at noon, {capacity_at(0.0):.1f}/h at midnight)"
+        else f"capacity = the lower of reviewers on shift x 60 / {team.mean_handling_min:.2f} min "
+        f"x {util:g} and the rate at which 95% of the holds stay within the SLA (M/M/c, Erlang "
+        f"C): {capacity_at(12 * 3600.0):.1f}/h with 2 reviewers, {team.sla_rate_per_hour(1):.1f}"
+        "/h with 1"
     )
     sla_target = {
         "target": "p95 hold of reviewed good payments <= SLA, whole period and scenario day",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -398,3 +399,21 @@ def test_the_shed_loss_budget_stops_the_raised_band_for_the_rest_of_the_day() ->
     assert gov.shed_loss_today == budget
     gov.shed(DAY_S + 10.0, 1.0)
     assert gov.shed_loss_today == 1.0
+
+
+def test_sla_rate_keeps_95_percent_of_waits_within_the_sla() -> None:
+    team = TeamConfig(sla_min=15.0)
+    mu = 60.0 / team.mean_handling_min
+    lam = team.sla_rate_per_hour(1)
+    # M/M/1: P(wait > t) = rho exp(-(mu - lambda) t), t = SLA - mean handling
+    rho, t = lam / mu, (15.0 - team.mean_handling_min) / 60.0
+    assert rho * math.exp(-(mu - lam) * t) == pytest.approx(0.05, rel=1e-6)
+    rates = [team.sla_rate_per_hour(c) for c in range(4)]
+    assert rates[0] == 0.0
+    assert rates == sorted(rates)
+    # more reviewers pool their queue: each can run hotter
+    assert rates[2] / 2 > rates[1]
+    # planning takes the lower of the utilisation capacity and the SLA rate
+    noon, night = D0 + 12 * HOUR_S, D0 + 2 * HOUR_S
+    assert team.sla_capacity_per_hour(night, 0.8) == pytest.approx(rates[1])
+    assert team.sla_capacity_per_hour(noon, 0.1) == pytest.approx(team.capacity_per_hour(noon, 0.1))
