@@ -97,6 +97,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="N",
         help="hyperparameter trials when training (8; 1 = the defaults, as `riskgate train`)",
     )
+    s.add_argument(
+        "--search-budget",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds after which the search starts no new trial (60, as `riskgate train`); on "
+        "a busy machine it cuts trials and the model then depends on the machine's speed",
+    )
     team = s.add_argument_group("review team")
     team.add_argument("--reviewers", type=int, default=2, help="reviewers on the day shift (2)")
     team.add_argument("--night-reviewers", type=int, default=1, help="reviewers at night (1)")

@@ -130,6 +130,8 @@ def _check_args(args: argparse.Namespace) -> Scenario:
         raise InputError(f"--capacity-per-hour must be > 0, got {args.capacity_per_hour}")
     if args.search_trials < 1:
         raise InputError(f"--search-trials must be >= 1, got {args.search_trials}")
+    if not args.search_budget > 0:
+        raise InputError(f"--search-budget must be > 0, got {args.search_budget}")
     if not 1 <= args.seeds <= 20:
         raise InputError(f"--seeds must be in 1..20, got {args.seeds}")
     if args.max_shed_loss is not None and not args.max_shed_loss >= 0:
@@ -196,7 +198,7 @@ def _run_one(args: argparse.Namespace, scenario: Scenario, i: int, say: Any) -> 
     config = TrainConfig(
         test_share=args.test_share,
         label_delay_days=delay / pd.Timedelta(days=1),
-        search=SearchSettings(trials=args.search_trials),
+        search=SearchSettings(trials=args.search_trials, budget_seconds=args.search_budget),
         seed=model_seed,
     )
 
