@@ -113,6 +113,29 @@ class Shift:
         return (math.inf, False)  # an all-day shift never changes
 
 
+@dataclass(frozen=True)
+class Absence:
+    """`reviewers` of shift `shift`'s people away in [start_s, end_s) (seconds since the epoch).
+
+    Planned work elsewhere (a maintenance window, training): the team knows it in advance, so
+    the capacity the policies plan with drops too. A reviewer who has a case in hand when the
+    absence starts finishes it; that time counts neither as on-shift time nor as work.
+    """
+
+    start_s: float
+    end_s: float
+    reviewers: int = 1
+    shift: int = 0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.start_s) and math.isfinite(self.end_s)):
+            raise ValueError("an absence needs finite start and end times")
+        if not self.end_s > self.start_s:
+            raise ValueError(f"an absence must end after it starts ({self.start_s}, {self.end_s})")
+        if not isinstance(self.reviewers, int) or self.reviewers < 1:
+            raise ValueError(f"absence reviewers must be an integer >= 1, got {self.reviewers!r}")
+
+
 def _default_shifts() -> tuple[Shift, ...]:
     return (Shift(8, 20, 2), Shift(20, 8, 1))
 
@@ -134,10 +157,19 @@ class TeamConfig:
     accuracy: float = 1.0  # share of reviewed, stoppable fraud the reviewer correctly declines
     sla_min: float = 15.0
     seed: int = 0
+    absences: tuple[Absence, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.shifts or sum(s.reviewers for s in self.shifts) == 0:
             raise ValueError("the team needs at least one reviewer on some shift")
+        for a in self.absences:
+            if not 0 <= a.shift < len(self.shifts):
+                raise ValueError(f"absence shift {a.shift} is not one of the team's shifts")
+            if a.reviewers > self.shifts[a.shift].reviewers:
+                raise ValueError(
+                    f"absence takes {a.reviewers} reviewers from a shift of "
+                    f"{self.shifts[a.shift].reviewers}"
+                )
         if not self.handling_median_min > 0:
             raise ValueError(f"handling_median_min must be > 0, got {self.handling_median_min}")
         if not 0 <= self.handling_sigma <= 3:
@@ -161,37 +193,102 @@ class TeamConfig:
         """Reviewer i works team.shifts[reviewer_shift_index[i]]."""
         return [k for k, s in enumerate(self.shifts) for _ in range(s.reviewers)]
 
+    def absence_windows(self, reviewer: int) -> list[tuple[float, float]]:
+        """The [start, end) windows in which reviewer i (see reviewer_shifts) is away.
+
+        An absence of k reviewers from a shift takes that shift's last k reviewers."""
+        k = self.reviewer_shift_index[reviewer]
+        first = self.reviewer_shift_index.index(k)
+        rank_from_end = self.shifts[k].reviewers - (reviewer - first)  # 1 = the shift's last
+        return [
+            (a.start_s, a.end_s)
+            for a in self.absences
+            if a.shift == k and a.reviewers >= rank_from_end
+        ]
+
     def on_shift(self, t: np.ndarray | float) -> np.ndarray:
-        """Reviewers on shift at time(s) t."""
+        """Reviewers on shift (and not away) at time(s) t."""
         t = np.asarray(t, dtype=np.float64)
         out = np.zeros(t.shape, dtype=np.int64)
         for s in self.shifts:
             out += s.covers(t).astype(np.int64) * s.reviewers
+        for r, sh in enumerate(self.reviewer_shifts):
+            for a, b in self.absence_windows(r):
+                out -= (sh.covers(t) & (t >= a) & (t < b)).astype(np.int64)
         return out
 
     def on_shift_seconds(self, start: float, end: float) -> float:
-        """Reviewer-seconds on shift within [start, end)."""
+        """Reviewer-seconds on shift (absences taken out) within [start, end)."""
         if end <= start:
             return 0.0
-        return float(
+        total = float(
             sum(
                 s.reviewers * float(s.on_seconds_until(end) - s.on_seconds_until(start))
                 for s in self.shifts
             )
         )
+        for r, sh in enumerate(self.reviewer_shifts):
+            for a, b in self.absence_windows(r):
+                lo, hi = max(a, start), min(b, end)
+                if hi > lo:
+                    total -= float(sh.on_seconds_until(hi) - sh.on_seconds_until(lo))
+        return total
 
     def capacity_per_hour(self, t: np.ndarray | float, utilisation: float = 0.8) -> np.ndarray:
         """Cases the reviewers on shift clear per hour at `utilisation` of their time."""
         return self.on_shift(t) * (60.0 / self.mean_handling_min) * utilisation
 
+    def sla_rate_per_hour(self, reviewers: int, quantile: float = 0.95) -> float:
+        """The most cases an hour `reviewers` can take and still release `quantile` of them
+        within the SLA, by the M/M/c queue (Erlang C): P(wait > SLA - mean handling) <= 1 -
+        quantile. Planning with it, not with a fixed utilisation, is what keeps the hold within
+        the SLA when few reviewers are on shift (one reviewer at 80% waits ~4 handling times)."""
+        if reviewers <= 0:
+            return 0.0
+        mu = 60.0 / self.mean_handling_min  # cases an hour per reviewer
+        t = max(self.sla_min - self.mean_handling_min, 0.0) / 60.0  # hours a case may wait
+
+        def p_late(lam: float) -> float:
+            a = lam / mu
+            if a >= reviewers:
+                return 1.0
+            term, total = 1.0, 1.0
+            for k in range(1, reviewers):
+                term *= a / k
+                total += term
+            top = term * a / reviewers * reviewers / (reviewers - a)
+            erlang_c = top / (total + top)
+            return erlang_c * math.exp(-(reviewers * mu - lam) * t)
+
+        lo, hi = 0.0, reviewers * mu
+        for _ in range(60):  # bisection: p_late grows with the arrival rate
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if p_late(mid) <= 1 - quantile else (lo, mid)
+        return lo
+
+    def sla_capacity_per_hour(
+        self, t: np.ndarray | float, utilisation: float = 0.8, quantile: float = 0.95
+    ) -> np.ndarray:
+        """Cases an hour the reviewers on shift at t can take: the lower of `capacity_per_hour`
+        and `sla_rate_per_hour` (what keeps `quantile` of the holds within the SLA)."""
+        on = np.asarray(self.on_shift(t))
+        sla = np.vectorize(lambda c: self.sla_rate_per_hour(int(c), quantile))(on)
+        return np.minimum(self.capacity_per_hour(t, utilisation), sla.astype(np.float64))
+
     def describe(self) -> str:
         shifts = ", ".join(
             f"{s.reviewers} x {s.start_hour:02g}:00-{s.end_hour:02g}:00 UTC" for s in self.shifts
         )
+        away = "".join(
+            f"; {a.reviewers} of shift {a.shift} away "
+            f"{pd.Timestamp(a.start_s, unit='s', tz='UTC'):%Y-%m-%d %H:%M}-"
+            f"{pd.Timestamp(a.end_s, unit='s', tz='UTC'):%H:%M} UTC"
+            for a in self.absences
+        )
         return (
             f"{shifts}; handling lognormal median {self.handling_median_min:g} min, sigma "
             f"{self.handling_sigma:g} (mean {self.mean_handling_min:.2f} min); accuracy "
-            f"{self.accuracy:.0%}; SLA {self.sla_min:g} min; seed {self.seed}"
+            f"{self.accuracy:.0%}; SLA {self.sla_min:g} min; seed {self.seed}{away}"
         )
 
 
@@ -256,9 +353,14 @@ def _busy_on_shift(cases: pd.DataFrame, team: TeamConfig, start: float, end: flo
     rev = cases["reviewer"].to_numpy(dtype=np.int64)
     total = 0.0
     for r in np.unique(rev):
+        if r < 0:
+            continue
         m = rev == r
         sh = shifts[int(r)]
         total += float((sh.on_seconds_until(b[m]) - sh.on_seconds_until(a[m])).sum())
+        for lo, hi in team.absence_windows(int(r)):  # finishing a case while away: not on shift
+            a2, b2 = np.clip(a[m], lo, hi), np.clip(b[m], lo, hi)
+            total -= float((sh.on_seconds_until(b2) - sh.on_seconds_until(a2)).sum())
     return total
 
 
@@ -331,9 +433,19 @@ def simulate_queue(
             if math.isfinite(when):
                 events.append((when, shift_change, seq, k))
                 seq += 1
+    away_windows = [team.absence_windows(r) for r in range(len(shifts))]
+    for lo, hi in {w for ws in away_windows for w in ws}:
+        for when in (lo, hi):
+            if when > t0:
+                events.append((when, shift_change, seq, -1))  # -1: someone leaves or returns
+                seq += 1
     heapq.heapify(events)
 
+    def away_at(r: int, at: float) -> bool:
+        return any(lo <= at < hi for lo, hi in away_windows[r])
+
     on_shift = [bool(sh.covers(t0)) for sh in shifts]
+    away = [away_at(r, t0) for r in range(len(shifts))]
     queue: list[tuple[float, float, int]] = []  # (key1, key2, case)
     pending = n
     busy = 0
@@ -352,6 +464,8 @@ def simulate_queue(
                 key = (-prio[i], times[i]) if priority_order else (times[i], 0.0)
                 heapq.heappush(queue, (key[0], key[1], i))
                 pending -= 1
+            elif payload < 0:  # an absence starts or ends
+                away = [away_at(r, t) for r in range(len(shifts))]
             else:  # a shift starts or ends: everyone's on-shift flag at t
                 sh = team.shifts[payload]
                 for r, k in enumerate(owner):
@@ -364,7 +478,7 @@ def simulate_queue(
         for r in range(len(shifts)):
             if not queue:
                 break
-            if on_shift[r] and busy_case[r] < 0:
+            if on_shift[r] and not away[r] and busy_case[r] < 0:
                 _, _, i = heapq.heappop(queue)
                 start[i], end[i], who[i] = t, t + handling[i], r
                 busy_case[r] = i
@@ -374,7 +488,7 @@ def simulate_queue(
         series_t.append(t)
         series_q.append(len(queue))
         series_b.append(busy)
-        series_o.append(sum(on_shift))
+        series_o.append(sum(o and not w for o, w in zip(on_shift, away, strict=True)))
 
     cases = pd.DataFrame(
         {
@@ -430,11 +544,14 @@ def capacity_aware_decisions(
     capacity_at: Callable[[float], float] | None = None,
     progress: Callable[[int], None] | None = None,
     score: np.ndarray | None = None,
+    expected_loss: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Replay payments (in time order) through a CapacityGovernor, as the service does.
 
     `score` is the model's review score per payment (the probability by default, or a review's
     expected saving); `review` is a threshold on it, `decline` on the probability.
+    `expected_loss` (probability x amount) is what a payment let through by the raised band
+    spends of `config.max_shed_loss_per_day`; without it, p.
 
     `capacity_at(t)` gives the staffed reviews per hour at time t (the shift on duty); without
     it, `config.reviews_per_hour` throughout. Returns (decisions, adjusted?, review threshold).
@@ -460,6 +577,8 @@ def capacity_aware_decisions(
         decisions[i] = (
             "decline" if pi >= band.decline else "review" if si >= band.review else "approve"
         )
+        if band.adjusted and decisions[i] == "approve" and si >= review:
+            governor.shed(t, pi if expected_loss is None else float(expected_loss[i]))
         if progress is not None and (j + 1) % 5_000 == 0:
             progress(j + 1)
     if progress is not None:

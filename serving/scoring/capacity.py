@@ -26,6 +26,10 @@ class CapacityConfig:
     # review's expected saving in money): never let through payments above it.
     max_review_threshold: float = 0.2
     min_payments: int = 200  # below this many recent payments, do not adapt
+    # The most expected fraud loss (probability x amount of the payments the raised band lets
+    # through instead of reviewing) per UTC day; once spent, the model's own threshold applies
+    # again until midnight. None: no budget (only the ceiling bounds the risk).
+    max_shed_loss_per_day: float | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,20 @@ class CapacityGovernor:
         self.config = config
         self._t: deque[float] = deque(maxlen=max_points)
         self._p: deque[float] = deque(maxlen=max_points)
+        self._day = -1
+        self.shed_loss_today = 0.0
+
+    def _spent(self, t: float) -> float:
+        day = int(t // 86_400)
+        if day != self._day:
+            self._day, self.shed_loss_today = day, 0.0
+        return self.shed_loss_today
+
+    def shed(self, t: float, expected_loss: float) -> None:
+        """Record a payment the raised band let through that the model's threshold would have
+        sent to review: its expected loss is spent from today's budget."""
+        self._spent(t)
+        self.shed_loss_today += max(float(expected_loss), 0.0)
 
     def observe(self, t: float, score: float) -> None:
         """`score` is the model's review score: the probability, or a review's expected saving."""
@@ -60,6 +78,9 @@ class CapacityGovernor:
         top = c.max_review_threshold if ceiling is None else ceiling
         n = len(self._p)
         if not c.enabled or n < c.min_payments:
+            return Band(review, decline, False, float("nan"))
+        budget = c.max_shed_loss_per_day
+        if budget is not None and self._spent(t) >= budget:
             return Band(review, decline, False, float("nan"))
         span = max(t - self._t[0], 1.0)
         rate = n / span * 3_600.0  # payments per hour

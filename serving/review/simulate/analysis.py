@@ -1,5 +1,6 @@
-"""The figures behind the comparison: which fraud a review can stop, surge days, the rule
-policy's amount X matched on validation, review volume at equal fraud amount, surge drift."""
+"""The figures behind the comparison: which fraud a review can stop, surge days, the two
+policies' frontiers (reviews against fraud amount stopped) and review volume at equal catch,
+the rule policy's X at the platform's capacity, surge drift."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ SURGE_FACTOR = 1.5  # a day with this many times the median day's payments is a 
 
 
 SWEEP_QUANTILES = (None, 0.999, 0.995, 0.99, 0.98, 0.95, 0.90)
+
+# equal catch: shares of the held-out period's stoppable fraud amount, and the ratio targets
+CATCH_LEVELS = (0.8, 0.9, 0.95, 0.975)
+CATCH_TARGETS = {0.8: 0.10, 0.9: 0.10, 0.95: 0.10, 0.975: 0.20}
+WORST_SEED_FACTOR = 1.5  # the worst seed may be this many times the target
+# the rule's X: every 0.1th percentile of the training period's amounts, and inf (signals only)
+RULE_GRID = tuple(float(q) for q in np.round(np.arange(0.0, 1.0, 0.001), 3))
 
 
 # fraud scenarios a pre-authorization review cannot stop: the cardholder's own purchase
@@ -62,41 +70,6 @@ def surge_days(timestamps: pd.Series) -> list[pd.Timestamp]:
     if per_day.empty:
         return []
     return [pd.Timestamp(d) for d in per_day.index[per_day >= SURGE_FACTOR * per_day.median()]]
-
-
-def rule_amount_from_validation(
-    amount_train: np.ndarray,
-    amount_valid: np.ndarray,
-    signals_valid: dict[str, np.ndarray],
-    fraud_valid: np.ndarray,
-    riskgate_flagged_valid: np.ndarray,
-    stoppable_valid: np.ndarray | None = None,
-) -> tuple[float, float | None]:
-    """(X, its percentile of the training amounts): the largest X whose rule policy catches at
-    least riskgate's share of the fraud amount on validation (inf if the signals alone do).
-
-    Only fraud a review can stop counts (`stoppable_valid`; all fraud when None): holding a
-    friendly-fraud payment for review stops nothing, for the rules as for riskgate."""
-    from training.baselines import rule_flags
-
-    counted = fraud_valid if stoppable_valid is None else fraud_valid & stoppable_valid
-    total = float(amount_valid[counted].sum())
-    if total <= 0:
-        return float(np.quantile(amount_train, 0.95)), 0.95
-    target = float(amount_valid[riskgate_flagged_valid & counted].sum()) / total
-
-    def share(x: float) -> float:
-        flags = rule_flags(amount_valid, signals_valid, x)
-        return float(amount_valid[flags & counted].sum()) / total
-
-    if share(math.inf) >= target:
-        return math.inf, None
-    qs = np.round(np.arange(0.999, 0.8995, -0.001), 3)
-    for q in qs:
-        x = float(np.quantile(amount_train, q))
-        if share(x) >= target:
-            return x, float(q)
-    return float(np.quantile(amount_train, qs[-1])), float(qs[-1])
 
 
 def equal_at(
@@ -178,3 +151,146 @@ def surge_drift(
         {"name": str(name), "psi": float(value), "level": level(value) if level else None}
         for name, value in rows
     ]
+
+
+def rule_frontier(
+    amount: np.ndarray,
+    signals: dict[str, np.ndarray],
+    stop_amount: np.ndarray,
+    amounts_for_x: np.ndarray,
+    grid: tuple[float, ...] = RULE_GRID,
+) -> pd.DataFrame:
+    """The rule policy at every X of the grid (percentiles of `amounts_for_x`, and inf): its
+    reviews and the amount it holds of `stop_amount` (the fraud a review can stop, 0 elsewhere).
+
+    Rows from X = inf (the signals alone, fewest reviews) down to the lowest X."""
+    flagged = np.zeros(len(amount), dtype=bool)
+    for values in signals.values():
+        flagged |= np.nan_to_num(values, nan=0.0) == 1
+    base_n, base_s = int(flagged.sum()), float(stop_amount[flagged].sum())
+    rest = np.argsort(amount[~flagged], kind="stable")
+    a = amount[~flagged][rest]
+    suffix = np.concatenate([np.cumsum(stop_amount[~flagged][rest][::-1])[::-1], [0.0]])
+    qs = [None, *sorted(grid, reverse=True)]
+    xs = np.array([math.inf if q is None else float(np.quantile(amounts_for_x, q)) for q in qs])
+    first = np.searchsorted(a, xs, side="right")  # amounts > X start here
+    return pd.DataFrame(
+        {
+            "percentile": [np.nan if q is None else q for q in qs],
+            "x": xs,
+            "reviews": base_n + (len(a) - first),
+            "stopped": base_s + suffix[first],
+        }
+    )
+
+
+def riskgate_frontier(score: np.ndarray, stop_amount: np.ndarray) -> np.ndarray:
+    """Stoppable fraud amount held after the top k reviews by riskgate's score, k = 0..n."""
+    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
+    return np.concatenate([[0.0], np.cumsum(stop_amount[order])])
+
+
+def equal_catch(
+    rules: pd.DataFrame,
+    score: np.ndarray,
+    fraud: np.ndarray,
+    stoppable: np.ndarray,
+    amount: np.ndarray,
+    levels: tuple[float, ...] = CATCH_LEVELS,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows, details) per catch level c: the fewest reviews the rule policy needs to stop c of
+    the stoppable fraud amount (the best X with hindsight) and the reviews riskgate needs (top k
+    by its review score); rows as report.json's `equal_catch`, details with the amounts."""
+    total = float(amount[fraud & stoppable].sum())
+    rows, details = [], []
+    for c in levels:
+        target = c * total
+        ok = rules[rules["stopped"] >= target - 1e-9 * max(target, 1.0)]
+        if ok.empty or total <= 0:
+            best = None
+        else:
+            best = ok.sort_values(["reviews", "x"], ascending=[True, False], kind="stable").iloc[0]
+        k = reviews_to_match(score, fraud, amount, target, stoppable)
+        n = int(best["reviews"]) if best is not None else None
+        rows.append(
+            {
+                "catch": c,
+                "rule_reviews": n,
+                "rule_amount": float(best["x"]) if best is not None else None,
+                "riskgate_reviews": k,
+                "ratio": k / n if n else None,
+            }
+        )
+        details.append(
+            {
+                "catch": c,
+                "target_amount": target,
+                "rule_amount_percentile": (
+                    None if best is None or pd.isna(best["percentile"]) else best["percentile"]
+                ),
+                "rule_stopped_amount": float(best["stopped"]) if best is not None else None,
+                "ratio_target": CATCH_TARGETS.get(c),
+            }
+        )
+    return rows, details
+
+
+def low_ranked(
+    score: np.ndarray,
+    p: np.ndarray,
+    fraud: np.ndarray,
+    stoppable: np.ndarray,
+    amount: np.ndarray,
+    scenario: np.ndarray | None,
+    allowed: int,
+    needed: int,
+    top: int = 8,
+) -> dict[str, Any]:
+    """The stoppable frauds riskgate ranks beyond `allowed` reviews (the target's volume) that it
+    has to reach to stop the catch level (`needed` reviews): by scenario, and the largest."""
+    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    hit = fraud & stoppable & (rank > allowed) & (rank <= needed)
+    names = np.asarray(scenario).astype(str) if scenario is not None else np.full(len(p), "unknown")
+    by: dict[str, dict[str, float]] = {}
+    for i in np.flatnonzero(hit):
+        e = by.setdefault(str(names[i]), {"count": 0.0, "amount": 0.0})
+        e["count"] += 1
+        e["amount"] += float(amount[i])
+    biggest = sorted(np.flatnonzero(hit), key=lambda i: (-amount[i], rank[i]))[:top]
+    return {
+        "allowed_reviews": allowed,
+        "needed_reviews": needed,
+        "frauds": int(hit.sum()),
+        "amount": float(amount[hit].sum()),
+        "by_scenario": dict(sorted(by.items(), key=lambda kv: -kv[1]["amount"])),
+        "largest": [
+            {
+                "scenario": str(names[i]),
+                "probability": float(p[i]),
+                "amount": float(amount[i]),
+                "rank": int(rank[i]),
+            }
+            for i in sorted(biggest, key=lambda i: rank[i])
+        ],
+    }
+
+
+def rule_amount_for_capacity(
+    amount: np.ndarray,
+    signals: dict[str, np.ndarray],
+    days: float,
+    reviews_per_day: float,
+    grid: tuple[float, ...] = RULE_GRID,
+) -> tuple[float, float | None]:
+    """(X, its percentile): the rule policy's operating point, set without riskgate and without
+    the held-out period: the lowest X (the most reviews) whose reviews per day on the training
+    period fit the platform's review capacity; inf when even the signals alone do not fit."""
+    front = rule_frontier(amount, signals, np.zeros(len(amount)), amount, grid)
+    fits = front[front["reviews"] / max(days, 1e-9) <= reviews_per_day]
+    if fits.empty:
+        return math.inf, None
+    last = fits.iloc[-1]  # rows run from X = inf down: the last that fits reviews the most
+    q = None if pd.isna(last["percentile"]) else float(last["percentile"])
+    return float(last["x"]), q

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +14,7 @@ from serving.review.team import (
     HOUR_S,
     MIN_S,
     STOPPABLE,
+    Absence,
     Shift,
     TeamConfig,
     binned_depth,
@@ -22,7 +26,7 @@ from serving.review.team import (
     stoppable_mask,
     to_seconds,
 )
-from serving.scoring.capacity import CapacityConfig
+from serving.scoring.capacity import CapacityConfig, CapacityGovernor
 
 ALL_DAY = (Shift(0, 0, 1),)
 DAY_ONLY = (Shift(8, 20, 1),)
@@ -330,3 +334,86 @@ def test_reviews_to_match_counts_only_fraud_a_review_can_stop() -> None:
     assert reviews_to_match(score, fraud, amount, 30.0, stoppable) == 3  # 10 + 20
     assert reviews_to_match(score, fraud, amount, 30.0) == 1  # 50 counted without the mask
     assert reviews_to_match(score, fraud, amount, 31.0, stoppable) == 5  # unreachable
+
+
+def test_an_absent_reviewer_takes_no_case_and_finishes_the_one_in_hand() -> None:
+    # two reviewers all day; the second is away from minute 3 to minute 30 (maintenance)
+    away = Absence(D0 + 3 * MIN_S, D0 + 30 * MIN_S, reviewers=1, shift=0)
+    team = TeamConfig(shifts=(Shift(0, 0, 2),), absences=(away,))
+    q = simulate_queue(
+        _arrivals([0, 0, 4, 4, 31, 31]), team, False, handling_minutes=np.array([5.0] * 6)
+    )
+    c = q.cases
+    # reviewer 1 finishes its first case (0-5) while away and takes nothing until it is back
+    assert c["reviewer"].tolist() == [0, 1, 0, 0, 0, 1]
+    assert ((c["start"] - D0) / MIN_S).tolist() == [0.0, 0.0, 5.0, 10.0, 31.0, 31.0]
+    assert team.on_shift(D0 + 10 * MIN_S) == 1
+    assert team.on_shift(D0 + 31 * MIN_S) == 2
+    # on-shift time leaves the 27 minutes away out; the overtime while away is not work
+    assert team.on_shift_seconds(D0, D0 + HOUR_S) == pytest.approx(2 * HOUR_S - 27 * MIN_S)
+    assert q.utilisation_between(team, D0, D0 + HOUR_S) == pytest.approx(
+        (4 * 5 + 3 + 5) * MIN_S / (2 * HOUR_S - 27 * MIN_S)
+    )
+    assert team.capacity_per_hour(D0 + 10 * MIN_S, 1.0) == pytest.approx(
+        60.0 / team.mean_handling_min
+    )
+    assert "away" in team.describe()
+
+
+def test_an_absence_must_fit_the_team() -> None:
+    with pytest.raises(ValueError, match="absence takes 3"):
+        TeamConfig(shifts=(Shift(0, 0, 2),), absences=(Absence(0.0, 60.0, reviewers=3),))
+    with pytest.raises(ValueError, match="not one of the team's shifts"):
+        TeamConfig(shifts=(Shift(0, 0, 2),), absences=(Absence(0.0, 60.0, shift=1),))
+    with pytest.raises(ValueError, match="end after it starts"):
+        Absence(60.0, 60.0)
+
+
+def test_the_shed_loss_budget_stops_the_raised_band_for_the_rest_of_the_day() -> None:
+    rng = np.random.default_rng(1)
+    n = 4_000
+    t = np.sort(rng.uniform(0, 4 * HOUR_S, n))  # 1,000 payments an hour, all on one day
+    p = rng.beta(0.5, 30, n)
+    amount = np.full(n, 100.0)
+    review, decline = 0.02, 0.9
+    fixed = np.where(p >= decline, "decline", np.where(p >= review, "review", "approve"))
+    tight = CapacityConfig(enabled=True, reviews_per_hour=20.0, max_review_threshold=0.5)
+    free, _, _ = capacity_aware_decisions(t, p, review, decline, tight, expected_loss=p * amount)
+    shed_free = (fixed == "review") & (free == "approve")
+    budget = float((p * amount)[shed_free].sum()) / 4  # a quarter of what it sheds unbounded
+    capped = replace(tight, max_shed_loss_per_day=budget)
+    dec, adjusted, _ = capacity_aware_decisions(
+        t, p, review, decline, capped, expected_loss=p * amount
+    )
+    shed = (fixed == "review") & (dec == "approve")
+    spent = np.cumsum(np.where(shed, p * amount, 0.0))
+    assert 0 < shed.sum() < shed_free.sum()
+    # the last payment shed took the spend past the budget; nothing was shed after that
+    last = int(np.flatnonzero(shed)[-1])
+    assert spent[last] >= budget > spent[last] - (p * amount)[last]
+    assert not adjusted[last + 1 :].any()
+    assert (dec[last + 1 :] == fixed[last + 1 :]).all()
+    # a new UTC day has a new budget
+    gov = CapacityGovernor(capped)
+    gov.shed(10.0, budget)
+    assert gov.shed_loss_today == budget
+    gov.shed(DAY_S + 10.0, 1.0)
+    assert gov.shed_loss_today == 1.0
+
+
+def test_sla_rate_keeps_95_percent_of_waits_within_the_sla() -> None:
+    team = TeamConfig(sla_min=15.0)
+    mu = 60.0 / team.mean_handling_min
+    lam = team.sla_rate_per_hour(1)
+    # M/M/1: P(wait > t) = rho exp(-(mu - lambda) t), t = SLA - mean handling
+    rho, t = lam / mu, (15.0 - team.mean_handling_min) / 60.0
+    assert rho * math.exp(-(mu - lam) * t) == pytest.approx(0.05, rel=1e-6)
+    rates = [team.sla_rate_per_hour(c) for c in range(4)]
+    assert rates[0] == 0.0
+    assert rates == sorted(rates)
+    # more reviewers pool their queue: each can run hotter
+    assert rates[2] / 2 > rates[1]
+    # planning takes the lower of the utilisation capacity and the SLA rate
+    noon, night = D0 + 12 * HOUR_S, D0 + 2 * HOUR_S
+    assert team.sla_capacity_per_hour(night, 0.8) == pytest.approx(rates[1])
+    assert team.sla_capacity_per_hour(noon, 0.1) == pytest.approx(team.capacity_per_hour(noon, 0.1))

@@ -67,9 +67,10 @@ def two_runs(data_file: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 def test_writes_every_figure_for_all_three_policies(two_runs: tuple[Path, Path]) -> None:
     out, _ = two_runs
-    for name in ("report.md", "report.json", "queue_hold.png"):
+    for name in ("report.md", "report.json", "queue_hold.png", "equal_catch.png"):
         assert (out / name).stat().st_size > 0, name
-    assert (out / "queue_hold.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("queue_hold.png", "equal_catch.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "report.json").read_text())
     assert set(report["policies"]) == {"rules", "riskgate_fixed", "riskgate_capacity"}
     for policy, figures in report["policies"].items():
@@ -83,7 +84,7 @@ def test_writes_every_figure_for_all_three_policies(two_runs: tuple[Path, Path])
     # the surge is in the held-out period and was found
     day = pd.Timestamp(CONFIG.start_utc) + pd.Timedelta(days=CONFIG.surges[0])
     assert f"{day:%Y-%m-%d}" in report["setup"]["surge_days"]
-    assert len(report["targets"]) == 3
+    assert len(report["targets"]) == 6  # 4 catch levels, instant settlement, hold
     for target in report["targets"]:
         assert set(target["met"]) == {"riskgate_fixed", "riskgate_capacity"}
     eq = report["equal_amount"]
@@ -104,6 +105,108 @@ def test_writes_every_figure_for_all_three_policies(two_runs: tuple[Path, Path])
         assert title in md
     assert "met" in md
     assert "queue_hold.png" in md
+    assert "equal_catch.png" in md
+    # the five-line summary opens the report
+    summary = simulate_report.summary_lines(report)
+    assert len(summary) == 5
+    assert md.splitlines()[2:7] == summary
+
+
+def test_equal_catch_compares_the_best_rule_x_with_riskgate_top_k(
+    two_runs: tuple[Path, Path],
+) -> None:
+    out, _ = two_runs
+    report = json.loads((out / "report.json").read_text())
+    rows = report["equal_catch"]
+    assert [r["catch"] for r in rows] == [0.8, 0.9, 0.95, 0.975]
+    for row, detail in zip(rows, report["equal_catch_detail"], strict=True):
+        assert set(row) == {"catch", "rule_reviews", "rule_amount", "riskgate_reviews", "ratio"}
+        assert row["ratio"] == pytest.approx(row["riskgate_reviews"] / row["rule_reviews"])
+        stoppable = report["setup"]["test_stoppable_fraud_amount"]
+        assert detail["rule_stopped_amount"] >= row["catch"] * stoppable - 1e-6
+    # more catch never takes fewer reviews, for either policy
+    for key in ("rule_reviews", "riskgate_reviews"):
+        values = [r[key] for r in rows]
+        assert values == sorted(values), key
+    op = report["operating_points"]
+    rules = report["policies"]["rules"]
+    assert op["rules"]["reviews"] == rules["review_volume"]
+    assert op["rules"]["rule_amount"] == report["setup"]["rule_amount"]
+    assert op["riskgate"]["reviews"] == report["policies"]["riskgate_fixed"]["review_volume"]
+    # the rule's X at capacity: its reviews per day on the training period fit the capacity
+    assert report["setup"]["capacity_reviews_per_day"] > 0
+    assert "within capacity" in report["setup"]["rule_amount_text"]
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    """Two seeds under maintenance, on a smaller sample (30 days: surges on days 22 and 25, the
+    last 9 days held out) to keep the two trainings cheap."""
+    data = tmp_path_factory.mktemp("small") / "payments.parquet"
+    simulate(SimulationConfig(rows=16_000, days=30, seed=3)).to_parquet(data, index=False)
+    out = tmp_path_factory.mktemp("seeds") / "report"
+    argv = (
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--seeds",
+        "2",
+        "--scenario",
+        "maintenance",
+    )
+    assert _run(*argv) == 0
+    return json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
+
+
+def test_seeds_report_each_figure_as_median_worst_and_per_seed(seeded: tuple[dict, str]) -> None:
+    report, md = seeded
+    setup = report["setup"]
+    assert setup["seeds"] == 2
+    # --data: the data cannot move, the model seed does
+    assert [s["model_seed"] for s in setup["per_seed"]] == [42, 43]
+    assert [s["data_seed"] for s in setup["per_seed"]] == [None, None]
+    for row in report["equal_catch"]:
+        assert isinstance(row["catch"], float)
+        for key in ("rule_reviews", "rule_amount", "riskgate_reviews", "ratio"):
+            assert set(row[key]) == {"median", "worst", "per_seed"}, key
+            assert len(row[key]["per_seed"]) == 2
+        ratio = row["ratio"]
+        assert ratio["worst"] == max(ratio["per_seed"])
+        assert ratio["median"] == pytest.approx(sum(ratio["per_seed"]) / 2)
+    share = report["policies"]["riskgate_fixed"]["good_settled_instantly_share"]
+    assert share["worst"] == min(share["per_seed"])
+    assert "2 seeds" in md
+
+
+def test_maintenance_takes_reviewers_away_on_the_busiest_day(seeded: tuple[dict, str]) -> None:
+    report, md = seeded
+    setup = report["setup"]
+    assert setup["scenario"] == "maintenance"
+    assert setup["sla_minutes"] == 15.0
+    assert setup["scenario_day"] in setup["surge_days"]  # the busiest day is a surge day
+    assert "1 of 2 day-shift reviewers away" in setup["maintenance"]
+    assert setup["team_config"]["absences"][0]["reviewers"] == 1
+    cap = report["policies"]["riskgate_capacity"]
+    for key in ("reviews_shed", "extra_fraud_count", "extra_fraud_amount", "hold_p99_min"):
+        assert key in cap, key
+    # what the capacity-aware policy sheds is what it approves that the fixed policy reviews
+    fixed = report["policies"]["riskgate_fixed"]["review_volume"]["per_seed"]
+    capacity = cap["review_volume"]["per_seed"]
+    shed = cap["reviews_shed"]["per_seed"]
+    assert all(c == f - s for c, f, s in zip(capacity, fixed, shed, strict=True))
+    assert report["targets"][-1]["kind"] == "scenario"
+    assert "Scenario maintenance" in md
+    assert "configured maximum" in md
+
+
+def test_surge5_needs_the_simulated_sample(
+    data_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert _run("--data", str(data_file), "--out", str(out), "--scenario", "surge5") == 2
+    assert "cannot be used with --data" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_same_seed_same_report(two_runs: tuple[Path, Path]) -> None:
@@ -243,17 +346,3 @@ def test_equal_at_ignores_fraud_a_review_cannot_stop() -> None:
     assert eq["rule_fraud_amount_all_fraud"] == 580.0
     assert eq["riskgate_reviews_all_fraud"] == 6
     assert eq["ratio_all_fraud"] == pytest.approx(1.5)
-
-
-def test_rule_amount_calibration_counts_only_stoppable_fraud() -> None:
-    train = np.arange(1.0, 1001.0)  # the percentile p is about 1000 p
-    valid = np.array([990.0, 960.0, 10.0, 20.0])  # a stolen card, a friendly fraud, two good
-    fraud = np.array([True, True, False, False])
-    stoppable = np.array([True, False, True, True])
-    riskgate = np.array([True, True, False, False])
-    x, q = analysis.rule_amount_from_validation(train, valid, {}, fraud, riskgate, stoppable)
-    assert q == pytest.approx(0.989)  # the largest X that still holds the stolen card
-    assert 960 < x < 990
-    # counting the friendly fraud would push X below 960
-    x_all, _ = analysis.rule_amount_from_validation(train, valid, {}, fraud, riskgate)
-    assert x_all < 960
