@@ -69,9 +69,7 @@ def replay_decisions(stored: Stored, config: PolicyConfig) -> list[str]:
     out = []
     for i, payment in enumerate(stored.payments):
         features = {name: col[i] for name, col in columns.items()}
-        outcome = decide(
-            payment, features, stored.probability[i], stored.thresholds[i], config
-        )
+        outcome = decide(payment, features, stored.probability[i], stored.thresholds[i], config)
         out.append(outcome.decision)
     return out
 

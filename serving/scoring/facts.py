@@ -83,7 +83,9 @@ class FactsWriter:
                 db.feature_sets
             )
             conn.execute(
-                ins.values(digest=digest, names=list(names), created_at=now).on_conflict_do_nothing()
+                ins.values(
+                    digest=digest, names=list(names), created_at=now
+                ).on_conflict_do_nothing()
             )
         if rows:
             conn.execute(db.payment_facts.insert(), rows)

@@ -70,7 +70,9 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def check(name: str, expr: str, op: str, value: Any, kinds: Mapping[str, Kind] | None = None) -> None:
+def check(
+    name: str, expr: str, op: str, value: Any, kinds: Mapping[str, Kind] | None = None
+) -> None:
     """Raise RuleError if `expr op value` cannot be evaluated on a scored payment."""
     kinds = field_kinds() if kinds is None else kinds
     func, field = parse_field(expr)
@@ -85,7 +87,8 @@ def check(name: str, expr: str, op: str, value: Any, kinds: Mapping[str, Kind] |
         kind = "number"
     elif kind == "date":
         raise RuleError(
-            name, f"{field!r} is a date: compare it through {', '.join(f + '()' for f in FUNCTIONS)}"
+            name,
+            f"{field!r} is a date: compare it through {', '.join(f + '()' for f in FUNCTIONS)}",
         )
     if op == "in":
         if not isinstance(value, list | tuple | set | frozenset) or not value:

@@ -172,9 +172,7 @@ feature_sets = Table(
 payment_facts = Table(
     "payment_facts",
     metadata,
-    Column(
-        "transaction_id", String(128), ForeignKey("decisions.transaction_id"), primary_key=True
-    ),
+    Column("transaction_id", String(128), ForeignKey("decisions.transaction_id"), primary_key=True),
     Column("payment_time", DateTime(timezone=True), nullable=False),
     Column("payment", JSON, nullable=False),
     Column("feature_set", String(32)),

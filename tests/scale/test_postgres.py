@@ -265,7 +265,9 @@ def test_other_routes_on_postgres(client, pg_engine):
     with pg_engine.connect() as conn:
         stored = conn.execute(select(db.settings_table.c.value)).scalar_one()
     assert stored["fallback_max_amount"] == 20.0
-    client.put("/admin/policy?force=true", json={}, headers=ADMIN)  # back to the default for later tests
+    client.put(
+        "/admin/policy?force=true", json={}, headers=ADMIN
+    )  # back to the default for later tests
 
 
 # --- idempotency --------------------------------------------------------------------------------
