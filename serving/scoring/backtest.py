@@ -63,11 +63,13 @@ def digest(config: PolicyConfig) -> str:
 def replay_decisions(stored: Stored, config: PolicyConfig) -> list[str]:
     """The policy's decision for every stored payment, as scoring would have made it."""
     # only the features the rules read (a payment field wins over a feature, as in scoring)
-    payment_fields = set(stored.payments[0]) if len(stored) else set()
-    wanted = sorted({rulefields.parse_field(r.field)[1] for r in config.rules} - payment_fields)
-    columns = {name: stored.column(name).tolist() for name in wanted}
+    read = {rulefields.parse_field(r.field)[1] for r in config.rules}
+    payment_fields = set(rulefields.payment_fields())
+    lists = {k for k, v in (*config.allow.items(), *config.block.items()) if v}
+    records = stored.records((read & payment_fields) | lists | {"amount"})
+    columns = {name: stored.column(name).tolist() for name in sorted(read - payment_fields)}
     out = []
-    for i, payment in enumerate(stored.payments):
+    for i, payment in enumerate(records):
         features = {name: col[i] for name, col in columns.items()}
         outcome = decide(payment, features, stored.probability[i], stored.thresholds[i], config)
         out.append(outcome.decision)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, Text, and_, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
 from serving.store import db
@@ -92,14 +92,22 @@ class FactsWriter:
         self._stored.update(new)  # after the insert: a rolled-back one is tried again
 
 
-@dataclass(frozen=True)
+# Fields every stored payment has outside its JSON record (decisions' own columns).
+CHEAP_FIELDS = frozenset({"transaction_id", "timestamp", "amount", "card_id"})
+
+
+@dataclass
 class Stored:
-    """The stored payments of a period, in payment order, as a backtest replays them."""
+    """The stored payments of a period, in payment order, as a backtest replays them.
+
+    The contract records stay as stored (JSON) until a policy needs a field outside
+    CHEAP_FIELDS: decoding 70,000 records costs more than the whole replay otherwise."""
 
     transaction_id: list[str]
     payment_time: np.ndarray  # seconds since the epoch
     amount: np.ndarray
-    payments: list[dict[str, Any]]  # contract records (dates as datetimes), card_id included
+    card_id: list[str]
+    raw_payments: list[Any]  # JSON text (or an already decoded dict) per payment
     probability: list[float | None]
     thresholds: list[Thresholds | None]
     decision: list[str]  # what was actually decided at scoring
@@ -107,20 +115,32 @@ class Stored:
     vectors: list[tuple[str | None, bytes | None]]  # (feature set, float64 bytes) per payment
     shadow_decision: list[str | None]
     shadow_id: list[str | None]
+    _decoded: list[dict[str, Any]] | None = None
 
     def __len__(self) -> int:
         return len(self.transaction_id)
 
-    def feature(self, i: int, name: str) -> float | None:
-        """One feature of payment i (None when its feature set lacks it)."""
-        fs, raw = self.vectors[i]
-        if fs is None or raw is None:
-            return None
-        names = self.features[fs]
-        idx = _index(names).get(name)
-        if idx is None:
-            return None
-        return float(np.frombuffer(raw, np.float64, 1, idx * 8)[0])
+    @property
+    def payments(self) -> list[dict[str, Any]]:
+        """Every contract record (dates as datetimes, card_id included), decoded once."""
+        if self._decoded is None:
+            self._decoded = [
+                _record(raw, card) for raw, card in zip(self.raw_payments, self.card_id, strict=True)
+            ]
+        return self._decoded
+
+    def records(self, fields: set[str]) -> list[dict[str, Any]]:
+        """The records as `policy.decide` needs them for a policy reading `fields`: whole, or
+        (when every field is one of CHEAP_FIELDS) built from the columns without decoding."""
+        if not fields <= CHEAP_FIELDS:
+            return self.payments
+        times = [datetime.fromtimestamp(t, UTC) for t in self.payment_time.tolist()]
+        return [
+            {"transaction_id": t, "timestamp": ts, "amount": a, "card_id": c}
+            for t, ts, a, c in zip(
+                self.transaction_id, times, self.amount.tolist(), self.card_id, strict=True
+            )
+        ]
 
     def column(self, name: str) -> np.ndarray:
         """One feature over every payment (NaN where missing), decoded in one pass."""
@@ -158,6 +178,13 @@ def _record(payment: Any, card_id: str) -> dict[str, Any]:
     return rec
 
 
+def _seconds(v: Any) -> float:
+    """A stored time as epoch seconds: SQLite hands back text, PostgreSQL a datetime."""
+    if isinstance(v, str):
+        v = datetime.fromisoformat(v)
+    return _aware(v).timestamp()
+
+
 def latest_payment_time(engine: Engine) -> datetime | None:
     from sqlalchemy import func
 
@@ -169,14 +196,15 @@ def latest_payment_time(engine: Engine) -> datetime | None:
 def load(engine: Engine, start: datetime, end: datetime) -> Stored:
     """Every stored payment with payment time in [start, end), in (time, id) order."""
     d, f = db.decisions, db.payment_facts
+    # raw columns: the JSON and date-time processors of 70,000 rows would dominate the backtest
     q = (
         select(
             f.c.transaction_id,
-            f.c.payment_time,
-            f.c.payment,
+            type_coerce(f.c.payment_time, Text),
+            type_coerce(f.c.payment, Text),
             f.c.feature_set,
             f.c.features,
-            f.c.thresholds,
+            type_coerce(f.c.thresholds, Text),
             f.c.shadow_decision,
             f.c.shadow_id,
             d.c.amount,
@@ -191,21 +219,32 @@ def load(engine: Engine, start: datetime, end: datetime) -> Stored:
     with engine.connect() as conn:
         rows = conn.execute(q).all()
         sets = {r.digest: tuple(r.names) for r in conn.execute(select(db.feature_sets)).all()}
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(12)]
+    known: dict[str, Thresholds | None] = {}
+
+    def thresholds(raw: Any) -> Thresholds | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, str):  # a driver that decodes JSON itself
+            return Thresholds(**raw)
+        found = known.get(raw)
+        if found is None:
+            found = known.setdefault(raw, Thresholds(**json.loads(raw)))
+        return found
+
     return Stored(
-        transaction_id=[r.transaction_id for r in rows],
-        payment_time=np.array(
-            [(_aware(r.payment_time) - epoch).total_seconds() for r in rows], dtype=np.float64
-        ),
-        amount=np.array([r.amount for r in rows], dtype=np.float64),
-        payments=[_record(r.payment, r.card_id) for r in rows],
-        probability=[r.probability for r in rows],
-        thresholds=[None if r.thresholds is None else Thresholds(**r.thresholds) for r in rows],
-        decision=[r.decision for r in rows],
+        transaction_id=list(cols[0]),
+        payment_time=np.array([_seconds(v) for v in cols[1]], dtype=np.float64),
+        amount=np.array(cols[8], dtype=np.float64),
+        card_id=list(cols[9]),
+        raw_payments=list(cols[2]),
+        probability=list(cols[10]),
+        thresholds=[thresholds(v) for v in cols[5]],
+        decision=list(cols[11]),
         features=sets,
-        vectors=[(r.feature_set, r.features) for r in rows],
-        shadow_decision=[r.shadow_decision for r in rows],
-        shadow_id=[r.shadow_id for r in rows],
+        vectors=list(zip(cols[3], cols[4], strict=True)),
+        shadow_decision=list(cols[6]),
+        shadow_id=list(cols[7]),
     )
 
 

@@ -58,6 +58,14 @@ def field_kinds() -> Mapping[str, Kind]:
     return kinds
 
 
+@functools.cache
+def payment_fields() -> frozenset[str]:
+    """The contract's fields (a rule on one of these reads the payment, not a feature)."""
+    from serving.core.schemas import PaymentIn
+
+    return frozenset(PaymentIn.model_fields)
+
+
 def parse_field(expr: str) -> tuple[str | None, str]:
     """(function or None, field) of a rule's `field`: `amount` or `hour(timestamp)`."""
     m = _CALL.match(expr)

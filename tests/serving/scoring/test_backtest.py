@@ -107,6 +107,9 @@ def test_backtest_of_the_policy_in_force_equals_what_happened(month):
     # payment by payment, the replay reproduces each stored decision
     loaded = facts.load(rt.engine, *(pd.Timestamp(0, tz="UTC"), pd.Timestamp.now(tz="UTC")))
     assert backtest.replay_decisions(loaded, rt.policy()) == loaded.decision
+    # also when the policy reads fields of the stored record (decoded, not from the columns)
+    listed = parse_config({**IN_FORCE, "block": {"device_id": ["no-such-device"]}})
+    assert backtest.replay_decisions(loaded, listed) == loaded.decision
     # labels as known now: every simulated fraud is old enough and its label is counted
     fraud_ids = set(frame.loc[frame["is_fraud"] == 1, "transaction_id"])
     caught = stored[stored["transaction_id"].isin(fraud_ids) & (stored["decision"] != "approve")]
@@ -269,8 +272,9 @@ def test_label_maturity_counts_young_payments_apart():
         transaction_id=[f"t{i}" for i in range(n)],
         payment_time=np.array([(t0 + timedelta(days=3 * i)).timestamp() for i in range(n)]),
         amount=np.array([10.0, 20.0, 30.0, 40.0]),
-        payments=[
-            {"transaction_id": f"t{i}", "amount": a, "timestamp": t0 + timedelta(days=3 * i)}
+        card_id=[f"c{i}" for i in range(n)],
+        raw_payments=[
+            {"transaction_id": f"t{i}", "amount": a, "timestamp": (t0 + timedelta(days=3 * i))}
             for i, a in enumerate([10.0, 20.0, 30.0, 40.0])
         ],
         probability=[0.9, 0.1, 0.9, 0.9],
