@@ -34,7 +34,9 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
 PROPOSED = {
-    "rules": [{"name": "big ticket", "field": "amount", "op": ">", "value": 500, "action": "review"}]
+    "rules": [
+        {"name": "big ticket", "field": "amount", "op": ">", "value": 500, "action": "review"}
+    ]
 }
 BACKTEST_DAYS = 30
 

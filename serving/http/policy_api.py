@@ -37,6 +37,7 @@ class PeriodIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     start: datetime | None = None
     end: datetime | None = None  # exclusive
+    days: int = Field(default=30, ge=1, le=366, description="length when start is not given")
 
     @field_validator("start", "end")
     @classmethod
@@ -78,7 +79,7 @@ def backtest_policy(body: BacktestIn, request: Request, who: Principal = Admin) 
     rt = runtime(request)
     proposed = _parse(_policy_doc(body))
     try:
-        period = whatif.period_of(rt.engine, body.period.start, body.period.end)
+        period = whatif.period_of(rt.engine, body.period.start, body.period.end, body.period.days)
     except ValueError as exc:
         raise HTTPException(400, f"period: {exc}") from None
     report = whatif.run_backtest(rt.engine, proposed, rt.policy(), period, as_of=now_utc())

@@ -68,7 +68,7 @@ def replay_decisions(stored: Stored, config: PolicyConfig) -> list[str]:
     lists = {k for k, v in (*config.allow.items(), *config.block.items()) if v}
     records = stored.records((read & payment_fields) | lists | {"amount"})
     columns = {name: stored.column(name).tolist() for name in sorted(read - payment_fields)}
-    out = []
+    out: list[str] = []
     for i, payment in enumerate(records):
         features = {name: col[i] for name, col in columns.items()}
         outcome = decide(payment, features, stored.probability[i], stored.thresholds[i], config)
@@ -84,9 +84,9 @@ def _per_day(times: np.ndarray, mask: np.ndarray) -> dict[str, int]:
 def _peak_hour(times: np.ndarray, mask: np.ndarray) -> tuple[int, str | None]:
     if not mask.any():
         return 0, None
-    hours = pd.Series(np.floor(times[mask] / 3600.0)).value_counts()
-    top = hours.sort_index().idxmax()
-    return int(hours.max()), _rfc3339(float(top) * 3600.0)
+    hours, counts = np.unique(np.floor(times[mask] / 3600.0), return_counts=True)
+    top = int(counts.argmax())  # the first (earliest) hour at the peak
+    return int(counts[top]), _rfc3339(float(hours[top]) * 3600.0)
 
 
 def _rfc3339(seconds: float) -> str:

@@ -125,7 +125,8 @@ class Stored:
         """Every contract record (dates as datetimes, card_id included), decoded once."""
         if self._decoded is None:
             self._decoded = [
-                _record(raw, card) for raw, card in zip(self.raw_payments, self.card_id, strict=True)
+                _record(raw, card)
+                for raw, card in zip(self.raw_payments, self.card_id, strict=True)
             ]
         return self._decoded
 
@@ -219,7 +220,7 @@ def load(engine: Engine, start: datetime, end: datetime) -> Stored:
     with engine.connect() as conn:
         rows = conn.execute(q).all()
         sets = {r.digest: tuple(r.names) for r in conn.execute(select(db.feature_sets)).all()}
-    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(12)]
+    cols: list[Any] = list(zip(*rows, strict=True)) if rows else [() for _ in range(12)]
     known: dict[str, Thresholds | None] = {}
 
     def thresholds(raw: Any) -> Thresholds | None:

@@ -184,7 +184,7 @@ def test_a_rule_that_cannot_be_evaluated_is_refused_at_backtest_and_at_put(month
 
 
 def test_put_needs_a_backtest_newer_than_the_policy_in_force_or_force(month):
-    client, rt, _ = month
+    client, _rt, _ = month
     proposal = {"rules": [{**IN_FORCE["rules"][0], "value": 400.0}], "block": {}}
     r = client.put("/admin/policy", json=proposal, headers=ADMIN)
     assert r.status_code == 409, r.text
@@ -194,7 +194,8 @@ def test_put_needs_a_backtest_newer_than_the_policy_in_force_or_force(month):
     assert r.status_code == 200, r.text
     history = client.get("/admin/policy/history", headers=ADMIN).json()["items"]
     assert history[0]["backtest_id"] == bt["backtest_id"]
-    assert history[0]["force"] is False and history[0]["reason"] == "fewer reviews"
+    assert history[0]["force"] is False
+    assert history[0]["reason"] == "fewer reviews"
     assert history[0]["backtest"]["proposed"]["review_volume"] == bt["proposed"]["review_volume"]
     # that backtest is now older than the policy in force: going back needs a new one or force
     r = client.put("/admin/policy", json=IN_FORCE, headers=ADMIN)
@@ -232,7 +233,8 @@ def test_shadow_decisions_are_stored_and_never_act(month):
     assert [tuple(s) for s in stored] == [("decline", shadow_id)] * 3
     compared = client.get("/admin/policy/shadow", headers=ADMIN).json()
     assert compared["payments"] == 3
-    assert compared["live"]["approve"] == 3 and compared["shadow"]["decline"] == 3
+    assert compared["live"]["approve"] == 3
+    assert compared["shadow"]["decline"] == 3
     assert compared["by_kind"] == {"approve->decline": 3}
     # drop: the live policy is unchanged, audited with the comparison
     r = client.delete("/admin/policy/shadow", headers=ADMIN)
@@ -254,7 +256,9 @@ def test_shadow_decisions_are_stored_and_never_act(month):
     r = client.post("/admin/policy/shadow/promote", headers=ADMIN)
     assert r.status_code == 200, r.text
     assert client.get("/admin/policy", headers=ADMIN).json()["rules"] == review_night["rules"]
-    actions = [h["action"] for h in client.get("/admin/policy/history", headers=ADMIN).json()["items"]]
+    actions = [
+        h["action"] for h in client.get("/admin/policy/history", headers=ADMIN).json()["items"]
+    ]
     assert actions[:4] == ["policy_promote", "policy_shadow", "policy_drop", "policy_shadow"]
     client.put("/admin/policy?force=true", json=IN_FORCE, headers=ADMIN)  # back for the others
 
@@ -291,8 +295,10 @@ def test_label_maturity_counts_young_payments_apart():
         stored, {"t0": True, "t3": True}, PolicyConfig(), PolicyConfig(), period, as_of=as_of
     )
     col = report["proposed"]
-    assert col["mature"]["payments"] == 2 and col["mature"]["fraud_known"] == 1
-    assert col["mature"]["fraud_caught_count"] == 1 and col["mature"]["good_held"] == 0
+    assert col["mature"]["payments"] == 2
+    assert col["mature"]["fraud_known"] == 1
+    assert col["mature"]["fraud_caught_count"] == 1
+    assert col["mature"]["good_held"] == 0
     assert col["label_immature"] == {
         "payments": 2,
         "held": 2,
