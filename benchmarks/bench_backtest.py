@@ -3,6 +3,7 @@ payments), target <= 5 s, and the report of one rule change.
 
     python benchmarks/bench_backtest.py [--rows 200000] [--days 90] [--seed 7] [--out FILE]
     python benchmarks/bench_backtest.py --quick        # 40,000 rows over 60 days: a smoke run
+    python benchmarks/bench_backtest.py --db bt.db --repeat 3   # keep the stored payments, reuse
 
 1. The default sample (`data.simulator`, 200,000 payments over 90 days, seed 7).
 2. A model trained on the first 53 days (one seeded search trial; test from day 60), so the
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -132,17 +135,60 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="40,000 rows over 60 days")
     ap.add_argument("--out", help="write the backtest report as JSON")
+    ap.add_argument(
+        "--db",
+        help="SQLite file: reused when it already holds the stored payments (no simulate/train),"
+        " else built and kept",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="time the backtest this many times")
     args = ap.parse_args(argv)
     if args.quick:
         args.rows, args.days = 40_000, 60
 
-    from data.simulator import SimulationConfig, simulate
-    from features.batch import compute
-    from features.registry import select
-    from serving.scoring import whatif
+    from serving.scoring import facts, whatif
     from serving.scoring.cli import render
     from serving.scoring.policy import PolicyConfig, parse_config
     from serving.store import db
+
+    with tempfile.TemporaryDirectory(prefix="riskgate-bench-backtest-") as work:
+        path = Path(args.db) if args.db else Path(work) / "riskgate.db"
+        engine = db.make_engine(f"sqlite:///{path}")
+        db.create_schema(engine)
+        if facts.latest_payment_time(engine) is None:
+            build(engine, args)
+        else:
+            _say(f"reusing the stored payments in {path}")
+        proposed = parse_config(PROPOSED)
+        as_of = datetime.now(UTC)
+        times, loads = [], []
+        for _ in range(max(args.repeat, 1)):
+            t0 = time.perf_counter()
+            period = whatif.period_of(engine, None, None, BACKTEST_DAYS)
+            report = whatif.run_backtest(engine, proposed, PolicyConfig(), period, as_of=as_of)
+            times.append(time.perf_counter() - t0)
+            t1 = time.perf_counter()  # the load alone, for the breakdown
+            facts.load(engine, period.start, period.end)
+            loads.append(time.perf_counter() - t1)
+        engine.dispose()
+
+    print(render(report))
+    elapsed = statistics.median(times)
+    verdict = "met" if elapsed <= 5.0 else "NOT met"
+    print(
+        f"\n30-day backtest over {report['payments']:,} payments: median {elapsed:.2f} s of "
+        f"{len(times)} (min {min(times):.2f}; target <= 5 s: {verdict}; of it reading the "
+        f"stored payments {statistics.median(loads):.2f} s; load average {os.getloadavg()[0]:.1f})"
+    )
+    if args.out:
+        Path(args.out).write_text(json.dumps({"seconds": times, "report": report}, indent=2))
+    return 0
+
+
+def build(engine: Any, args: argparse.Namespace) -> None:
+    """Simulate, train on the early days, store the last 30 days as the service would."""
+    from data.simulator import SimulationConfig, simulate
+    from features.batch import compute
+    from features.registry import select
     from training.config import SearchSettings, TrainConfig
     from training.pipeline import train
 
@@ -163,44 +209,15 @@ def main(argv: list[str] | None = None) -> int:
         "test_start": bt_start,
         "test_end": end,
     }
-    result = train(frame, TrainConfig(search=SearchSettings(trials=1)), periods=periods)
-    model = result.model
+    model = train(frame, TrainConfig(search=SearchSettings(trials=1)), periods=periods).model
     _say(f"trained on {start:%Y-%m-%d} .. {train_end:%Y-%m-%d} in {time.perf_counter() - t:.1f} s")
 
     in_period = (frame["timestamp"] >= bt_start).to_numpy()
     period_rows = frame[in_period].reset_index(drop=True)
     table = compute(frame, select(model.features))[in_period].reset_index(drop=True)
-
-    with tempfile.TemporaryDirectory(prefix="riskgate-bench-backtest-") as work:
-        engine = db.make_engine(f"sqlite:///{Path(work) / 'riskgate.db'}")
-        db.create_schema(engine)
-        steps = store(engine, period_rows, table, model)
-        _say(f"stored {len(period_rows):,} payments of the last {BACKTEST_DAYS} days "
-             f"({steps['store_s']:.1f} s)")  # fmt: skip
-
-        proposed = parse_config(PROPOSED)
-        as_of = datetime.now(UTC)
-        t0 = time.perf_counter()
-        period = whatif.period_of(engine, None, None, BACKTEST_DAYS)
-        report = whatif.run_backtest(engine, proposed, PolicyConfig(), period, as_of=as_of)
-        elapsed = time.perf_counter() - t0
-        # the load alone, for the breakdown
-        from serving.scoring import facts
-
-        t1 = time.perf_counter()
-        facts.load(engine, period.start, period.end)
-        load_s = time.perf_counter() - t1
-        engine.dispose()
-
-    print(render(report))
-    verdict = "met" if elapsed <= 5.0 else "NOT met"
-    print(
-        f"\n30-day backtest over {report['payments']:,} payments: {elapsed:.2f} s "
-        f"(target <= 5 s: {verdict}; of it reading the stored payments {load_s:.2f} s)"
-    )
-    if args.out:
-        Path(args.out).write_text(json.dumps({"seconds": elapsed, "report": report}, indent=2))
-    return 0
+    steps = store(engine, period_rows, table, model)
+    _say(f"stored {len(period_rows):,} payments of the last {BACKTEST_DAYS} days "
+         f"({steps['store_s']:.1f} s)")  # fmt: skip
 
 
 if __name__ == "__main__":

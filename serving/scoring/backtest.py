@@ -195,9 +195,12 @@ def run(
         "in_force_digest": digest(in_force),
         "team": team.describe(),
     }
-    report.update(
-        {name: figures(d, stored, fraud, mature, team, window) for name, d in columns.items()}
-    )
+    done: dict[tuple[str, ...], dict[str, Any]] = {}  # equal decisions, equal figures
+    for name, d in columns.items():
+        key = tuple(d)
+        if key not in done:
+            done[key] = figures(d, stored, fraud, mature, team, window)
+        report[name] = done[key]
     report["changes"] = _changes(columns["in_force"], columns["proposed"], stored, fraud)
     return report
 

@@ -3,6 +3,7 @@ month scored through the in-process service (its stored features, probabilities,
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterator
@@ -305,3 +306,34 @@ def test_label_maturity_counts_young_payments_apart():
         "declined": 0,
         "fraud_known_so_far": 1,
     }
+
+
+def test_the_cli_backtest_reports_what_the_api_reports(month, tmp_path, capsys):
+    client, rt, _ = month
+    from serving.cli import main
+
+    proposal = {"rules": [{**IN_FORCE["rules"][0], "value": 300.0}, IN_FORCE["rules"][1]]}
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(proposal))
+    out = tmp_path / "report.json"
+    url = str(rt.engine.url)
+    argv = ["backtest", "--policy", str(policy), "--db", url, "--out", str(out)]
+    assert main([*argv, "--since", "2024-01-01", "--until", "2024-01-30"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    api = client.post(
+        "/admin/policy/backtest",
+        json={
+            **proposal,
+            "period": {"start": "2024-01-01T00:00:00Z", "end": "2024-01-31T00:00:00Z"},
+        },
+        headers=ADMIN,
+    ).json()
+    assert report["period"] == api["period"]  # a date-only --until includes that day
+    for column in ("actual", "in_force", "proposed"):
+        assert report[column] == api[column]
+    assert f"{report['proposed']['decisions']['review']:,}" in printed
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rules": [{**IN_FORCE["rules"][0], "field": "amout"}]}))
+    assert main(["backtest", "--policy", str(bad), "--db", url]) == 2
+    assert "unknown field 'amout'" in capsys.readouterr().err
