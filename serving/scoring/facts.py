@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import Engine, Text, and_, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -72,24 +73,27 @@ class FactsWriter:
             "_names": names,
         }
 
-    def write(self, conn: Any, rows: list[dict[str, Any]], now: datetime) -> None:
+    def write(self, conn: Any, rows: list[dict[str, Any]], now: datetime) -> set[str]:
+        """Insert the rows (and any feature set not stored yet) in the caller's transaction;
+        the feature sets it added, for `committed` once the transaction has committed."""
         new = {}
         for r in rows:
             names = r.pop("_names")
             if r["feature_set"] is not None and r["feature_set"] not in self._stored:
                 new[r["feature_set"]] = names
         for digest, names in new.items():
-            ins = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(
-                db.feature_sets
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            ins = dialect.insert(db.feature_sets).values(
+                digest=digest, names=list(names), created_at=now
             )
-            conn.execute(
-                ins.values(
-                    digest=digest, names=list(names), created_at=now
-                ).on_conflict_do_nothing()
-            )
+            conn.execute(ins.on_conflict_do_nothing())
         if rows:
             conn.execute(db.payment_facts.insert(), rows)
-        self._stored.update(new)  # after the insert: a rolled-back one is tried again
+        return set(new)
+
+    def committed(self, digests: set[str]) -> None:
+        """Only a committed feature set is skipped later (a rolled-back one is written again)."""
+        self._stored.update(digests)
 
 
 # Fields every stored payment has outside its JSON record (decisions' own columns).
@@ -100,30 +104,39 @@ CHEAP_FIELDS = frozenset({"transaction_id", "timestamp", "amount", "card_id"})
 class Stored:
     """The stored payments of a period, in payment order, as a backtest replays them.
 
-    The contract records stay as stored (JSON) until a policy needs a field outside
-    CHEAP_FIELDS: decoding 70,000 records costs more than the whole replay otherwise."""
+    The contract records and feature vectors are read only when a policy needs them (a field
+    outside CHEAP_FIELDS, a feature): for 70,000 payments they are most of the bytes, and a
+    rule on the amount or a date function of the timestamp needs neither."""
 
     transaction_id: list[str]
     payment_time: np.ndarray  # seconds since the epoch
     amount: np.ndarray
     card_id: list[str]
-    raw_payments: list[Any]  # JSON text (or an already decoded dict) per payment
     probability: list[float | None]
     thresholds: list[Thresholds | None]
     decision: list[str]  # what was actually decided at scoring
-    features: Mapping[str, tuple[str, ...]]  # feature set digest -> names
-    vectors: list[tuple[str | None, bytes | None]]  # (feature set, float64 bytes) per payment
     shadow_decision: list[str | None]
     shadow_id: list[str | None]
+    features: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # set -> names
+    raw_payments: list[Any] | None = None  # JSON text (or a decoded dict) per payment
+    vectors: list[tuple[str | None, bytes | None]] | None = None  # (feature set, float64 bytes)
+    loader: Callable[[str], list[Any]] | None = None  # a payment_facts column, in this order
     _decoded: list[dict[str, Any]] | None = None
 
     def __len__(self) -> int:
         return len(self.transaction_id)
 
+    def _load(self, column: str) -> list[Any]:
+        if self.loader is None:
+            raise LookupError(f"{column} was not loaded")
+        return self.loader(column)
+
     @property
     def payments(self) -> list[dict[str, Any]]:
         """Every contract record (dates as datetimes, card_id included), decoded once."""
         if self._decoded is None:
+            if self.raw_payments is None:
+                self.raw_payments = self._load("payment")
             self._decoded = [
                 _record(raw, card)
                 for raw, card in zip(self.raw_payments, self.card_id, strict=True)
@@ -145,11 +158,14 @@ class Stored:
 
     def column(self, name: str) -> np.ndarray:
         """One feature over every payment (NaN where missing), decoded in one pass."""
+        if self.vectors is None:
+            self.vectors = list(zip(self._load("feature_set"), self._load("features"), strict=True))
         out = np.full(len(self), np.nan)
         for i, (fs, raw) in enumerate(self.vectors):
             if fs is None or raw is None:
                 continue
-            idx = _index(self.features[fs]).get(name)
+            names = self.features.get(fs)
+            idx = None if names is None else _index(names).get(name)
             if idx is not None:
                 out[i] = np.frombuffer(raw, np.float64, 1, idx * 8)[0]
         return out
@@ -179,13 +195,6 @@ def _record(payment: Any, card_id: str) -> dict[str, Any]:
     return rec
 
 
-def _seconds(v: Any) -> float:
-    """A stored time as epoch seconds: SQLite hands back text, PostgreSQL a datetime."""
-    if isinstance(v, str):
-        v = datetime.fromisoformat(v)
-    return _aware(v).timestamp()
-
-
 def latest_payment_time(engine: Engine) -> datetime | None:
     from sqlalchemy import func
 
@@ -195,16 +204,15 @@ def latest_payment_time(engine: Engine) -> datetime | None:
 
 
 def load(engine: Engine, start: datetime, end: datetime) -> Stored:
-    """Every stored payment with payment time in [start, end), in (time, id) order."""
+    """Every stored payment with payment time in [start, end), in (time, id) order; records
+    and feature vectors on first use (`Stored.loader`)."""
     d, f = db.decisions, db.payment_facts
+    in_period = and_(f.c.payment_time >= start, f.c.payment_time < end)
     # raw columns: the JSON and date-time processors of 70,000 rows would dominate the backtest
     q = (
         select(
             f.c.transaction_id,
             type_coerce(f.c.payment_time, Text),
-            type_coerce(f.c.payment, Text),
-            f.c.feature_set,
-            f.c.features,
             type_coerce(f.c.thresholds, Text),
             f.c.shadow_decision,
             f.c.shadow_id,
@@ -214,38 +222,52 @@ def load(engine: Engine, start: datetime, end: datetime) -> Stored:
             d.c.decision,
         )
         .join(d, d.c.transaction_id == f.c.transaction_id)
-        .where(and_(f.c.payment_time >= start, f.c.payment_time < end))
+        .where(in_period)
         .order_by(f.c.payment_time, f.c.transaction_id)
     )
     with engine.connect() as conn:
         rows = conn.execute(q).all()
         sets = {r.digest: tuple(r.names) for r in conn.execute(select(db.feature_sets)).all()}
-    cols: list[Any] = list(zip(*rows, strict=True)) if rows else [() for _ in range(12)]
+    cols: list[Any] = list(zip(*rows, strict=True)) if rows else [() for _ in range(9)]
+    ids: list[str] = list(cols[0])
     known: dict[str, Thresholds | None] = {}
 
     def thresholds(raw: Any) -> Thresholds | None:
-        if raw is None:
+        if raw is None or raw == "null":  # no model: the fallback decided
             return None
         if not isinstance(raw, str):  # a driver that decodes JSON itself
             return Thresholds(**raw)
-        found = known.get(raw)
-        if found is None:
-            found = known.setdefault(raw, Thresholds(**json.loads(raw)))
-        return found
+        if raw not in known:
+            doc = json.loads(raw)
+            known[raw] = None if doc is None else Thresholds(**doc)
+        return known[raw]
 
+    def loader(column: str) -> list[Any]:
+        """One column for exactly these payments, in their order (rows scored since the first
+        query are not mixed in)."""
+        c = f.c[column]
+        value = type_coerce(c, Text) if column == "payment" else c
+        with engine.connect() as conn:
+            found = dict(conn.execute(select(f.c.transaction_id, value).where(in_period)).all())
+        return [found[t] for t in ids]
+
+    raw_times = pd.Series(cols[1], dtype=object)
+    text = len(raw_times) > 0 and isinstance(raw_times.iloc[0], str)  # SQLite: text
+    times = pd.to_datetime(raw_times, utc=True, format="ISO8601" if text else None)
     return Stored(
-        transaction_id=list(cols[0]),
-        payment_time=np.array([_seconds(v) for v in cols[1]], dtype=np.float64),
-        amount=np.array(cols[8], dtype=np.float64),
-        card_id=list(cols[9]),
-        raw_payments=list(cols[2]),
-        probability=list(cols[10]),
-        thresholds=[thresholds(v) for v in cols[5]],
-        decision=list(cols[11]),
+        transaction_id=ids,
+        payment_time=((times - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(
+            dtype=np.float64
+        ),
+        amount=np.array(cols[5], dtype=np.float64),
+        card_id=list(cols[6]),
+        probability=list(cols[7]),
+        thresholds=[thresholds(v) for v in cols[2]],
+        decision=list(cols[8]),
+        shadow_decision=list(cols[3]),
+        shadow_id=list(cols[4]),
         features=sets,
-        vectors=list(zip(cols[3], cols[4], strict=True)),
-        shadow_decision=list(cols[6]),
-        shadow_id=list(cols[7]),
+        loader=loader,
     )
 
 

@@ -87,6 +87,8 @@ class Outcome:
 
 
 def _list_hit(lists: Mapping[str, frozenset[str]], payment: Mapping[str, Any]) -> str | None:
+    if not lists:  # no list at all (the usual allow list): nothing to look up
+        return None
     for name in LIST_FIELDS:
         v = payment.get(name)
         if v is not None and v in lists.get(name, frozenset()):

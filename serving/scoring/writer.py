@@ -107,13 +107,14 @@ class DecisionWriter:
             )
         with self.engine.begin() as conn:
             conn.execute(_INS_DECISION, decisions)
-            self._facts.write(conn, facts, now)
+            new_sets = self._facts.write(conn, facts, now)
             for record, body, features, factors in reviewed:
                 body["case_id"] = self._open_case(conn, now, record, body, features, factors)
                 conn.execute(_UPD_RESPONSE, {"t_id": record["transaction_id"], "response": body})
             if keys:
                 conn.execute(_INS_IDEMPOTENCY, keys)
             conn.execute(_INS_AUDIT, audits)
+        self._facts.committed(new_sets)
 
     def _open_case(
         self,

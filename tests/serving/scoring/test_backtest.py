@@ -109,7 +109,16 @@ def test_backtest_of_the_policy_in_force_equals_what_happened(month):
     loaded = facts.load(rt.engine, *(pd.Timestamp(0, tz="UTC"), pd.Timestamp.now(tz="UTC")))
     assert backtest.replay_decisions(loaded, rt.policy()) == loaded.decision
     # also when the policy reads fields of the stored record (decoded, not from the columns)
-    listed = parse_config({**IN_FORCE, "block": {"device_id": ["no-such-device"]}})
+    never = {
+        "name": "never",
+        "field": "card_count_1h",
+        "op": ">",
+        "value": 1e6,
+        "action": "decline",
+    }
+    listed = parse_config(
+        {"rules": [*IN_FORCE["rules"], never], "block": {"device_id": ["no-such-device"]}}
+    )
     assert backtest.replay_decisions(loaded, listed) == loaded.decision
     # labels as known now: every simulated fraud is old enough and its label is counted
     fraud_ids = set(frame.loc[frame["is_fraud"] == 1, "transaction_id"])
@@ -337,3 +346,37 @@ def test_the_cli_backtest_reports_what_the_api_reports(month, tmp_path, capsys):
     bad.write_text(json.dumps({"rules": [{**IN_FORCE["rules"][0], "field": "amout"}]}))
     assert main(["backtest", "--policy", str(bad), "--db", url]) == 2
     assert "unknown field 'amout'" in capsys.readouterr().err
+
+
+def test_a_feature_set_written_in_a_rolled_back_transaction_is_written_again(tmp_path):
+    from datetime import UTC, datetime
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    db.create_schema(engine)
+    writer = facts.FactsWriter()
+    now = datetime(2024, 3, 1, tzinfo=UTC)
+    record = {"transaction_id": "t1", "timestamp": now, "card_id": "c", "amount": 1.0}
+
+    def row() -> dict[str, Any]:
+        return writer.row(record, {"_thresholds": None}, {"f1": 1.0, "f2": 2.0})
+
+    decision = {
+        "transaction_id": "t1", "created_at": now, "payment_time": now, "decision": "approve",
+        "source": "model", "status": "settled", "status_at": now, "amount": 1.0,
+        "currency": "EUR", "merchant_id": "m", "card_id": "c", "response": {},
+    }  # fmt: skip
+    first = row()
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        conn.execute(db.decisions.insert().values(**decision))
+        writer.write(conn, [first], now)
+        raise RuntimeError("rolled back after the feature set was inserted")
+    with engine.begin() as conn:
+        conn.execute(db.decisions.insert().values(**decision))
+        writer.committed(writer.write(conn, [row()], now))
+    stored = facts.load(engine, now, datetime(2024, 3, 2, tzinfo=UTC))
+    assert stored.column("f2").tolist() == [2.0]
+    # a payment the fallback decided (no probability, no thresholds) replays through it too
+    assert stored.thresholds == [None] and stored.probability == [None]
+    assert backtest.replay_decisions(stored, parse_config({"fallback_max_amount": 0.5})) == [
+        "review"
+    ]
