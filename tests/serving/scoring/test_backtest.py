@@ -366,17 +366,23 @@ def test_a_feature_set_written_in_a_rolled_back_transaction_is_written_again(tmp
         "currency": "EUR", "merchant_id": "m", "card_id": "c", "response": {},
     }  # fmt: skip
     first = row()
-    with pytest.raises(RuntimeError), engine.begin() as conn:
-        conn.execute(db.decisions.insert().values(**decision))
-        writer.write(conn, [first], now)
-        raise RuntimeError("rolled back after the feature set was inserted")
+
+    def rolled_back() -> None:
+        with engine.begin() as conn:
+            conn.execute(db.decisions.insert().values(**decision))
+            writer.write(conn, [first], now)
+            raise RuntimeError("rolled back after the feature set was inserted")
+
+    with pytest.raises(RuntimeError):
+        rolled_back()
     with engine.begin() as conn:
         conn.execute(db.decisions.insert().values(**decision))
         writer.committed(writer.write(conn, [row()], now))
     stored = facts.load(engine, now, datetime(2024, 3, 2, tzinfo=UTC))
     assert stored.column("f2").tolist() == [2.0]
     # a payment the fallback decided (no probability, no thresholds) replays through it too
-    assert stored.thresholds == [None] and stored.probability == [None]
+    assert stored.thresholds == [None]
+    assert stored.probability == [None]
     assert backtest.replay_decisions(stored, parse_config({"fallback_max_amount": 0.5})) == [
         "review"
     ]
