@@ -98,7 +98,7 @@ class Runtime:
             value = {
                 "id": f"shadow-{now.strftime('%Y%m%dT%H%M%S%fZ')}",
                 "policy": to_doc(config),
-                "started_at": now.isoformat(),
+                "started_at": now.isoformat().replace("+00:00", "Z"),
                 "by": actor,
             }
         with self.engine.begin() as conn:

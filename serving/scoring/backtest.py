@@ -27,12 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features import registry
 from serving.review import team as team_model
 from serving.scoring import rulefields
 from serving.scoring.facts import Stored
 from serving.scoring.policy import PolicyConfig, decide, to_doc
 
-LABEL_DELAY = timedelta(days=7)  # features.registry.LABEL_DELAY: chargebacks arrive within it
+LABEL_DELAY = timedelta(seconds=registry.LABEL_DELAY)  # the label features' delay
 DEFAULT_DAYS = 30
 UNKNOWN_RISK = 0.05  # the queue's prior for a payment without a probability (writer.py)
 COLUMNS = ("actual", "in_force", "proposed")

@@ -193,6 +193,14 @@ def test_a_rule_that_cannot_be_evaluated_is_refused_at_backtest_and_at_put(month
         parse_config({"rules": [rule]})  # the policy file and the stored policy likewise
 
 
+def test_a_period_that_ends_before_it_starts_is_refused_naming_the_period(month):
+    client, _, _ = month
+    period = {"start": "2024-02-01T00:00:00Z", "end": "2024-01-01T00:00:00Z"}
+    r = client.post("/admin/policy/backtest", json={**IN_FORCE, "period": period}, headers=ADMIN)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("period:")
+
+
 def test_put_needs_a_backtest_newer_than_the_policy_in_force_or_force(month):
     client, _rt, _ = month
     proposal = {"rules": [{**IN_FORCE["rules"][0], "value": 400.0}], "block": {}}
