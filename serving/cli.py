@@ -15,6 +15,7 @@ _COMMAND_MODULES = (
     "training.cli",
     "serving.http.commands",
     "serving.review.simulate.cli",
+    "serving.scoring.cli",
 )
 
 

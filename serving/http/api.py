@@ -432,26 +432,7 @@ def outbox(
     return {"items": [dict(r._mapping) for r in rows]}
 
 
-@router.get("/admin/policy", tags=["admin"])
-def get_policy(request: Request, who: Principal = Admin) -> dict[str, Any]:
-    from serving.scoring.policy import to_doc
-
-    return to_doc(runtime(request).policy())
-
-
-@router.put("/admin/policy", tags=["admin"], responses=_r(400))
-def put_policy(body: PolicyIn, request: Request, who: Principal = Admin) -> dict[str, Any]:
-    """Replace lists and rules (validated first; audited)."""
-    from serving.scoring.policy import to_doc
-
-    rt = runtime(request)
-    try:
-        config = rt.set_policy(body.model_dump(), who.name)
-    except (ValueError, KeyError) as exc:
-        raise HTTPException(422, f"invalid policy: {exc}") from None
-    with rt.engine.begin() as conn:
-        queue.audit(conn, who, "policy", "policy", to_doc(config), now_utc())
-    return to_doc(config)
+# GET/PUT /admin/policy and the backtest / shadow routes: serving/http/policy_api.py
 
 
 @router.post("/admin/reload", tags=["admin"], responses=_r(409))
@@ -479,6 +460,9 @@ def create_app() -> FastAPI:
     )
     app.include_router(router)
     app.include_router(metrics_router)  # /metrics: bounded labels only, no key
+    from serving.http import policy_api  # imports this module: included here, not at the top
+
+    app.include_router(policy_api.router)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -63,6 +63,9 @@ class Runtime:
     _policy_at: datetime | None = None  # updated_at of the stored policy in force here
     _model_generation: int = 0  # reloads (through any process) this process has followed
     _probe: tuple[Any, float, bool] | None = None  # (loaded model, when, finite) for ready()
+    # the shadow policy (issue 21): (id, policy) decided beside the live one, never acted on
+    _shadow: tuple[str, PolicyConfig] | None = None
+    _shadow_at: datetime | None = None
 
     def wake_webhooks(self) -> None:
         if self.deliverer is not None:
@@ -79,6 +82,34 @@ class Runtime:
         self._policy = config
         self._policy_at = _aware(now)
         return config
+
+    def policy_at(self) -> datetime | None:
+        """When the policy in force was stored (None: from the file or the default)."""
+        return self._policy_at
+
+    def shadow(self) -> tuple[str, PolicyConfig] | None:
+        return self._shadow
+
+    def set_shadow(self, doc: dict[str, Any] | None, actor: str) -> dict[str, Any]:
+        """Start a shadow policy (doc) or stop it (None); stored so every worker follows."""
+        now = now_utc()
+        value: dict[str, Any] = {}
+        if doc is not None:
+            config = parse_config(doc)
+            value = {
+                "id": f"shadow-{now.strftime('%Y%m%dT%H%M%S%fZ')}",
+                "policy": to_doc(config),
+                "started_at": now.isoformat().replace("+00:00", "Z"),
+                "by": actor,
+            }
+        with self.engine.begin() as conn:
+            _put_setting(conn, "policy_shadow", value, now, actor)
+        self._adopt_shadow(value, now)
+        return value
+
+    def _adopt_shadow(self, value: dict[str, Any], at: datetime) -> None:
+        self._shadow = (value["id"], parse_config(value["policy"])) if value else None
+        self._shadow_at = _aware(at)
 
     def ready(self) -> bool:
         """A model is loaded and its probe prediction is finite (checked at most every
@@ -124,6 +155,9 @@ class Runtime:
         with self.engine.connect() as conn:
             policy = _get_setting(conn, "policy")
             model = _get_setting(conn, "model")
+            shadow = _get_setting(conn, "policy_shadow")
+        if shadow is not None and _aware(shadow.updated_at) != self._shadow_at:
+            self._adopt_shadow(shadow.value, shadow.updated_at)
         if policy is not None and _aware(policy.updated_at) != self._policy_at:
             self._policy = parse_config(policy.value)
             self._policy_at = _aware(policy.updated_at)
@@ -284,6 +318,11 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
         settings, engine
     )
     runtime.scorer.policy = runtime.policy
+    runtime.scorer.fresh.shadow = runtime.shadow
+    with engine.connect() as conn:
+        shadow = _get_setting(conn, "policy_shadow")
+    if shadow is not None:
+        runtime._adopt_shadow(shadow.value, shadow.updated_at)
     # The start-up objects (frameworks, the model, the replayed state) live as long as the
     # process: keep them out of the collector's full scans, which otherwise pause requests.
     # A request's objects die young: collect the young generation less often and full scans

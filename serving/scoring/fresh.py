@@ -21,6 +21,7 @@ from serving.core.metrics import m
 from serving.core.settings import Settings
 from serving.scoring import explain
 from serving.scoring.capacity import CapacityConfig, CapacityGovernor
+from serving.scoring.facts import thresholds_doc
 from serving.scoring.holder import Loaded, ModelHolder
 from serving.scoring.policy import PolicyConfig, decide
 from training import drift
@@ -61,6 +62,8 @@ class FreshScorer:
     ) -> None:
         self.holder = holder
         self.policy = policy
+        # (id, policy) of a shadow policy: decided beside the live one, stored, never acted on
+        self.shadow: Callable[[], tuple[str, PolicyConfig] | None] = lambda: None
         self.settings = settings
         self.clock = clock
         self._recent: deque[float] = deque(maxlen=DRIFT_WINDOW)
@@ -238,6 +241,12 @@ class FreshScorer:
                 m().capacity_adjusted.inc()
             m().review_threshold.set(band.review)
         outcome = decide(record, features, probability, thresholds, config)
+        shadow = self.shadow()
+        shadow_decision = (
+            None
+            if shadow is None
+            else (shadow[0], decide(record, features, probability, thresholds, shadow[1]).decision)
+        )
         if outcome.source == "fallback":
             m().fallbacks.labels(cause=cause or "unknown").inc()
         m().decisions.labels(decision=outcome.decision, source=outcome.source).inc()
@@ -284,6 +293,8 @@ class FreshScorer:
             "elapsed_ms": 0.0,
             "_features": features,
             "_factors": factors,
+            "_thresholds": thresholds_doc(thresholds),
+            "_shadow": shadow_decision,
         }
         body["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return body

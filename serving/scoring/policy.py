@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from data import pan
+from serving.scoring import rulefields
 from training.model import Thresholds
 
 Action = Literal["approve", "review", "decline"]
@@ -37,7 +38,9 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 @dataclass(frozen=True)
 class Rule:
-    """`field op value -> action`, on a payment field or a computed feature."""
+    """`field op value -> action`, on a payment field, a computed feature or a date function of
+    a date field (`hour(timestamp)`; see rulefields). One that cannot be evaluated is refused
+    here, when the policy is read, never at scoring time."""
 
     name: str
     field: str
@@ -54,9 +57,12 @@ class Rule:
             raise ValueError(f"rule {self.name!r}: unknown op {self.op!r} (use {', '.join(_OPS)})")
         if self.action not in ("review", "decline"):
             raise ValueError(f"rule {self.name!r}: action must be review or decline")
+        rulefields.check(self.name, self.field, self.op, self.value)
+        object.__setattr__(self, "_parsed", rulefields.parse_field(self.field))
 
     def matches(self, facts: Mapping[str, Any]) -> bool:
-        v = facts.get(self.field)
+        func, name = self._parsed  # type: ignore[attr-defined]
+        v = facts.get(name) if func is None else rulefields.value_of(facts, func, name)
         if v is None or (isinstance(v, float) and v != v):
             return False
         try:
@@ -81,6 +87,8 @@ class Outcome:
 
 
 def _list_hit(lists: Mapping[str, frozenset[str]], payment: Mapping[str, Any]) -> str | None:
+    if not lists:  # no list at all (the usual allow list): nothing to look up
+        return None
     for name in LIST_FIELDS:
         v = payment.get(name)
         if v is not None and v in lists.get(name, frozenset()):

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, insert
 
 from serving.core.auth import Principal
+from serving.scoring import facts as payment_facts
 from serving.store import db
 
 # (contract record, response body, idempotency key, body hash, HTTP status, who asked)
@@ -67,17 +68,19 @@ class DecisionWriter:
         self.engine = engine
         self.sla_minutes = sla_minutes
         self.clock = clock
+        self._facts = payment_facts.FactsWriter()
 
     def write(self, items: list[WriteItem]) -> None:
         """Decisions (+ cases, keys, audit) of one or many payments in ONE transaction, with
         one multi-row INSERT per table (a case needs its id back, so cases go one by one).
         Pops the bodies' private `_features` / `_factors` and sets `case_id` on held ones."""
         now = self.clock()
-        decisions, keys, audits, reviewed = [], [], [], []
+        decisions, keys, audits, reviewed, facts = [], [], [], [], []
         for record, body, key, digest, status, principal in items:
             features = body.pop("_features")
             factors = body.pop("_factors")
             decisions.append(_decision_row(record, body, now))
+            facts.append(self._facts.row(record, body, features))
             if body["decision"] == "review":
                 reviewed.append((record, body, features, factors))
             if key is not None:
@@ -104,12 +107,14 @@ class DecisionWriter:
             )
         with self.engine.begin() as conn:
             conn.execute(_INS_DECISION, decisions)
+            new_sets = self._facts.write(conn, facts, now)
             for record, body, features, factors in reviewed:
                 body["case_id"] = self._open_case(conn, now, record, body, features, factors)
                 conn.execute(_UPD_RESPONSE, {"t_id": record["transaction_id"], "response": body})
             if keys:
                 conn.execute(_INS_IDEMPOTENCY, keys)
             conn.execute(_INS_AUDIT, audits)
+        self._facts.committed(new_sets)
 
     def _open_case(
         self,

@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -153,6 +154,50 @@ settings_table = Table(
     Column("value", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", String(128), nullable=False),
+)
+
+
+# -- policy backtest and shadow (issue 21) ---------------------------------------------------
+feature_sets = Table(
+    "feature_sets",
+    metadata,
+    Column("digest", String(32), primary_key=True),  # of the names, in order
+    Column("names", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# What each scored payment was decided on, so a policy can be replayed over history exactly:
+# the contract record, the feature vector (float64 bytes, in its feature set's order) and the
+# model thresholds in force (capacity band included); and the shadow policy's decision.
+payment_facts = Table(
+    "payment_facts",
+    metadata,
+    Column("transaction_id", String(128), ForeignKey("decisions.transaction_id"), primary_key=True),
+    Column("payment_time", DateTime(timezone=True), nullable=False),
+    Column("payment", JSON, nullable=False),
+    Column("feature_set", String(32)),
+    Column("features", LargeBinary),
+    Column("thresholds", JSON),
+    Column("shadow_decision", String(16)),  # approve | review | decline; never acted on
+    Column("shadow_id", String(64)),  # which shadow policy decided it
+    Index("payment_facts_time", "payment_time"),
+    Index("payment_facts_shadow", "shadow_id"),
+)
+
+policy_backtests = Table(
+    "policy_backtests",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("policy_digest", String(64), nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("summary", JSON, nullable=False),
+    Index("policy_backtests_digest", "policy_digest", "created_at"),
 )
 
 

@@ -56,5 +56,5 @@ def test_an_unbounded_fallback_is_refused_and_the_model_down_holds_a_big_payment
     assert r.json()["decision_source"] == "fallback"
     assert r.json()["decision"] == "review"
     # a sensible fallback is taken
-    r = client.put("/admin/policy", json={"fallback_max_amount": 100.0}, headers=ADMIN)
+    r = client.put("/admin/policy?force=true", json={"fallback_max_amount": 100.0}, headers=ADMIN)
     assert r.status_code == 200, r.text

@@ -256,16 +256,18 @@ def test_other_routes_on_postgres(client, pg_engine):
     assert audit["total"] == 2
     assert len(client.get("/admin/outbox", headers=ADMIN).json()["items"]) == 2
     policy = {"block": {"card_id": ["card-blocked"]}, "fallback_max_amount": 20.0}
-    put = client.put("/admin/policy", json=policy, headers=ADMIN)
+    put = client.put("/admin/policy?force=true", json=policy, headers=ADMIN)
     assert put.status_code == 200, put.text
-    again = client.put("/admin/policy", json=policy, headers=ADMIN)  # the update branch
+    again = client.put("/admin/policy?force=true", json=policy, headers=ADMIN)  # the update branch
     assert again.status_code == 200
     got = client.get("/admin/policy", headers=ADMIN).json()
     assert got["block"] == {"card_id": ["card-blocked"]}
     with pg_engine.connect() as conn:
         stored = conn.execute(select(db.settings_table.c.value)).scalar_one()
     assert stored["fallback_max_amount"] == 20.0
-    client.put("/admin/policy", json={}, headers=ADMIN)  # back to the default for later tests
+    client.put(
+        "/admin/policy?force=true", json={}, headers=ADMIN
+    )  # back to the default for later tests
 
 
 # --- idempotency --------------------------------------------------------------------------------

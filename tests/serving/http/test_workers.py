@@ -426,7 +426,10 @@ def test_policy_and_reload_made_through_one_worker_reach_the_other(workers):
     try:
         with connect(w) as conn:
             put = conn.request(
-                "PUT", "/admin/policy", json={"block": {"card_id": [card]}}, headers=ADMIN
+                "PUT",
+                "/admin/policy?force=true",
+                json={"block": {"card_id": [card]}},
+                headers=ADMIN,
             )
             put_by = conn.pid
         assert put.status_code == 200, put.text
@@ -458,7 +461,7 @@ def test_policy_and_reload_made_through_one_worker_reach_the_other(workers):
         assert w.other(put_by) in streak
     finally:
         with connect(w) as conn:
-            reset = conn.request("PUT", "/admin/policy", json={}, headers=ADMIN)
+            reset = conn.request("PUT", "/admin/policy?force=true", json={}, headers=ADMIN)
         assert reset.status_code == 200, reset.text
 
     with connect(w) as conn:
