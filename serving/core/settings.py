@@ -44,3 +44,9 @@ class Settings(BaseSettings):
     capacity_reviews_per_hour: float = 30.0
     capacity_max_review_probability: float = 0.2  # ceiling when the model reviews by probability
     capacity_max_review_saving: float = 50.0  # ceiling (money) when it reviews by expected saving
+    four_eyes_amount: float | None = Field(
+        default=None, ge=0, description="above this amount a review decision needs a 2nd key"
+    )
+    explain_arms: str | None = Field(
+        default=None, description="e.g. score,score+facts,score+facts+shap: random arm per case"
+    )

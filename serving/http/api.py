@@ -28,7 +28,7 @@ from serving.core.schemas import (
     now_utc,
     utc_in_range,
 )
-from serving.review import queue
+from serving.review import operations, queue
 from serving.scoring.policy import MAX_FALLBACK_AMOUNT
 from serving.store import db
 
@@ -185,12 +185,14 @@ def list_cases(
     max_score: int | None = Query(default=None, ge=0, le=99),
     merchant_id: str | None = Query(default=None, max_length=128),
     overdue: bool | None = None,
+    queue_name: str | None = Query(default=None, alias="queue", max_length=64),
     limit: int = Query(default=50, ge=1, le=500),
     offset: int = Query(default=0, ge=0, le=BIG),
 ) -> dict[str, Any]:
     """Cases in queue order: overdue first, then money at risk (probability x amount), then age."""
     rt = runtime(request)
     now = now_utc()
+    operations.route_pending(rt.engine, _queues(rt), now)
     f = queue.CaseFilter(
         status=None if status == "all" else status,
         min_amount=min_amount,
@@ -199,6 +201,7 @@ def list_cases(
         max_score=max_score,
         merchant_id=merchant_id,
         overdue=overdue,
+        queue=queue_name,
         limit=limit,
         offset=offset,
     )
@@ -226,8 +229,12 @@ def claim_next_case(request: Request, who: Principal = Reviewer) -> dict[str, An
     """Claim the first free open case in queue order (overdue, money at risk, age) for the
     caller; concurrent reviewers never get the same case; 404 when no case is free."""
     rt = runtime(request)
+    now = now_utc()
     try:
-        return queue.claim_next(rt.engine, who, now_utc(), rt.settings.claim_minutes)
+        operations.route_pending(rt.engine, _queues(rt), now)
+        return queue.claim_next(
+            rt.engine, who, now, rt.settings.claim_minutes, where=_next_where(who)
+        )
     except queue.CaseError as exc:
         raise _case_error(exc) from None
     except OperationalError:
@@ -240,7 +247,8 @@ def claim_next_case(request: Request, who: Principal = Reviewer) -> dict[str, An
 def claim_case(case_id: CaseId, request: Request, who: Principal = Reviewer) -> dict[str, Any]:
     rt = runtime(request)
     try:
-        return queue.claim(rt.engine, case_id, who, now_utc(), rt.settings.claim_minutes)
+        guard = operations.claim_guard(rt.engine, _queues(rt), case_id, who)
+        return queue.claim(rt.engine, case_id, who, now_utc(), rt.settings.claim_minutes, guard)
     except queue.CaseError as exc:
         raise _case_error(exc) from None
 
@@ -279,10 +287,57 @@ def decide_case(
     rt = runtime(request)
     now = now_utc()
     try:
-        result = queue.decide(rt.engine, case_id, body.decision, body.note, who, now, body.version)
+        result = _decide(rt, case_id, body.decision, body.note, who, now, body.version)
     except queue.CaseError as exc:
         raise _case_error(exc) from None
-    _apply_review_label(rt, result, now, who)
+    return result
+
+
+def _queues(rt: Any) -> Any:
+    return operations.load_config(rt.engine, rt.settings.sla_minutes)
+
+
+def _next_where(who: Principal) -> Any:
+    """What "the next case" may be for this caller: not on hold, not its own proposal awaiting
+    a second pair of eyes, and for a reviewer not an escalated case."""
+    from sqlalchemy import and_, or_
+
+    c = db.cases.c
+    cond = and_(
+        c.hold_since.is_(None), or_(c.pending_key_id.is_(None), c.pending_key_id != who.key_id)
+    )
+    if who.role != "supervisor":
+        cond = and_(cond, or_(c.queue.is_(None), c.queue != "supervisors"))
+    return cond
+
+
+def _decide(
+    rt: Any,
+    case_id: int,
+    decision: Any,
+    note: str | None,
+    who: Principal,
+    now: datetime,
+    version: int | None = None,
+) -> dict[str, Any]:
+    """A review decision through the queue's rules (allowed decisions, locked queue,
+    escalation) and four eyes above RISKGATE_FOUR_EYES_AMOUNT; labels applied when settled."""
+    config = _queues(rt)
+    operations.route_pending(rt.engine, config, now)
+    guard = operations.decision_guard(rt.engine, config, case_id, decision, who)
+    result = queue.decide(
+        rt.engine,
+        case_id,
+        decision,
+        note,
+        who,
+        now,
+        version,
+        guard=guard,
+        four_eyes_above=rt.settings.four_eyes_amount,
+    )
+    if not result.get("pending_confirmation"):
+        _apply_review_label(rt, result, now, who)
     return result
 
 
@@ -294,8 +349,7 @@ def bulk_approve(body: BulkIn, request: Request, who: Principal = Reviewer) -> d
     for cid in dict.fromkeys(body.case_ids):
         now = now_utc()
         try:
-            r = queue.decide(rt.engine, cid, "approve", body.note, who, now)
-            _apply_review_label(rt, r, now, who)
+            r = _decide(rt, cid, "approve", body.note, who, now)
             results.append({"case_id": cid, "ok": True, "status": r["status"]})
         except queue.CaseError as exc:
             results.append(
@@ -472,9 +526,12 @@ def reload_model(request: Request, who: Principal = Admin) -> dict[str, Any]:
 
 
 def create_app() -> FastAPI:
+    from serving.http import review_ops
+
     app = FastAPI(
         title="riskgate review API", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
     )
+    app.include_router(review_ops.router)  # first: its /cases/export precedes /cases/{case_id}
     app.include_router(router)
 
     @app.exception_handler(StarletteHTTPException)

@@ -1,0 +1,218 @@
+"""Review operations routes: queues, escalation, reassignment, hold, four-eyes confirmation,
+the team lead's stats and the case export. Thin: roles here, rules in serving.review."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from serving.core.auth import Principal
+from serving.core.schemas import MAX_NOTE, now_utc
+from serving.http.api import (
+    CaseId,
+    StrictJSONRoute,
+    _apply_review_label,
+    _case_error,
+    _masked,
+    _queues,
+    _r,
+    role,
+    runtime,
+)
+from serving.review import operations, queue, routing
+
+router = APIRouter(responses=_r(401, 403, 503), route_class=StrictJSONRoute)
+
+Reviewer = Depends(role("reviewer", "supervisor"))
+Supervisor = Depends(role("supervisor"))
+Lead = Depends(role("supervisor", "admin"))
+ReviewerOrLead = Depends(role("reviewer", "supervisor", "admin"))
+QueueName = Path(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$")
+
+
+class MatchIn(BaseModel):
+    """Every condition given must hold; amount band is [min_amount, max_amount)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_amount: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_amount: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    merchants: list[str] = Field(default=[], max_length=routing.MAX_LIST)
+    countries: list[str] = Field(default=[], max_length=routing.MAX_LIST)
+    min_score: int | None = Field(default=None, ge=0, le=99)
+    max_score: int | None = Field(default=None, ge=0, le=99)
+    source: Literal["model", "rules", "fallback"] | None = None
+
+
+class QueueIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sla_minutes: float = Field(gt=0, le=10080, allow_inf_nan=False)
+    decisions: list[Literal["approve", "decline", "decline_fraud"]] = Field(
+        default=["approve", "decline", "decline_fraud"], min_length=1, max_length=3
+    )
+    mode: Literal["open", "locked"] = "open"
+    match: MatchIn | None = None
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=3, max_length=MAX_NOTE)
+
+    _reason = field_validator("reason")(_masked)
+
+
+class ReassignIn(ReasonIn):
+    queue: str | None = Field(default=None, min_length=1, max_length=64)
+    reviewer: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class ConfirmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agree: bool = True
+    note: str | None = Field(default=None, max_length=MAX_NOTE)
+
+    _note = field_validator("note")(_masked)
+
+
+def _fail(exc: queue.CaseError) -> HTTPException:
+    return _case_error(exc)
+
+
+@router.get("/queues", tags=["review"])
+def list_queues(request: Request, who: Principal = ReviewerOrLead) -> dict[str, Any]:
+    """The queues in rule order, each with its SLA, allowed decisions, mode and open work."""
+    rt = runtime(request)
+    config = _queues(rt)
+    return {
+        "queues": operations.queue_overview(rt.engine, config, now_utc()),
+        "four_eyes_amount": rt.settings.four_eyes_amount,
+    }
+
+
+@router.put("/queues/{name}", tags=["review"], responses=_r(422))
+def put_queue(
+    body: QueueIn, request: Request, name: str = QueueName, who: Principal = Lead
+) -> dict[str, Any]:
+    """Add or replace a queue (rule, SLA, decisions, mode); open cases no person moved are
+    re-filed by the new rules. Audited."""
+    rt = runtime(request)
+    doc = {"name": name, **body.model_dump()}
+    try:
+        spec = routing.spec_from_doc(doc)
+        config = operations.put_queue(rt.engine, spec, rt.settings.sla_minutes, who, now_utc())
+    except ValueError as exc:
+        raise HTTPException(422, f"invalid queue: {exc}") from None
+    return routing.to_doc(config)
+
+
+@router.post("/queues/{name}/next", tags=["review"], responses=_r(404, 409))
+def next_case(request: Request, name: str = QueueName, who: Principal = Reviewer) -> Any:
+    """Claim the next free case of this queue (the only way into a locked queue)."""
+    rt = runtime(request)
+    try:
+        return operations.next_in_queue(
+            rt.engine, _queues(rt), name, who, now_utc(), rt.settings.claim_minutes
+        )
+    except queue.CaseError as exc:
+        raise _fail(exc) from None
+
+
+@router.post("/cases/{case_id}/escalate", tags=["review"], responses=_r(404, 409, 422))
+def escalate(
+    case_id: CaseId, body: ReasonIn, request: Request, who: Principal = Reviewer
+) -> dict[str, Any]:
+    """Move the case to the supervisors' queue with a reason (audited)."""
+    try:
+        return operations.escalate(runtime(request).engine, case_id, body.reason, who, now_utc())
+    except queue.CaseError as exc:
+        raise _fail(exc) from None
+
+
+@router.post("/cases/{case_id}/reassign", tags=["review"], responses=_r(404, 409, 422))
+def reassign(
+    case_id: CaseId, body: ReassignIn, request: Request, who: Principal = Supervisor
+) -> dict[str, Any]:
+    """A supervisor gives the case to another queue and/or reviewer; the reason is mandatory."""
+    rt = runtime(request)
+    if body.queue is None and body.reviewer is None:
+        raise HTTPException(422, "queue or reviewer: say where the case goes")
+    target = None
+    if body.reviewer is not None:
+        known = [
+            p for _, p in rt.keys.entries if p.name == body.reviewer and p.role in REVIEW_ROLES
+        ]
+        if not known:
+            raise HTTPException(422, f"reviewer: {body.reviewer} is not a reviewer's name")
+        target = known[0]
+    try:
+        return operations.reassign(
+            rt.engine,
+            _queues(rt),
+            case_id,
+            body.reason,
+            who,
+            now_utc(),
+            to_queue=body.queue,
+            to_reviewer=target,
+            minutes=rt.settings.claim_minutes,
+        )
+    except queue.CaseError as exc:
+        raise _fail(exc) from None
+
+
+REVIEW_ROLES = ("reviewer", "supervisor")
+
+
+@router.post("/cases/{case_id}/hold", tags=["review"], responses=_r(404, 409, 422))
+def hold(
+    case_id: CaseId, body: ReasonIn, request: Request, who: Principal = Reviewer
+) -> dict[str, Any]:
+    """Waiting for the customer: the SLA clock stops (shown as paused) until resumed."""
+    rt = runtime(request)
+    try:
+        operations.may_work(_queues(rt), _row(rt, case_id), who)
+        return operations.hold(rt.engine, case_id, body.reason, who, now_utc())
+    except queue.CaseError as exc:
+        raise _fail(exc) from None
+
+
+@router.post("/cases/{case_id}/resume", tags=["review"], responses=_r(404, 409))
+def resume(case_id: CaseId, request: Request, who: Principal = Reviewer) -> dict[str, Any]:
+    """End a hold: the SLA deadline moves by the time spent on hold."""
+    rt = runtime(request)
+    try:
+        operations.may_work(_queues(rt), _row(rt, case_id), who)
+        return operations.resume(rt.engine, case_id, who, now_utc())
+    except queue.CaseError as exc:
+        raise _fail(exc) from None
+
+
+@router.post("/cases/{case_id}/confirm", tags=["review"], responses=_r(404, 409))
+def confirm(
+    case_id: CaseId, body: ConfirmIn, request: Request, who: Principal = Reviewer
+) -> dict[str, Any]:
+    """Four eyes: another reviewer (or a supervisor) confirms or rejects the proposed decision;
+    only a confirmation settles or declines the payment."""
+    rt = runtime(request)
+    now = now_utc()
+    try:
+        operations.may_work(_queues(rt), _row(rt, case_id), who)
+        result = queue.confirm(rt.engine, case_id, body.agree, body.note, who, now)
+    except queue.CaseError as exc:
+        raise _fail(exc) from None
+    if "decision" in result:
+        _apply_review_label(rt, result, now, who)
+    return result
+
+
+def _row(rt: Any, case_id: int) -> Any:
+    from sqlalchemy import select
+
+    from serving.store import db
+
+    with rt.engine.connect() as conn:
+        row = conn.execute(select(db.cases).where(db.cases.c.id == case_id)).first()
+    if row is None:
+        raise queue.CaseError(404, f"case {case_id} not found")
+    return row
