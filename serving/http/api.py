@@ -391,8 +391,13 @@ def post_label(body: LabelIn, request: Request, who: Principal = Backend) -> dic
             paid = known.payment_time
             if label_time < (paid if paid.tzinfo is not None else paid.replace(tzinfo=UTC)):
                 raise _label_time_error("is before the payment")
+            # a reviewer's own label (source "review") does not stop the chargeback that may
+            # follow an approval: that one is how a wrong approval becomes known
             labelled = conn.execute(
-                select(db.labels.c.id).where(db.labels.c.transaction_id == body.transaction_id)
+                select(db.labels.c.id).where(
+                    db.labels.c.transaction_id == body.transaction_id,
+                    db.labels.c.source == "chargeback",
+                )
             ).first()
             if labelled is not None:
                 return duplicate

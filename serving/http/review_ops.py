@@ -3,9 +3,13 @@ the team lead's stats and the case export. Thin: roles here, rules in serving.re
 
 from __future__ import annotations
 
+import csv
+import io
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serving.core.auth import Principal
@@ -21,7 +25,8 @@ from serving.http.api import (
     role,
     runtime,
 )
-from serving.review import operations, queue, routing
+from serving.review import operations, queue, routing, stats
+from serving.review.team import TeamConfig
 
 router = APIRouter(responses=_r(401, 403, 503), route_class=StrictJSONRoute)
 
@@ -216,3 +221,88 @@ def _row(rt: Any, case_id: int) -> Any:
     if row is None:
         raise queue.CaseError(404, f"case {case_id} not found")
     return row
+
+
+@router.get("/review/stats", tags=["review"])
+def review_stats(
+    request: Request,
+    who: Principal = Lead,
+    days: int = Query(default=7, ge=1, le=90),
+    hours: int = Query(default=8, ge=1, le=48),
+) -> dict[str, Any]:
+    """Per queue and reviewer per day, per explanation arm, and demand vs supply ahead."""
+    rt = runtime(request)
+    now = now_utc()
+    since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    operations.route_pending(rt.engine, _queues(rt), now)
+    summary = stats.summarise(operations.decided_rows(rt.engine, since))
+    created, backlog = operations.arrivals(rt.engine, now - timedelta(days=7, hours=1))
+    team = TeamConfig(sla_min=rt.settings.sla_minutes)
+    return {
+        "since": since,
+        "until": now,
+        **summary,
+        "outlook": stats.outlook(created, backlog, now, team, hours),
+        "explain_arms": _arms(rt),
+    }
+
+
+def _arms(rt: Any) -> list[str]:
+    raw = rt.settings.explain_arms
+    return [a.strip() for a in raw.split(",") if a.strip()] if raw else []
+
+
+EXPORT_COLUMNS = (
+    "id",
+    "transaction_id",
+    "queue",
+    "status",
+    "amount",
+    "currency",
+    "score",
+    "probability",
+    "merchant_id",
+    "created_at",
+    "sla_due",
+    "decision",
+    "decided_by",
+    "confirmed_by",
+    "decided_at",
+    "escalated_by",
+    "escalation_reason",
+    "hold_reason",
+    "top_reason",
+    "explain_arm",
+)
+
+
+@router.get("/cases/export", tags=["review"], responses=_r(422))
+def export_cases(
+    request: Request,
+    who: Principal = Lead,
+    format: Literal["csv", "json"] = Query(default="csv"),
+    status: Literal["open", "decided", "all"] = "all",
+    limit: int = Query(default=100_000, ge=1, le=1_000_000),
+) -> Any:
+    """Cases for the institution's own case system (no card data: the card is not exported)."""
+    rt = runtime(request)
+    now = now_utc()
+    operations.route_pending(rt.engine, _queues(rt), now)
+    f = queue.CaseFilter(status=None if status == "all" else status, limit=limit)
+    items, _ = queue.list_cases(rt.engine, f, now)
+    rows = [{k: _cell(item.get(k)) for k in EXPORT_COLUMNS} for item in items]
+    if format == "json":
+        return {"cases": rows}
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(EXPORT_COLUMNS))
+    writer.writeheader()
+    writer.writerows(rows)
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="cases.csv"'},
+    )
+
+
+def _cell(v: Any) -> Any:
+    return v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v

@@ -398,3 +398,48 @@ def queue_overview(
             }
         )
     return out
+
+
+def decided_rows(engine: Engine, since: datetime) -> list[dict[str, Any]]:
+    """Cases decided since `since`, each with its later label from the backend (a chargeback,
+    or a payment shown genuine), for stats.summarise()."""
+    c = db.cases.c
+    lab = db.labels.alias("later")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                c.id.label("case_id"),
+                c.transaction_id,
+                c.queue,
+                c.decided_by,
+                c.confirmed_by,
+                c.created_at,
+                c.decided_at,
+                c.sla_due,
+                c.decision,
+                c.amount,
+                c.explain_arm,
+                lab.c.is_fraud.label("label_fraud"),
+            )
+            .outerjoin(
+                lab,
+                and_(lab.c.transaction_id == c.transaction_id, lab.c.source == "chargeback"),
+            )
+            .where(c.status == "decided", c.decided_at >= since)
+            .order_by(c.decided_at)
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def arrivals(engine: Engine, since: datetime) -> tuple[list[tuple[datetime, str]], dict[str, int]]:
+    """(created_at, queue) of cases opened since `since`, and the open backlog per queue."""
+    c = db.cases.c
+    with engine.connect() as conn:
+        created = conn.execute(select(c.created_at, c.queue).where(c.created_at >= since)).all()
+        open_rows = conn.execute(
+            select(c.queue, func.count()).where(c.status == "open").group_by(c.queue)
+        ).all()
+    return (
+        [(_aware(r.created_at), r.queue or routing.RESIDUAL) for r in created],  # type: ignore[misc]
+        {(q or routing.RESIDUAL): int(n) for q, n in open_rows},
+    )

@@ -6,9 +6,11 @@ The expected table is built from the intended roles (not read back from the code
   reviewer  GET /cases, GET /cases/{id}, claim (a case, or the next one) / release / decision,
             POST /cases/bulk_approve, GET /queues, POST /queues/{name}/next, escalate, hold,
             resume, confirm (four eyes)
-  supervisor  everything a reviewer may, plus PUT /queues/{name} and POST /cases/{id}/reassign
+  supervisor  everything a reviewer may, plus PUT /queues/{name}, POST /cases/{id}/reassign,
+            GET /review/stats and GET /cases/export
   merchant  only its own merchant routes (none of these but /whoami)
-  admin     /admin/*, GET /labels/export, PUT /queues/{name}, and read-only GET /cases,
+  admin     /admin/*, GET /labels/export, PUT /queues/{name}, GET /review/stats,
+            GET /cases/export, and read-only GET /cases,
             /cases/{id}, /payments/{id}, GET /queues
   any role  GET /whoami
   nobody    /healthz /livez /readyz /docs.json /api/openapi.json /console/ (no key needed)
@@ -88,6 +90,8 @@ ENDPOINTS = [
     Endpoint(
         "POST", "/cases/{case6}/reassign", ("supervisor",), {"reason": "skills", "queue": "{rq}"}
     ),
+    Endpoint("GET", "/review/stats", LEAD),
+    Endpoint("GET", "/cases/export", LEAD),
     Endpoint("GET", "/labels/export", ("admin",)),
     Endpoint("GET", "/admin/audit", ("admin",)),
     Endpoint("GET", "/admin/outbox", ("admin",)),

@@ -139,3 +139,40 @@ def test_reassign_needs_a_reason_and_a_known_reviewer(ops):
     with engine.connect() as conn:
         holder = conn.execute(select(db.cases.c.claimed_by).where(db.cases.c.id == cid)).scalar()
     assert holder == "bob"
+
+
+def test_stats_judge_decisions_by_later_labels_and_the_export_lists_the_cases(ops):
+    import csv
+    import io
+
+    approved, declined = held(ops, "st1", amount=500.0), held(ops, "st2", amount=600.0)
+    body = {"decision": "approve"}
+    assert ops.post(f"/cases/{approved}/decision", json=body, headers=REVIEWER).status_code == 200
+    body = {"decision": "decline"}
+    assert ops.post(f"/cases/{declined}/decision", json=body, headers=BOB).status_code == 200
+    # later: the approved one is charged back, the declined one shown genuine
+    for txn, fraud in (("txn-st1", True), ("txn-st2", False)):
+        label = {"transaction_id": txn, "is_fraud": fraud}
+        assert ops.post("/labels", json=label, headers=BACKEND).status_code == 200
+
+    assert ops.get("/review/stats", headers=REVIEWER).status_code == 403
+    r = ops.get("/review/stats", headers=SUPERVISOR)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    reviewers = {g["reviewer"]: g for g in got["by_reviewer"]}
+    assert reviewers["alice"]["wrong"] == 1
+    assert reviewers["alice"]["lost_amount"] == 500.0
+    assert reviewers["bob"]["accuracy"] == 0.0
+    [residual] = got["by_queue"]
+    assert (residual["decided"], residual["approved_share"]) == (2, 0.5)
+    assert len(got["outlook"]["hours"]) == 8
+
+    export = ops.get("/cases/export", params={"format": "csv"}, headers=ADMIN)
+    assert export.status_code == 200
+    assert export.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert {(x["transaction_id"], x["decision"], x["decided_by"]) for x in rows} == {
+        ("txn-st1", "approve", "alice"),
+        ("txn-st2", "decline", "bob"),
+    }
+    assert "card" not in export.text.split("\n")[0]
