@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
@@ -15,17 +15,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from serving.core.auth import Principal
 from serving.core.schemas import MAX_NOTE, now_utc
 from serving.http.api import (
+    MAX_BULK,
     CaseId,
     StrictJSONRoute,
     _apply_review_label,
     _case_error,
+    _decide,
     _masked,
     _queues,
     _r,
     role,
     runtime,
 )
-from serving.review import operations, queue, routing, stats
+from serving.review import links, operations, queue, routing, stats
 from serving.review.team import TeamConfig
 
 router = APIRouter(responses=_r(401, 403, 503), route_class=StrictJSONRoute)
@@ -70,6 +72,17 @@ class ReasonIn(BaseModel):
 class ReassignIn(ReasonIn):
     queue: str | None = Field(default=None, min_length=1, max_length=64)
     reviewer: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class BulkDeclineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    case_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+        min_length=1, max_length=MAX_BULK
+    )
+    decision: Literal["decline", "decline_fraud"] = "decline_fraud"
+    note: str | None = Field(default=None, max_length=MAX_NOTE)
+
+    _note = field_validator("note")(_masked)
 
 
 class ConfirmIn(BaseModel):
@@ -306,3 +319,30 @@ def export_cases(
 
 def _cell(v: Any) -> Any:
     return v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
+
+
+@router.get("/cases/{case_id}/links", tags=["review"], responses=_r(404))
+def case_links(case_id: CaseId, request: Request, who: Principal = ReviewerOrLead) -> Any:
+    """Payments of the last 30 days sharing this case's card, device, IP, e-mail domain or
+    customer, with decisions and known labels; `warning` says a linked confirmed fraud."""
+    try:
+        return links.case_links(runtime(request).engine, case_id)
+    except queue.CaseError as exc:
+        raise _fail(exc) from None
+
+
+@router.post("/cases/bulk_decline", tags=["review"], responses=_r(400))
+def bulk_decline(body: BulkDeclineIn, request: Request, who: Principal = Reviewer) -> Any:
+    """Decline several cases (a burst of one attacker); each is checked and audited on its
+    own, through its queue's rules and four eyes."""
+    rt = runtime(request)
+    results = []
+    for cid in dict.fromkeys(body.case_ids):
+        try:
+            r = _decide(rt, cid, body.decision, body.note, who, now_utc())
+            results.append({"case_id": cid, "ok": True, "status": r["status"]})
+        except queue.CaseError as exc:
+            results.append(
+                {"case_id": cid, "ok": False, "status_code": exc.status, "error": exc.message}
+            )
+    return {"results": results, "declined": sum(1 for r in results if r["ok"])}

@@ -206,6 +206,12 @@ def summary(row: Any, now: datetime) -> dict[str, Any]:
         "sla_paused": hold_since is not None,
         "overdue": bool(sla_due and sla_due < clock and row["status"] == "open"),
         "top_reason": reasons[0]["text"] if reasons else None,
+        # what the console groups a burst of one attacker by (masked card, device, IP token)
+        "group": {
+            "card": payment.get("card_id"),
+            "device": payment.get("device_id"),
+            "ip": payment.get("ip_hash"),
+        },
         "claimed_by": row["claimed_by"] if held else None,
         "claim_expires": claim_expires if held else None,
         "decision": row["decision"],
@@ -221,11 +227,11 @@ def get_case(engine: Engine, case_id: int, now: datetime) -> dict[str, Any]:
         if row is None:
             raise CaseError(404, f"case {case_id} not found")
         r = row._mapping
-        card = conn.execute(
-            select(db.decisions.c.card_id).where(
+        card, response = conn.execute(
+            select(db.decisions.c.card_id, db.decisions.c.response).where(
                 db.decisions.c.transaction_id == r["transaction_id"]
             )
-        ).scalar_one()
+        ).one()
         recent = conn.execute(
             select(
                 db.decisions.c.transaction_id,
@@ -249,6 +255,11 @@ def get_case(engine: Engine, case_id: int, now: datetime) -> dict[str, Any]:
             "reasons": r["reasons"],
             "version": r["version"],
             "note": r["note"],
+            # why it is held: the review band is on the expected saving by default, not on
+            # the probability, so a low score can be held for its amount
+            "review_by": (response or {}).get("review_by"),
+            "review_threshold": (response or {}).get("review_threshold"),
+            "decision_source": (response or {}).get("decision_source"),
             "card_recent": [
                 {
                     "transaction_id": x.transaction_id,

@@ -5,12 +5,12 @@ The expected table is built from the intended roles (not read back from the code
   backend   /score, /score_batch, GET /payments/{id}, POST /labels
   reviewer  GET /cases, GET /cases/{id}, claim (a case, or the next one) / release / decision,
             POST /cases/bulk_approve, GET /queues, POST /queues/{name}/next, escalate, hold,
-            resume, confirm (four eyes)
+            resume, confirm (four eyes), POST /cases/bulk_decline, GET /cases/{id}/links
   supervisor  everything a reviewer may, plus PUT /queues/{name}, POST /cases/{id}/reassign,
             GET /review/stats and GET /cases/export
   merchant  only its own merchant routes (none of these but /whoami)
   admin     /admin/*, GET /labels/export, PUT /queues/{name}, GET /review/stats,
-            GET /cases/export, and read-only GET /cases,
+            GET /cases/export, and read-only GET /cases, /cases/{id}/links,
             /cases/{id}, /payments/{id}, GET /queues
   any role  GET /whoami
   nobody    /healthz /livez /readyz /docs.json /api/openapi.json /console/ (no key needed)
@@ -90,6 +90,8 @@ ENDPOINTS = [
     Endpoint(
         "POST", "/cases/{case6}/reassign", ("supervisor",), {"reason": "skills", "queue": "{rq}"}
     ),
+    Endpoint("GET", "/cases/{case}/links", (*REVIEW, "admin")),
+    Endpoint("POST", "/cases/bulk_decline", REVIEW, {"case_ids": ["{case3}"]}),
     Endpoint("GET", "/review/stats", LEAD),
     Endpoint("GET", "/cases/export", LEAD),
     Endpoint("GET", "/labels/export", ("admin",)),

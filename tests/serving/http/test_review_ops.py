@@ -176,3 +176,49 @@ def test_stats_judge_decisions_by_later_labels_and_the_export_lists_the_cases(op
         ("txn-st2", "decline", "bob"),
     }
     assert "card" not in export.text.split("\n")[0]
+
+
+def test_links_show_payments_sharing_card_or_device_and_say_a_linked_fraud(ops):
+    from tests.serving.helpers import low_risk
+
+    first = held(ops, "lk1")
+    second = held(ops, "lk2", device_id="dev-lk1")  # same device as the first, other card
+    same_card = {**low_risk("lk3"), "card_id": "card-lk2"}
+    assert ops.post("/score", json=same_card, headers=BACKEND).json()["status"] == "settled"
+    label = {"transaction_id": "txn-lk1", "is_fraud": True}
+    assert ops.post("/labels", json=label, headers=BACKEND).json()["stored"] is True
+
+    r = ops.get(f"/cases/{second}/links", headers=REVIEWER)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    by_txn = {x["transaction_id"]: x for x in got["links"]}
+    assert by_txn["txn-lk1"]["shared"] == ["device"]
+    assert by_txn["txn-lk1"]["case_id"] == first
+    assert by_txn["txn-lk1"]["label"]["is_fraud"] is True
+    assert by_txn["txn-lk3"]["shared"] == ["card"]
+    assert by_txn["txn-lk3"]["status"] == "settled"
+    assert got["counts"]["device"] == 1
+    assert got["counts"]["card"] == 1
+    assert got["confirmed_fraud"] == 1
+    assert got["warning"] == (
+        "1 linked payment is confirmed fraud: txn-lk1 (charged back) shares the device."
+    )
+    assert "card-lk" not in r.text  # the card token is not emitted
+
+
+def test_bulk_decline_decides_each_case_and_audits_each(ops):
+    from serving.http.service import http_app
+
+    a, b = held(ops, "bd1", amount=300.0), held(ops, "bd2", amount=400.0)
+    body = {"case_ids": [a, b, 99999], "decision": "decline_fraud", "note": "one attacker"}
+    r = ops.post("/cases/bulk_decline", json=body, headers=REVIEWER)
+    assert r.status_code == 200, r.text
+    assert r.json()["declined"] == 2
+    assert [x["ok"] for x in r.json()["results"]] == [True, True, False]
+    assert status(ops, "bd1") == "declined"
+    engine = http_app.state.runtime.engine
+    with engine.connect() as conn:
+        audited = conn.execute(
+            select(db.audit_log.c.target).where(db.audit_log.c.action == "decide")
+        ).all()
+    assert sorted(int(x.target) for x in audited) == sorted([a, b])
