@@ -41,19 +41,26 @@ def _aware(ts: datetime) -> datetime:
 
 
 def sentence(links: list[dict[str, Any]]) -> str | None:
-    """One sentence about the linked payments known to be fraud, or None."""
+    """One sentence about the linked payments known to be fraud, or None. Links through the
+    card, device, IP or customer are named; a shared e-mail domain alone (many customers share
+    a big provider) is only counted."""
     frauds = [x for x in links if x["label"] is not None and x["label"]["is_fraud"]]
     if not frauds:
         return None
+    strong = [x for x in frauds if set(x["shared"]) - {"email_domain"}]
+    weak = len(frauds) - len(strong)
     parts = []
-    for x in frauds[:3]:
+    for x in strong[:3]:
         shared = " and ".join(WORDS[k] for k in x["shared"])
         how = "charged back" if x["label"]["source"] == "chargeback" else "declined as fraud"
         parts.append(f"{x['transaction_id']} ({how}) shares {shared}")
-    more = f", and {len(frauds) - 3} more" if len(frauds) > 3 else ""
+    if len(strong) > 3:
+        parts.append(f"{len(strong) - 3} more share the card, device, IP or customer")
+    if weak:
+        parts.append(f"{weak} share{'s' if weak == 1 else ''} only the e-mail domain")
     n = len(frauds)
     head = f"{n} linked payment{'s are' if n > 1 else ' is'} confirmed fraud: "
-    return head + "; ".join(parts) + more + "."
+    return head + "; ".join(parts) + "."
 
 
 def case_links(engine: Engine, case_id: int) -> dict[str, Any]:
