@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, NonNegativeInt
+from pydantic import Field, NonNegativeInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,3 +50,13 @@ class Settings(BaseSettings):
     explain_arms: str | None = Field(
         default=None, description="e.g. score,score+facts,score+facts+shap: random arm per case"
     )
+
+    @field_validator("explain_arms")
+    @classmethod
+    def _known_arms(cls, v: str | None) -> str | None:
+        known = ("score", "score+facts", "score+facts+shap")
+        arms = [a.strip() for a in (v or "").split(",") if a.strip()]
+        bad = [a for a in arms if a not in known]
+        if bad or len(set(arms)) != len(arms):
+            raise ValueError(f"each arm once, one of {', '.join(known)} (got {v!r})")
+        return ",".join(arms) or None

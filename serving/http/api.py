@@ -192,7 +192,7 @@ def list_cases(
     """Cases in queue order: overdue first, then money at risk (probability x amount), then age."""
     rt = runtime(request)
     now = now_utc()
-    operations.route_pending(rt.engine, _queues(rt), now)
+    _route(rt, now)
     f = queue.CaseFilter(
         status=None if status == "all" else status,
         min_amount=min_amount,
@@ -217,8 +217,11 @@ def list_cases(
 
 @router.get("/cases/{case_id}", tags=["review"], responses=_r(404))
 def get_case(case_id: CaseId, request: Request, who: Principal = ReviewerOrAdmin) -> dict[str, Any]:
+    rt = runtime(request)
+    now = now_utc()
     try:
-        return queue.get_case(runtime(request).engine, case_id, now_utc())
+        _route(rt, now)  # a case opened before any list was fetched has its queue (and arm)
+        return queue.get_case(rt.engine, case_id, now)
     except queue.CaseError as exc:
         raise _case_error(exc) from None
 
@@ -231,7 +234,7 @@ def claim_next_case(request: Request, who: Principal = Reviewer) -> dict[str, An
     rt = runtime(request)
     now = now_utc()
     try:
-        operations.route_pending(rt.engine, _queues(rt), now)
+        _route(rt, now)
         return queue.claim_next(
             rt.engine, who, now, rt.settings.claim_minutes, where=_next_where(who)
         )
@@ -247,6 +250,7 @@ def claim_next_case(request: Request, who: Principal = Reviewer) -> dict[str, An
 def claim_case(case_id: CaseId, request: Request, who: Principal = Reviewer) -> dict[str, Any]:
     rt = runtime(request)
     try:
+        _route(rt, now_utc())
         guard = operations.claim_guard(rt.engine, _queues(rt), case_id, who)
         return queue.claim(rt.engine, case_id, who, now_utc(), rt.settings.claim_minutes, guard)
     except queue.CaseError as exc:
@@ -297,6 +301,17 @@ def _queues(rt: Any) -> Any:
     return operations.load_config(rt.engine, rt.settings.sla_minutes)
 
 
+def explain_arms(rt: Any) -> tuple[str, ...]:
+    """RISKGATE_EXPLAIN_ARMS (validated in Settings); empty: no experiment."""
+    raw = rt.settings.explain_arms
+    return tuple(a.strip() for a in raw.split(",") if a.strip()) if raw else ()
+
+
+def _route(rt: Any, now: datetime) -> None:
+    """File new cases into their queues (and arms of the explanation experiment)."""
+    operations.route_pending(rt.engine, _queues(rt), now, explain_arms(rt))
+
+
 def _next_where(who: Principal) -> Any:
     """What "the next case" may be for this caller: not on hold, not its own proposal awaiting
     a second pair of eyes, and for a reviewer not an escalated case."""
@@ -323,7 +338,7 @@ def _decide(
     """A review decision through the queue's rules (allowed decisions, locked queue,
     escalation) and four eyes above RISKGATE_FOUR_EYES_AMOUNT; labels applied when settled."""
     config = _queues(rt)
-    operations.route_pending(rt.engine, config, now)
+    operations.route_pending(rt.engine, config, now, explain_arms(rt))
     guard = operations.decision_guard(rt.engine, config, case_id, decision, who)
     result = queue.decide(
         rt.engine,

@@ -24,6 +24,8 @@ from serving.http.api import (
     _masked,
     _queues,
     _r,
+    _route,
+    explain_arms,
     role,
     runtime,
 )
@@ -247,7 +249,7 @@ def review_stats(
     rt = runtime(request)
     now = now_utc()
     since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    operations.route_pending(rt.engine, _queues(rt), now)
+    _route(rt, now)
     summary = stats.summarise(operations.decided_rows(rt.engine, since))
     created, backlog = operations.arrivals(rt.engine, now - timedelta(days=7, hours=1))
     team = TeamConfig(sla_min=rt.settings.sla_minutes)
@@ -256,13 +258,8 @@ def review_stats(
         "until": now,
         **summary,
         "outlook": stats.outlook(created, backlog, now, team, hours),
-        "explain_arms": _arms(rt),
+        "explain_arms": list(explain_arms(rt)),
     }
-
-
-def _arms(rt: Any) -> list[str]:
-    raw = rt.settings.explain_arms
-    return [a.strip() for a in raw.split(",") if a.strip()] if raw else []
 
 
 EXPORT_COLUMNS = (
@@ -300,7 +297,7 @@ def export_cases(
     """Cases for the institution's own case system (no card data: the card is not exported)."""
     rt = runtime(request)
     now = now_utc()
-    operations.route_pending(rt.engine, _queues(rt), now)
+    _route(rt, now)
     f = queue.CaseFilter(status=None if status == "all" else status, limit=limit)
     items, _ = queue.list_cases(rt.engine, f, now)
     rows = [{k: _cell(item.get(k)) for k in EXPORT_COLUMNS} for item in items]

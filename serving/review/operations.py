@@ -9,6 +9,7 @@ change re-files the open cases no person has moved.
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -77,7 +78,9 @@ def put_queue(
     return config
 
 
-def route_pending(engine: Engine, config: routing.QueueConfig, now: datetime) -> int:
+def route_pending(
+    engine: Engine, config: routing.QueueConfig, now: datetime, arms: tuple[str, ...] = ()
+) -> int:
     """File open cases that have no queue yet; their SLA becomes their queue's. Returns how many.
 
     Two workers filing the same case compute the same queue; the UPDATE is guarded by
@@ -115,7 +118,32 @@ def route_pending(engine: Engine, config: routing.QueueConfig, now: datetime) ->
                 .where(c.id == r.id, c.queue.is_(None))
                 .values(queue=name, sla_due=due)
             )
+    if arms:
+        assign_arms(engine, arms)
     return len(rows)
+
+
+ARMS = ("score", "score+facts", "score+facts+shap")
+
+
+def assign_arms(engine: Engine, arms: tuple[str, ...]) -> int:
+    """The explanation experiment: each open case without an arm gets one at random (recorded
+    in the case, so the console renders it and the stats compare arms). Guarded by
+    `explain_arm IS NULL`: a case keeps its first arm."""
+    pick = random.SystemRandom()
+    c = db.cases.c
+    with engine.begin() as conn:
+        ids = conn.execute(
+            select(c.id).where(c.status == "open", c.explain_arm.is_(None)).limit(ROUTE_BATCH)
+        ).scalars()
+        n = 0
+        for case_id in list(ids):
+            n += conn.execute(
+                update(db.cases)
+                .where(c.id == case_id, c.explain_arm.is_(None))
+                .values(explain_arm=pick.choice(arms))
+            ).rowcount
+    return n
 
 
 def _case(conn: Connection, case_id: int) -> Any:

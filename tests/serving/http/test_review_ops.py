@@ -222,3 +222,23 @@ def test_bulk_decline_decides_each_case_and_audits_each(ops):
             select(db.audit_log.c.target).where(db.audit_log.c.action == "decide")
         ).all()
     assert sorted(int(x.target) for x in audited) == sorted([a, b])
+
+
+@pytest.mark.parametrize("raw", ["score,shap-only", "score,score"])
+def test_an_unknown_or_repeated_explanation_arm_is_refused_naming_the_setting(raw):
+    from pydantic import ValidationError
+
+    from serving.core.settings import Settings
+
+    with pytest.raises(ValidationError, match="explain_arms"):
+        Settings(explain_arms=raw)
+
+
+def test_with_the_experiment_on_each_case_shows_its_arm(service_env, monkeypatch):
+    monkeypatch.setenv("RISKGATE_EXPLAIN_ARMS", "score, score+facts+shap")
+    with running_service() as client:
+        cid = held(client, "arm")
+        case = client.get(f"/cases/{cid}", headers=REVIEWER).json()
+        assert case["explain_arm"] in ("score", "score+facts+shap")
+        stats = client.get("/review/stats", headers=SUPERVISOR).json()
+        assert stats["explain_arms"] == ["score", "score+facts+shap"]

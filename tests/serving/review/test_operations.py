@@ -300,3 +300,19 @@ def test_a_queue_refuses_a_decision_it_does_not_allow(engine) -> None:
         operations.decision_guard(engine, config, cid, "decline", ALICE)
     assert refused.value.status == 422
     assert "decision" in refused.value.message
+
+
+def test_the_explanation_experiment_records_one_arm_per_case_at_random(engine) -> None:
+    ids = [_seed(engine, f"t-arm-{i}", 10.0 + i) for i in range(40)]
+    arms = ("score", "score+facts")
+    operations.route_pending(engine, routing.default_config(15), now_utc(), arms)
+    got = {i: _case(engine, i).explain_arm for i in ids}
+    assert set(got.values()) == set(arms)  # all 40 alike: probability 2**-39
+    operations.assign_arms(engine, ("score+facts+shap",))
+    assert {i: _case(engine, i).explain_arm for i in ids} == got  # a case keeps its arm
+
+
+def test_without_the_experiment_no_case_gets_an_arm(engine) -> None:
+    cid = _seed(engine, "t-noarm", 10.0)
+    operations.route_pending(engine, routing.default_config(15), now_utc())
+    assert _case(engine, cid).explain_arm is None
