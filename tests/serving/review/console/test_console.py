@@ -603,3 +603,24 @@ def test_the_team_page_shows_decisions_per_reviewer_and_demand_vs_supply(
     # a reviewer sees no team page
     with server.client(ALICE_KEY) as c:
         assert c.get("/review/stats").status_code == 403
+
+
+def test_a_burst_sharing_a_device_is_declined_as_one_group(page: Page, server: Server) -> None:
+    burst = [score_own(server, 206 + k, 900.0 + k, device_id="dev_burst") for k in range(3)]
+    sign_in(page, ALICE_KEY)
+    wait_rows(page, server)
+    page.select_option("#f-group", "device")
+    header = page.locator("#queue-rows tr.group[data-group='dev_burst']")
+    expect(header).to_contain_text("3 cases share a device")
+    # the group's cases follow its header, together
+    ids = page.locator("#queue-rows tr").evaluate_all(
+        "rs => rs.map(r => r.dataset.group ? 'group:' + r.dataset.group : r.dataset.case)"
+    )
+    start = ids.index("group:dev_burst")
+    assert {int(x) for x in ids[start + 1 : start + 4]} == {c["id"] for c in burst}
+    header.locator("button.group-decline").click()
+    expect(page.locator("#queue-rows tr.group[data-group='dev_burst']")).to_have_count(0)
+    for c in burst:
+        after = case_of(server, c["id"])
+        assert (after["decision"], after["decided_by"]) == ("decline_fraud", "alice")
+        assert len(decisions_in_audit(server, c["id"])) == 1
