@@ -1,6 +1,6 @@
 """A simulated review day through a real server: the team lead's numbers at the end of it.
 
-    python benchmarks/bench_review_day.py [--rows 40000] [--days 20] [--out FILE]
+    python benchmarks/bench_review_day.py [--rows 40000] [--days 30] [--out FILE]
 
 Simulated payments (`data.simulator`); a model trained on all days but the last; `riskgate
 serve` on 127.0.0.1 (a free port) with routed queues (`big` from 500, locked; `fallback`), four
@@ -51,14 +51,16 @@ def _client(url: str, who: str) -> httpx.Client:
 
 
 def run(rows: int, days: int, seed: int, work: Path) -> dict[str, Any]:
-    from training.config import TrainConfig
+    from training.config import SearchSettings, TrainConfig
     from training.pipeline import train
 
     frame = make_frame(rows, days, seed)
     last_day = frame["timestamp"].dt.floor("D").max()
     history, today = frame[frame["timestamp"] < last_day], frame[frame["timestamp"] >= last_day]
     say(f"training on {len(history):,} payments; the day has {len(today):,}")
-    model_dir = train(history, TrainConfig()).model.save(work / "model")
+    model_dir = train(history, TrainConfig(search=SearchSettings(trials=1))).model.save(
+        work / "model"
+    )
     truth = dict(zip(today["transaction_id"], today["is_fraud"].astype(bool), strict=True))
 
     port = free_port()
@@ -149,7 +151,7 @@ def run(rows: int, days: int, seed: int, work: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=40_000)
-    ap.add_argument("--days", type=int, default=20)
+    ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
