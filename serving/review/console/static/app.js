@@ -331,6 +331,29 @@ function whyHeld(c) {
   return `Held because its fraud probability (${c.probability == null ? "unknown" : (c.probability * 100).toFixed(1) + "%"}) is above the review cut-off.`;
 }
 
+// The facts a reviewer weighs first, each against what is normal (from the stored features).
+function normalFacts(f) {
+  const n = (k) => (typeof f[k] === "number" && Number.isFinite(f[k]) ? f[k] : null);
+  const plural = (v, one, many) => `${fmt.format(v)} ${v === 1 ? one : many}`;
+  const out = [];
+  if (n("card_count_1h") != null) {
+    const usual = n("card_count_30d") != null ? n("card_count_30d") / (30 * 24) : null;
+    out.push(`${plural(n("card_count_1h"), "earlier payment", "earlier payments")} on this card in the last hour` +
+      (usual != null ? `; this card's usual: ${usual.toFixed(1)} an hour` : ""));
+  }
+  if (n("ip_count_1h") != null) {
+    const usual = n("ip_count_24h") != null ? n("ip_count_24h") / 24 : null;
+    out.push(`${plural(n("ip_count_1h"), "earlier payment", "earlier payments")} from this IP address in the last hour` +
+      (usual != null ? `; its last-24-hour average: ${usual.toFixed(1)} an hour` : ""));
+  }
+  if (n("amount_to_card_median_30d") != null) out.push(`amount ${n("amount_to_card_median_30d").toFixed(1)}× this card's 30-day median`);
+  if (n("distinct_cards_per_device_24h") != null && n("distinct_cards_per_device_24h") > 1) out.push(`${n("distinct_cards_per_device_24h")} different cards on this device in 24 h (usual: 1)`);
+  if (n("distinct_cards_per_ip_24h") != null && n("distinct_cards_per_ip_24h") > 1) out.push(`${n("distinct_cards_per_ip_24h")} different cards from this IP address in 24 h (usual: 1)`);
+  if (n("device_new_for_customer") === 1) out.push("first payment from this device for this customer");
+  if (n("seconds_since_card_prev") != null) out.push(`previous payment on this card ${duration(n("seconds_since_card_prev"))} earlier`);
+  return out;
+}
+
 function renderCase(c, lockNote) {
   $("case-title").textContent = `Case ${c.id} · ${money(c.amount, c.currency)} · score ${c.score ?? "–"} of 99`;
   $("case-title").setAttribute("tabindex", "-1");
@@ -359,6 +382,9 @@ function renderCase(c, lockNote) {
   const arm = c.explain_arm;
   const shows = arm && ARM_SHOWS[arm] ? ARM_SHOWS[arm] : ["facts", "shap"];
   $("case-arm").textContent = arm ? `explanation arm: ${arm}` : "";
+  const normal = $("case-normal");
+  normal.replaceChildren(...normalFacts(c.features || {}).map((t) => el("li", {}, t)));
+  normal.hidden = !shows.includes("facts");
   $("facts-grid").hidden = !shows.includes("facts");
   $("shap-block").hidden = !shows.includes("shap");
   $("timeline").parentElement.parentElement.hidden = !shows.includes("facts");

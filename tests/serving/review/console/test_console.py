@@ -576,6 +576,9 @@ def test_links_panel_says_a_linked_confirmed_fraud_and_opens_the_links(
     # the case leads with the score, why it is held, and the decision buttons above the fold
     expect(page.locator("#case-title")).to_contain_text("of 99")
     expect(page.locator("#case-why")).to_contain_text("Held because")
+    normal = page.locator("#case-normal")  # the facts against the card's normal lead
+    expect(normal).to_contain_text("on this card in the last hour; this card's usual:")
+    expect(normal).to_contain_text("from this IP address in the last hour")
     box = page.locator("[data-decision=approve]").bounding_box()
     assert box is not None
     assert box["y"] + box["height"] < 900
