@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, NonNegativeInt
+from pydantic import Field, NonNegativeInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,3 +50,19 @@ class Settings(BaseSettings):
     capacity_reviews_per_hour: float = 30.0
     capacity_max_review_probability: float = 0.2  # ceiling when the model reviews by probability
     capacity_max_review_saving: float = 50.0  # ceiling (money) when it reviews by expected saving
+    four_eyes_amount: float | None = Field(
+        default=None, ge=0, description="above this amount a review decision needs a 2nd key"
+    )
+    explain_arms: str | None = Field(
+        default=None, description="e.g. score,score+facts,score+facts+shap: random arm per case"
+    )
+
+    @field_validator("explain_arms")
+    @classmethod
+    def _known_arms(cls, v: str | None) -> str | None:
+        known = ("score", "score+facts", "score+facts+shap")
+        arms = [a.strip() for a in (v or "").split(",") if a.strip()]
+        bad = [a for a in arms if a not in known]
+        if bad or len(set(arms)) != len(arms):
+            raise ValueError(f"each arm once, one of {', '.join(known)} (got {v!r})")
+        return ",".join(arms) or None

@@ -29,7 +29,7 @@ from serving.core.schemas import (
     utc_in_range,
 )
 from serving.http.metrics import router as metrics_router
-from serving.review import queue
+from serving.review import operations, queue
 from serving.scoring.policy import MAX_FALLBACK_AMOUNT
 from serving.store import db
 
@@ -186,12 +186,14 @@ def list_cases(
     max_score: int | None = Query(default=None, ge=0, le=99),
     merchant_id: str | None = Query(default=None, max_length=128),
     overdue: bool | None = None,
+    queue_name: str | None = Query(default=None, alias="queue", max_length=64),
     limit: int = Query(default=50, ge=1, le=500),
     offset: int = Query(default=0, ge=0, le=BIG),
 ) -> dict[str, Any]:
     """Cases in queue order: overdue first, then money at risk (probability x amount), then age."""
     rt = runtime(request)
     now = now_utc()
+    _route(rt, now)
     f = queue.CaseFilter(
         status=None if status == "all" else status,
         min_amount=min_amount,
@@ -200,6 +202,7 @@ def list_cases(
         max_score=max_score,
         merchant_id=merchant_id,
         overdue=overdue,
+        queue=queue_name,
         limit=limit,
         offset=offset,
     )
@@ -215,8 +218,11 @@ def list_cases(
 
 @router.get("/cases/{case_id}", tags=["review"], responses=_r(404))
 def get_case(case_id: CaseId, request: Request, who: Principal = ReviewerOrAdmin) -> dict[str, Any]:
+    rt = runtime(request)
+    now = now_utc()
     try:
-        return queue.get_case(runtime(request).engine, case_id, now_utc())
+        _route(rt, now)  # a case opened before any list was fetched has its queue (and arm)
+        return queue.get_case(rt.engine, case_id, now)
     except queue.CaseError as exc:
         raise _case_error(exc) from None
 
@@ -227,8 +233,12 @@ def claim_next_case(request: Request, who: Principal = Reviewer) -> dict[str, An
     """Claim the first free open case in queue order (overdue, money at risk, age) for the
     caller; concurrent reviewers never get the same case; 404 when no case is free."""
     rt = runtime(request)
+    now = now_utc()
     try:
-        return queue.claim_next(rt.engine, who, now_utc(), rt.settings.claim_minutes)
+        _route(rt, now)
+        return queue.claim_next(
+            rt.engine, who, now, rt.settings.claim_minutes, where=_next_where(who)
+        )
     except queue.CaseError as exc:
         raise _case_error(exc) from None
     except OperationalError:
@@ -241,7 +251,9 @@ def claim_next_case(request: Request, who: Principal = Reviewer) -> dict[str, An
 def claim_case(case_id: CaseId, request: Request, who: Principal = Reviewer) -> dict[str, Any]:
     rt = runtime(request)
     try:
-        return queue.claim(rt.engine, case_id, who, now_utc(), rt.settings.claim_minutes)
+        _route(rt, now_utc())
+        guard = operations.claim_guard(rt.engine, _queues(rt), case_id, who)
+        return queue.claim(rt.engine, case_id, who, now_utc(), rt.settings.claim_minutes, guard)
     except queue.CaseError as exc:
         raise _case_error(exc) from None
 
@@ -281,10 +293,68 @@ def decide_case(
     rt = runtime(request)
     now = now_utc()
     try:
-        result = queue.decide(rt.engine, case_id, body.decision, body.note, who, now, body.version)
+        result = _decide(rt, case_id, body.decision, body.note, who, now, body.version)
     except queue.CaseError as exc:
         raise _case_error(exc) from None
-    _apply_review_label(rt, result, now, who)
+    return result
+
+
+def _queues(rt: Any) -> Any:
+    return operations.load_config(rt.engine, rt.settings.sla_minutes)
+
+
+def explain_arms(rt: Any) -> tuple[str, ...]:
+    """RISKGATE_EXPLAIN_ARMS (validated in Settings); empty: no experiment."""
+    raw = rt.settings.explain_arms
+    return tuple(a.strip() for a in raw.split(",") if a.strip()) if raw else ()
+
+
+def _route(rt: Any, now: datetime) -> None:
+    """File new cases into their queues (and arms of the explanation experiment)."""
+    operations.route_pending(rt.engine, _queues(rt), now, explain_arms(rt))
+
+
+def _next_where(who: Principal) -> Any:
+    """What "the next case" may be for this caller: not on hold, not its own proposal awaiting
+    a second pair of eyes, and for a reviewer not an escalated case."""
+    from sqlalchemy import and_, or_
+
+    c = db.cases.c
+    cond = and_(
+        c.hold_since.is_(None), or_(c.pending_key_id.is_(None), c.pending_key_id != who.key_id)
+    )
+    if who.role != "supervisor":
+        cond = and_(cond, or_(c.queue.is_(None), c.queue != "supervisors"))
+    return cond
+
+
+def _decide(
+    rt: Any,
+    case_id: int,
+    decision: Any,
+    note: str | None,
+    who: Principal,
+    now: datetime,
+    version: int | None = None,
+) -> dict[str, Any]:
+    """A review decision through the queue's rules (allowed decisions, locked queue,
+    escalation) and four eyes above RISKGATE_FOUR_EYES_AMOUNT; labels applied when settled."""
+    config = _queues(rt)
+    operations.route_pending(rt.engine, config, now, explain_arms(rt))
+    guard = operations.decision_guard(rt.engine, config, case_id, decision, who)
+    result = queue.decide(
+        rt.engine,
+        case_id,
+        decision,
+        note,
+        who,
+        now,
+        version,
+        guard=guard,
+        four_eyes_above=rt.settings.four_eyes_amount,
+    )
+    if not result.get("pending_confirmation"):
+        _apply_review_label(rt, result, now, who)
     return result
 
 
@@ -296,8 +366,7 @@ def bulk_approve(body: BulkIn, request: Request, who: Principal = Reviewer) -> d
     for cid in dict.fromkeys(body.case_ids):
         now = now_utc()
         try:
-            r = queue.decide(rt.engine, cid, "approve", body.note, who, now)
-            _apply_review_label(rt, r, now, who)
+            r = _decide(rt, cid, "approve", body.note, who, now)
             results.append({"case_id": cid, "ok": True, "status": r["status"]})
         except queue.CaseError as exc:
             results.append(
@@ -339,8 +408,13 @@ def post_label(body: LabelIn, request: Request, who: Principal = Backend) -> dic
             paid = known.payment_time
             if label_time < (paid if paid.tzinfo is not None else paid.replace(tzinfo=UTC)):
                 raise _label_time_error("is before the payment")
+            # a reviewer's own label (source "review") does not stop the chargeback that may
+            # follow an approval: that one is how a wrong approval becomes known
             labelled = conn.execute(
-                select(db.labels.c.id).where(db.labels.c.transaction_id == body.transaction_id)
+                select(db.labels.c.id).where(
+                    db.labels.c.transaction_id == body.transaction_id,
+                    db.labels.c.source == "chargeback",
+                )
             ).first()
             if labelled is not None:
                 return duplicate
@@ -455,9 +529,12 @@ def reload_model(request: Request, who: Principal = Admin) -> dict[str, Any]:
 
 
 def create_app() -> FastAPI:
+    from serving.http import review_ops
+
     app = FastAPI(
         title="riskgate review API", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
     )
+    app.include_router(review_ops.router)  # first: its /cases/export precedes /cases/{case_id}
     app.include_router(router)
     app.include_router(metrics_router)  # /metrics: bounded labels only, no key
     from serving.http import policy_api  # imports this module: included here, not at the top

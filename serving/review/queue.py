@@ -45,6 +45,7 @@ class CaseFilter:
     max_score: int | None = None
     merchant_id: str | None = None
     overdue: bool | None = None
+    queue: str | None = None
     limit: int = 50
     offset: int = 0
 
@@ -70,8 +71,13 @@ def audit(
     )
 
 
+def _late(now: datetime) -> Any:
+    """Past its SLA and not on hold (a hold pauses the clock)."""
+    return and_(db.cases.c.sla_due < now, db.cases.c.hold_since.is_(None))
+
+
 def _order(now: datetime) -> list[Any]:
-    overdue = case((db.cases.c.sla_due < now, 1), else_=0)
+    overdue = case((_late(now), 1), else_=0)
     return [
         overdue.desc(),
         db.cases.c.priority.desc(),
@@ -97,9 +103,11 @@ def list_cases(engine: Engine, f: CaseFilter, now: datetime) -> tuple[list[dict[
     if f.merchant_id:
         conds.append(c.merchant_id == f.merchant_id)
     if f.overdue is True:
-        conds.append(c.sla_due < now)
+        conds.append(_late(now))
     elif f.overdue is False:
-        conds.append(c.sla_due >= now)
+        conds.append(~_late(now))
+    if f.queue:
+        conds.append(c.queue == f.queue)
     where = and_(*conds) if conds else and_(True)
     cols = [
         c.id,
@@ -119,6 +127,7 @@ def list_cases(engine: Engine, f: CaseFilter, now: datetime) -> tuple[list[dict[
         c.decided_at,
         c.reasons,
         c.payment,
+        *OPS_COLUMNS,
     ]
     with engine.connect() as conn:
         total = conn.execute(select(func.count()).select_from(db.cases).where(where)).scalar_one()
@@ -136,6 +145,41 @@ def _aware(ts: datetime | None) -> datetime | None:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
+OPS_COLUMNS = (
+    db.cases.c.queue,
+    db.cases.c.escalated_at,
+    db.cases.c.escalated_by,
+    db.cases.c.escalation_reason,
+    db.cases.c.hold_since,
+    db.cases.c.hold_reason,
+    db.cases.c.pending_decision,
+    db.cases.c.pending_by,
+    db.cases.c.pending_at,
+    db.cases.c.confirmed_by,
+    db.cases.c.explain_arm,
+)
+
+
+def _ops(row: Any, now: datetime) -> dict[str, Any]:
+    """Queue, escalation, hold and four-eyes state of a case (for the list and the case page)."""
+    hold_since = _aware(row["hold_since"])
+    return {
+        "queue": row["queue"],
+        "escalated": row["queue"] == "supervisors",
+        "escalated_by": row["escalated_by"],
+        "escalated_at": _aware(row["escalated_at"]),
+        "escalation_reason": row["escalation_reason"],
+        "on_hold": hold_since is not None,
+        "hold_since": hold_since,
+        "hold_reason": row["hold_reason"],
+        "pending_decision": row["pending_decision"],
+        "pending_by": row["pending_by"],
+        "pending_at": _aware(row["pending_at"]),
+        "confirmed_by": row["confirmed_by"],
+        "explain_arm": row["explain_arm"],
+    }
+
+
 def summary(row: Any, now: datetime) -> dict[str, Any]:
     sla_due = _aware(row["sla_due"])
     created = _aware(row["created_at"])
@@ -143,6 +187,8 @@ def summary(row: Any, now: datetime) -> dict[str, Any]:
     reasons = row["reasons"] or []
     payment = row["payment"] or {}
     held = claim_expires is not None and claim_expires > now and row["status"] == "open"
+    hold_since = _aware(row["hold_since"])
+    clock = hold_since if hold_since is not None else now  # a hold stops the SLA clock
     return {
         "id": row["id"],
         "transaction_id": row["transaction_id"],
@@ -156,14 +202,22 @@ def summary(row: Any, now: datetime) -> dict[str, Any]:
         "created_at": created,
         "sla_due": sla_due,
         "age_seconds": (now - created).total_seconds() if created else None,
-        "sla_seconds_left": (sla_due - now).total_seconds() if sla_due else None,
-        "overdue": bool(sla_due and sla_due < now and row["status"] == "open"),
+        "sla_seconds_left": (sla_due - clock).total_seconds() if sla_due else None,
+        "sla_paused": hold_since is not None,
+        "overdue": bool(sla_due and sla_due < clock and row["status"] == "open"),
         "top_reason": reasons[0]["text"] if reasons else None,
+        # what the console groups a burst of one attacker by (masked card, device, IP token)
+        "group": {
+            "card": payment.get("card_id"),
+            "device": payment.get("device_id"),
+            "ip": payment.get("ip_hash"),
+        },
         "claimed_by": row["claimed_by"] if held else None,
         "claim_expires": claim_expires if held else None,
         "decision": row["decision"],
         "decided_by": row["decided_by"],
         "decided_at": _aware(row["decided_at"]),
+        **_ops(row, now),
     }
 
 
@@ -173,11 +227,11 @@ def get_case(engine: Engine, case_id: int, now: datetime) -> dict[str, Any]:
         if row is None:
             raise CaseError(404, f"case {case_id} not found")
         r = row._mapping
-        card = conn.execute(
-            select(db.decisions.c.card_id).where(
+        card, response = conn.execute(
+            select(db.decisions.c.card_id, db.decisions.c.response).where(
                 db.decisions.c.transaction_id == r["transaction_id"]
             )
-        ).scalar_one()
+        ).one()
         recent = conn.execute(
             select(
                 db.decisions.c.transaction_id,
@@ -201,6 +255,11 @@ def get_case(engine: Engine, case_id: int, now: datetime) -> dict[str, Any]:
             "reasons": r["reasons"],
             "version": r["version"],
             "note": r["note"],
+            # why it is held: the review band is on the expected saving by default, not on
+            # the probability, so a low score can be held for its amount
+            "review_by": (response or {}).get("review_by"),
+            "review_threshold": (response or {}).get("review_threshold"),
+            "decision_source": (response or {}).get("decision_source"),
             "card_recent": [
                 {
                     "transaction_id": x.transaction_id,
@@ -225,15 +284,22 @@ def _free_or_mine(who: Principal, now: datetime) -> Any:
 
 
 def claim(
-    engine: Engine, case_id: int, who: Principal, now: datetime, minutes: float
+    engine: Engine,
+    case_id: int,
+    who: Principal,
+    now: datetime,
+    minutes: float,
+    guard: Any = None,
 ) -> dict[str, Any]:
-    """Take (or renew) the case's lock; 409 when another reviewer holds it or it is decided."""
+    """Take (or renew) the case's lock; 409 when another reviewer holds it or it is decided.
+    `guard`: a further condition (queue rules) checked in the same guarded UPDATE."""
     expires = now + timedelta(minutes=minutes)
     c = db.cases.c
+    extra = and_(True) if guard is None else guard
     with engine.begin() as conn:
         result = conn.execute(
             update(db.cases)
-            .where(c.id == case_id, c.status == "open", _free_or_mine(who, now))
+            .where(c.id == case_id, c.status == "open", _free_or_mine(who, now), extra)
             .values(claimed_by=who.name, claim_key_id=who.key_id, claim_expires=expires)
         )
         if result.rowcount != 1:
@@ -260,7 +326,9 @@ def _free(now: datetime) -> Any:
     return and_(c.status == "open", or_(c.claimed_by.is_(None), c.claim_expires < now))
 
 
-def claim_next(engine: Engine, who: Principal, now: datetime, minutes: float) -> dict[str, Any]:
+def claim_next(
+    engine: Engine, who: Principal, now: datetime, minutes: float, where: Any = None
+) -> dict[str, Any]:
     """Claim the first free open case in queue order; 404 when none is free.
 
     PostgreSQL: `SELECT ... ORDER BY <queue order> LIMIT 1 FOR UPDATE SKIP LOCKED` in the
@@ -274,7 +342,8 @@ def claim_next(engine: Engine, who: Principal, now: datetime, minutes: float) ->
     expires = now + timedelta(minutes=minutes)
     c = db.cases.c
     skip_locked = engine.dialect.name != "sqlite"
-    pick = select(c.id).where(_free(now)).order_by(*_order(now)).limit(1)
+    free = _free(now) if where is None else and_(_free(now), where)
+    pick = select(c.id).where(free).order_by(*_order(now)).limit(1)
     if skip_locked:
         pick = pick.with_for_update(skip_locked=True)
     for _ in range(CLAIM_NEXT_ATTEMPTS):
@@ -284,7 +353,7 @@ def claim_next(engine: Engine, who: Principal, now: datetime, minutes: float) ->
                 raise CaseError(404, "no free open case")
             result = conn.execute(
                 update(db.cases)
-                .where(c.id == case_id, _free(now))
+                .where(c.id == case_id, free)
                 .values(claimed_by=who.name, claim_key_id=who.key_id, claim_expires=expires)
             )
             if result.rowcount != 1:
@@ -330,30 +399,70 @@ def decide(
     who: Principal,
     now: datetime,
     expected_version: int | None = None,
+    guard: Any = None,
+    four_eyes_above: float | None = None,
 ) -> dict[str, Any]:
-    """Decide an open case exactly once; returns what the label/online update needs."""
+    """Decide an open case exactly once; returns what the label/online update needs.
+
+    `guard`: a further condition (queue rules) in the guarded UPDATE. Above `four_eyes_above`
+    the decision is only proposed: the payment stays held until another key confirms it.
+    """
     c = db.cases.c
     note = None if note is None else pan.mask(note)  # stored in the case, label, outbox, audit
+    extra = and_(True) if guard is None else guard
     with engine.begin() as conn:
         row = conn.execute(
-            select(c.version, c.transaction_id, c.status, c.created_at, c.sla_due).where(
-                c.id == case_id
-            )
+            select(
+                c.version,
+                c.transaction_id,
+                c.status,
+                c.created_at,
+                c.sla_due,
+                c.amount,
+                c.hold_since,
+                c.pending_decision,
+            ).where(c.id == case_id)
         ).first()
         if row is None:
             raise CaseError(404, f"case {case_id} not found")
         version = row.version if expected_version is None else expected_version
+        if row.status == "open" and row.pending_decision is not None:
+            raise CaseError(
+                409,
+                f"case {case_id} awaits a second reviewer's confirmation of "
+                f"{row.pending_decision!r} (POST /cases/{case_id}/confirm)",
+            )
+        proposal = four_eyes_above is not None and float(row.amount) > four_eyes_above
+        values: dict[str, Any] = (
+            {
+                "pending_decision": decision,
+                "pending_by": who.name,
+                "pending_key_id": who.key_id,
+                "pending_at": now,
+                "pending_note": note,
+            }
+            if proposal
+            else {
+                "status": "decided",
+                "decision": decision,
+                "decided_by": who.name,
+                "decided_at": now,
+                "note": note,
+                "hold_since": None,
+            }
+        )
         result = conn.execute(
             update(db.cases)
             .where(
-                c.id == case_id, c.status == "open", c.version == version, _free_or_mine(who, now)
+                c.id == case_id,
+                c.status == "open",
+                c.version == version,
+                c.pending_decision.is_(None),
+                _free_or_mine(who, now),
+                extra,
             )
             .values(
-                status="decided",
-                decision=decision,
-                decided_by=who.name,
-                decided_at=now,
-                note=note,
+                **values,
                 version=c.version + 1,  # the stored value (equal to `version`)
                 claimed_by=None,
                 claim_key_id=None,
@@ -361,79 +470,229 @@ def decide(
             )
         )
         if result.rowcount != 1:
-            current = conn.execute(
-                select(c.status, c.claimed_by, c.claim_expires, c.version).where(c.id == case_id)
-            ).first()
-            assert current is not None
-            if current.status != "open":
-                raise CaseError(409, f"case {case_id} is already decided")
-            if current.version != version:
-                raise CaseError(
-                    409, f"case {case_id} changed (version {current.version}, expected {version})"
-                )
-            raise CaseError(
-                409,
-                f"case {case_id} is held by {current.claimed_by} "
-                f"until {_aware(current.claim_expires)}",
+            _why_not(conn, case_id, version)
+        if proposal:
+            audit(
+                conn,
+                who,
+                "propose",
+                str(case_id),
+                {"decision": decision, "transaction_id": row.transaction_id, "note": note},
+                now,
             )
-        txn = row.transaction_id
-        status = STATUS_AFTER[decision]
-        conn.execute(
-            update(db.decisions)
-            .where(db.decisions.c.transaction_id == txn)
-            .values(status=status, status_at=now)
+            return {
+                "case_id": case_id,
+                "transaction_id": row.transaction_id,
+                "decision": decision,
+                "status": "held_for_review",
+                "pending_confirmation": True,
+                "four_eyes_above": four_eyes_above,
+            }
+        return _settle(conn, case_id, row, decision, note, who.name, who, now, "decide")
+
+
+def _why_not(conn: Connection, case_id: int, version: int) -> None:
+    """Raise the precise 409 for a guarded UPDATE that changed no row."""
+    c = db.cases.c
+    current = conn.execute(
+        select(c.status, c.claimed_by, c.claim_expires, c.version, c.pending_decision).where(
+            c.id == case_id
         )
-        if decision in ("approve", "decline_fraud"):
-            conn.execute(
-                insert(db.labels).values(
-                    transaction_id=txn,
-                    is_fraud=decision == "decline_fraud",
-                    label_time=now,
-                    source="review",
-                    reason=note,
-                    created_at=now,
-                )
-            )
-        reasons = conn.execute(select(c.reasons).where(c.id == case_id)).scalar_one()
-        event_id = str(uuid.uuid4())
+    ).first()
+    assert current is not None
+    if current.status != "open":
+        raise CaseError(409, f"case {case_id} is already decided")
+    if current.version != version:
+        raise CaseError(
+            409, f"case {case_id} changed (version {current.version}, expected {version})"
+        )
+    if current.pending_decision is not None:
+        raise CaseError(409, f"case {case_id} awaits a second reviewer's confirmation")
+    if current.claimed_by is not None:
+        raise CaseError(
+            409,
+            f"case {case_id} is held by {current.claimed_by} until {_aware(current.claim_expires)}",
+        )
+    raise CaseError(409, f"case {case_id} changed meanwhile (queue or escalation): reload it")
+
+
+def _settle(
+    conn: Connection,
+    case_id: int,
+    row: Any,
+    decision: str,
+    note: str | None,
+    decided_by: str,
+    who: Principal,
+    now: datetime,
+    action: str,
+    confirmed: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The decided case's consequences, in the deciding transaction: the payment's status, the
+    label, the webhook event and the audit entry."""
+    c = db.cases.c
+    txn = row.transaction_id
+    status = STATUS_AFTER[decision]
+    conn.execute(
+        update(db.decisions)
+        .where(db.decisions.c.transaction_id == txn)
+        .values(status=status, status_at=now)
+    )
+    if decision in ("approve", "decline_fraud"):
         conn.execute(
-            insert(db.outbox).values(
-                event_id=event_id,
-                type=EVENT_AFTER[decision],
+            insert(db.labels).values(
                 transaction_id=txn,
-                payload={
-                    "event_id": event_id,
-                    "type": EVENT_AFTER[decision],
-                    "transaction_id": txn,
-                    "decision": decision,
-                    "status": status,
-                    "reviewer": who.name,
-                    "decided_at": now.isoformat(),
-                    "reasons": [r["text"] for r in (reasons or [])],
-                    "note": note,
-                },
+                is_fraud=decision == "decline_fraud",
+                label_time=now,
+                source="review",
+                reason=note,
                 created_at=now,
-                attempts=0,
-                next_attempt_at=now,
             )
         )
-        audit(
-            conn,
-            who,
-            "decide",
-            str(case_id),
-            {"decision": decision, "transaction_id": txn, "note": note},
-            now,
+    reasons = conn.execute(select(c.reasons).where(c.id == case_id)).scalar_one()
+    event_id = str(uuid.uuid4())
+    conn.execute(
+        insert(db.outbox).values(
+            event_id=event_id,
+            type=EVENT_AFTER[decision],
+            transaction_id=txn,
+            payload={
+                "event_id": event_id,
+                "type": EVENT_AFTER[decision],
+                "transaction_id": txn,
+                "decision": decision,
+                "status": status,
+                "reviewer": decided_by,
+                "decided_at": now.isoformat(),
+                "reasons": [r["text"] for r in (reasons or [])],
+                "note": note,
+                **({"confirmed_by": who.name} if confirmed is not None else {}),
+            },
+            created_at=now,
+            attempts=0,
+            next_attempt_at=now,
         )
+    )
+    detail = {"decision": decision, "transaction_id": txn, "note": note, **(confirmed or {})}
+    audit(conn, who, action, str(case_id), detail, now)
+    due = _aware(row.sla_due)
+    held = _aware(row.hold_since)
+    assert due is not None
+    if held is not None:  # the clock stood still during the hold
+        due = due + (now - held)
     return {
         "case_id": case_id,
         "transaction_id": txn,
         "decision": decision,
         "status": status,
         "event_id": event_id,
+        "decided_by": decided_by,
         "waited_seconds": (now - _aware(row.created_at)).total_seconds(),  # type: ignore[operator]
-        "past_sla": now > _aware(row.sla_due),  # type: ignore[operator]
+        "past_sla": now > due,
     }
+
+
+def confirm(
+    engine: Engine, case_id: int, agree: bool, note: str | None, who: Principal, now: datetime
+) -> dict[str, Any]:
+    """Four eyes: another key confirms (or rejects) a proposed decision. Of many concurrent
+    confirmations exactly one changes the row; the proposer's own key never may."""
+    c = db.cases.c
+    note = None if note is None else pan.mask(note)
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(
+                c.version,
+                c.transaction_id,
+                c.status,
+                c.created_at,
+                c.sla_due,
+                c.hold_since,
+                c.pending_decision,
+                c.pending_by,
+                c.pending_key_id,
+                c.pending_note,
+            ).where(c.id == case_id)
+        ).first()
+        if row is None:
+            raise CaseError(404, f"case {case_id} not found")
+        if row.status != "open":
+            raise CaseError(409, f"case {case_id} is already decided")
+        if row.pending_decision is None:
+            raise CaseError(409, f"case {case_id} has no decision awaiting confirmation")
+        if row.pending_key_id == who.key_id:
+            raise CaseError(
+                403, f"case {case_id}: the reviewer who proposed the decision cannot confirm it"
+            )
+        values: dict[str, Any] = (
+            {
+                "status": "decided",
+                "decision": row.pending_decision,
+                "decided_by": row.pending_by,
+                "decided_at": now,
+                "note": row.pending_note,
+                "confirmed_by": who.name,
+                "hold_since": None,
+            }
+            if agree
+            else {}
+        )
+        result = conn.execute(
+            update(db.cases)
+            .where(
+                c.id == case_id,
+                c.status == "open",
+                c.version == row.version,
+                c.pending_key_id == row.pending_key_id,
+                c.pending_decision == row.pending_decision,
+            )
+            .values(
+                **values,
+                pending_decision=None,
+                pending_by=None,
+                pending_key_id=None,
+                pending_at=None,
+                pending_note=None,
+                version=c.version + 1,
+                claimed_by=None,
+                claim_key_id=None,
+                claim_expires=None,
+            )
+        )
+        if result.rowcount != 1:
+            raise CaseError(409, f"case {case_id} was confirmed or changed by someone else")
+        if not agree:
+            audit(
+                conn,
+                who,
+                "reject",
+                str(case_id),
+                {
+                    "proposed": row.pending_decision,
+                    "proposed_by": row.pending_by,
+                    "transaction_id": row.transaction_id,
+                    "note": note,
+                },
+                now,
+            )
+            return {
+                "case_id": case_id,
+                "transaction_id": row.transaction_id,
+                "status": "held_for_review",
+                "rejected": row.pending_decision,
+            }
+        return _settle(
+            conn,
+            case_id,
+            row,
+            row.pending_decision,
+            row.pending_note,
+            row.pending_by,
+            who,
+            now,
+            "confirm",
+            {"proposed_by": row.pending_by, "confirmed_by": who.name, "confirm_note": note},
+        )
 
 
 def payment_status(engine: Engine, transaction_id: str, now: datetime) -> dict[str, Any]:
@@ -506,7 +765,7 @@ def queue_stats(engine: Engine, now: datetime) -> dict[str, Any]:
         ).scalar_one()
         oldest = conn.execute(select(func.min(c.created_at)).where(c.status == "open")).scalar_one()
         breaches = conn.execute(
-            select(func.count()).select_from(db.cases).where(c.status == "open", c.sla_due < now)
+            select(func.count()).select_from(db.cases).where(c.status == "open", _late(now))
         ).scalar_one()
         today = conn.execute(
             select(c.created_at, c.decided_at, c.decided_by).where(

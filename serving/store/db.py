@@ -89,7 +89,25 @@ cases = Table(
     Column("features", JSON, nullable=False),
     Column("factors", JSON, nullable=False),
     Column("reasons", JSON, nullable=False),
+    # review operations (migration 0003): routed queue (NULL: not routed yet), pinned by a
+    # person (reassign/escalate), escalation, hold (the SLA clock paused since), four eyes
+    Column("queue", String(64)),
+    Column("queue_pinned", Boolean),
+    Column("escalated_at", DateTime(timezone=True)),
+    Column("escalated_by", String(128)),
+    Column("escalation_reason", Text),
+    Column("hold_since", DateTime(timezone=True)),
+    Column("hold_reason", Text),
+    Column("paused_seconds", Float),
+    Column("pending_decision", String(16)),
+    Column("pending_by", String(128)),
+    Column("pending_key_id", String(32)),
+    Column("pending_at", DateTime(timezone=True)),
+    Column("pending_note", Text),
+    Column("confirmed_by", String(128)),
+    Column("explain_arm", String(32)),
     Index("cases_queue", "status", "priority"),
+    Index("cases_queue_name", "queue", "status"),
 )
 
 idempotency = Table(

@@ -4,10 +4,14 @@ key, a bad scheme.
 The expected table is built from the intended roles (not read back from the code):
   backend   /score, /score_batch, GET /payments/{id}, POST /labels
   reviewer  GET /cases, GET /cases/{id}, claim (a case, or the next one) / release / decision,
-            POST /cases/bulk_approve
-  supervisor  everything a reviewer may
+            POST /cases/bulk_approve, GET /queues, POST /queues/{name}/next, escalate, hold,
+            resume, confirm (four eyes), POST /cases/bulk_decline, GET /cases/{id}/links
+  supervisor  everything a reviewer may, plus PUT /queues/{name}, POST /cases/{id}/reassign,
+            GET /review/stats and GET /cases/export
   merchant  only its own merchant routes (none of these but /whoami)
-  admin     /admin/*, GET /labels/export, and read-only GET /cases, /cases/{id}, /payments/{id}
+  admin     /admin/*, GET /labels/export, PUT /queues/{name}, GET /review/stats,
+            GET /cases/export, and read-only GET /cases, /cases/{id}/links,
+            /cases/{id}, /payments/{id}, GET /queues
   any role  GET /whoami
   nobody    /healthz /livez /readyz /metrics /docs.json /api/openapi.json /console/ (no key)
 A caller without a valid key gets 401, a valid key of another role 403, an allowed role
@@ -16,6 +20,7 @@ anything but 401/403 (2xx, or a 4xx about the request itself: 404, 409, 422) and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +50,7 @@ IDENTITIES: dict[str, dict[str, str]] = {
 }
 ROLES = ("backend", "reviewer", "supervisor", "admin", "merchant")
 REVIEW = ("reviewer", "supervisor")
+LEAD = ("supervisor", "admin")
 OPEN = "open"
 
 
@@ -72,6 +78,20 @@ ENDPOINTS = [
     Endpoint("POST", "/cases/{case}/release", REVIEW),
     Endpoint("POST", "/cases/{case2}/decision", REVIEW, {"decision": "approve"}),
     Endpoint("POST", "/cases/bulk_approve", REVIEW, {"case_ids": ["{case3}"]}),
+    Endpoint("GET", "/queues", (*REVIEW, "admin")),
+    Endpoint("PUT", "/queues/{queue}", LEAD, {"sla_minutes": 30, "match": {"min_amount": 1e6}}),
+    Endpoint("POST", "/queues/{rq}/next", REVIEW),
+    Endpoint("POST", "/cases/{case4}/escalate", REVIEW, {"reason": "needs a supervisor"}),
+    Endpoint("POST", "/cases/{case5}/hold", REVIEW, {"reason": "calling the customer"}),
+    Endpoint("POST", "/cases/{case5}/resume", REVIEW),
+    Endpoint("POST", "/cases/{case5}/confirm", REVIEW, {"agree": True}),
+    Endpoint(
+        "POST", "/cases/{case6}/reassign", ("supervisor",), {"reason": "skills", "queue": "{rq}"}
+    ),
+    Endpoint("GET", "/cases/{case}/links", (*REVIEW, "admin")),
+    Endpoint("POST", "/cases/bulk_decline", REVIEW, {"case_ids": ["{case3}"]}),
+    Endpoint("GET", "/review/stats", LEAD),
+    Endpoint("GET", "/cases/export", LEAD),
     Endpoint("GET", "/labels/export", ("admin",)),
     Endpoint("GET", "/admin/audit", ("admin",)),
     Endpoint("GET", "/admin/outbox", ("admin",)),
@@ -119,13 +139,14 @@ def fill(value: Any, ids: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def seeded(module_env: dict[str, str]) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """An in-process service with a settled payment and three open cases."""
+    """An in-process service with a settled payment and six open cases."""
     with running_service() as client:
         ids: dict[str, Any] = {}
         r = client.post("/score", json=low_risk("am-low"), headers=BACKEND)
         assert r.status_code == 200, r.text
         ids["txn"] = r.json()["transaction_id"]
-        for name in ("case", "case2", "case3"):
+        ids["queue"], ids["rq"] = "vip", "residual"
+        for name in ("case", "case2", "case3", "case4", "case5", "case6"):
             r = client.post("/score", json=high_risk(f"am-{name}"), headers=BACKEND)
             assert r.json()["decision"] == "review", r.text
             ids[name] = r.json()["case_id"]
@@ -191,9 +212,9 @@ def test_the_matrix_covers_every_documented_operation(seeded):
         if method in ("get", "post", "put", "patch", "delete")
     }
     in_matrix = {
-        e.name.replace("{case}", "{case_id}")
-        .replace("{case2}", "{case_id}")
-        .replace("{txn}", "{transaction_id}")
+        re.sub(r"\{(queue|rq)\}", "{name}", re.sub(r"\{case\d*\}", "{case_id}", e.name)).replace(
+            "{txn}", "{transaction_id}"
+        )
         for e in ENDPOINTS
     }
     missing = documented - in_matrix

@@ -41,8 +41,10 @@ BACKEND_KEY = "console-backend-key-000001"
 ALICE_KEY = "console-alice-key-00000001"
 BOB_KEY = "console-bob-key-0000000001"
 ADMIN_KEY = "console-admin-key-00000001"
+CAROL_KEY = "console-carol-key-00000001"  # supervisor
 API_KEYS = (
-    f"backend:{BACKEND_KEY},reviewer:alice:{ALICE_KEY},reviewer:bob:{BOB_KEY},admin:{ADMIN_KEY}"
+    f"backend:{BACKEND_KEY},reviewer:alice:{ALICE_KEY},reviewer:bob:{BOB_KEY},admin:{ADMIN_KEY},"
+    f"supervisor:carol:{CAROL_KEY}"
 )
 
 # (amount, ip_country, auth_result): distinct amounts, some with the IP abroad, so the payments
@@ -182,7 +184,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
     pytest.fail(f"server not ready in {START_TIMEOUT_S:.0f}s ({last}):\n{log.read_text()[-4000:]}")
 
 
-def _payment(i: int, amount: float, ip_country: str, auth: str, at: datetime) -> dict[str, Any]:
+def payment(i: int, amount: float, ip_country: str, auth: str, at: datetime) -> dict[str, Any]:
     return {
         "transaction_id": f"console-tx-{i:03d}",
         "timestamp": at.isoformat().replace("+00:00", "Z"),
@@ -238,7 +240,7 @@ def server(review_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         ) as c:
             for i, (amount, ip, auth) in enumerate(SEED):
                 at = now - timedelta(minutes=len(SEED) - i)
-                r = c.post("/score", json=_payment(i, amount, ip, auth, at))
+                r = c.post("/score", json=payment(i, amount, ip, auth, at))
                 assert r.status_code == 200, r.text
                 body = r.json()
                 assert body["decision"] == "review", body

@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.serving.review.console.conftest import ADMIN_KEY, ALICE_KEY, BACKEND_KEY, BOB_KEY, Server
+from tests.serving.review.console.conftest import (
+    ADMIN_KEY,
+    ALICE_KEY,
+    BACKEND_KEY,
+    BOB_KEY,
+    CAROL_KEY,
+    Server,
+    payment,
+)
 
 expect.set_options(timeout=10_000)
 
@@ -164,7 +172,9 @@ def test_queue_lists_cases_by_priority_with_amount_score_reason_and_sla(
 
     for c, tr in zip(cases, page.locator(ROWS).all(), strict=True):
         cells = tr.locator("td").all_inner_texts()
-        _box, amount, score, reason, _age, sla, _held = cells
+        _box, amount, risk, score, reason, _age, sla, queue, _held = cells
+        assert risk == euros(c["priority"])  # the value the queue is sorted by
+        assert queue == "residual"
         assert amount == euros(c["amount"])
         assert score == str(c["score"])
         assert c["top_reason"], f"case {c['id']} has no reason"
@@ -178,6 +188,7 @@ def test_queue_lists_cases_by_priority_with_amount_score_reason_and_sla(
     before = first_sla.inner_text()
     expect(first_sla).not_to_have_text(before)
 
+    expect(page.locator("#page-text")).to_have_text(f"1–{len(cases)} of {len(cases)} open cases")
     expect(page.locator("#stat-depth")).to_have_text(str(len(cases)))
     expect(page.locator("#stat-breaches")).to_have_text("0")
     assert selected_row_id(page) == cases[0]["id"]
@@ -463,3 +474,156 @@ def test_enter_on_the_approve_selected_button_approves_the_selection(
     expect(page.locator("#queue")).to_be_visible()
     expect(page.locator("#case")).to_be_hidden()
     assert_decided(server, chosen["id"], "approve", "settled", "alice")
+
+
+# --- review operations (issue 17): run last, on cases of their own ------------------------------
+
+
+def score_own(server: Server, i: int, amount: float, **changes: Any) -> dict[str, Any]:
+    """Score one more payment (its own card, device, IP unless changed); its case's summary."""
+    from datetime import UTC, datetime
+
+    body = {
+        **payment(i, amount, "NG", "failed", datetime.now(UTC).replace(microsecond=0)),
+        **changes,
+    }
+    r = server.post(BACKEND_KEY, "/score", body)
+    assert r.status_code == 200, r.text
+    assert r.json()["decision"] == "review", r.text
+    return case_of(server, r.json()["case_id"])
+
+
+def test_a_locked_queue_gives_the_reviewer_its_next_case_only(
+    page: Page, server: Server, artifacts: Any
+) -> None:
+    rule = {"sla_minutes": 30, "mode": "locked", "match": {"merchants": ["merch_locked"]}}
+    with server.client(CAROL_KEY) as c:
+        assert c.put("/queues/vip", json=rule).status_code == 200
+    small = score_own(server, 201, 120.0, merchant_id="merch_locked")
+    big = score_own(server, 202, 4800.0, merchant_id="merch_locked")
+    sign_in(page, ALICE_KEY)
+    page.select_option("#f-queue", "vip")
+    expect(page.locator(ROWS)).to_have_count(2)
+    expect(page.locator("#locked-note")).to_be_visible()
+    expect(page.locator("#page-text")).to_have_text("1–2 of 2 open cases")
+    page.screenshot(path=str(artifacts / "console-locked-queue.png"), full_page=True)
+
+    # Clicking the second row is no free pick: the queue hands out its next case (money first).
+    page.locator(f"{ROWS}[data-case='{small['id']}']").click()
+    open_case_view(page, big["id"])
+    expect(page.locator("#case-lock")).to_contain_text("Held by you")
+    by_id = server.post(BOB_KEY, f"/cases/{small['id']}/claim")
+    assert by_id.status_code == 409
+    assert "/queues/vip/next" in by_id.json()["error"]
+    page.keyboard.press("a")
+    expect(page.locator("#decide-result")).to_have_text("approve: payment settled")
+    page.keyboard.press("n")
+    open_case_view(page, small["id"])
+    page.keyboard.press("d")
+    expect(page.locator("#decide-result")).to_have_text("decline: payment declined")
+
+
+def test_escalation_from_the_case_page_moves_it_to_the_supervisors(
+    page: Page, server: Server
+) -> None:
+    case = score_own(server, 203, 77.0)
+    sign_in(page, BOB_KEY)
+    page.locator(f"{ROWS}[data-case='{case['id']}']").click()
+    open_case_view(page, case["id"])
+    page.fill("#note", "card seen on a fraud forum")
+    page.click("#escalate")
+    expect(page.locator("#decide-result")).to_have_text("Escalated to the supervisors")
+    expect(page.locator("#case-flags")).to_contain_text("Escalated by bob")
+    expect(page.locator("#case-flags")).to_contain_text("card seen on a fraud forum")
+    for name in ("approve", "decline", "decline_fraud"):
+        expect(page.locator(f"[data-decision={name}]")).to_be_disabled()
+    after = case_of(server, case["id"])
+    assert (after["queue"], after["escalated_by"]) == ("supervisors", "bob")
+    assert server.post(ALICE_KEY, f"/cases/{case['id']}/claim").status_code == 403
+    entries = server.get(ADMIN_KEY, "/admin/audit", action="escalate")["items"]
+    assert [
+        (e["actor"], e["detail"]["reason"]) for e in entries if e["target"] == str(case["id"])
+    ] == [("bob", "card seen on a fraud forum")]
+    # the supervisor takes it from the supervisors' queue and decides it
+    got = server.post(CAROL_KEY, "/queues/supervisors/next")
+    assert got.json()["case_id"] == case["id"]
+    r = server.post(CAROL_KEY, f"/cases/{case['id']}/decision", {"decision": "decline_fraud"})
+    assert r.status_code == 200, r.text
+
+
+def test_links_panel_says_a_linked_confirmed_fraud_and_opens_the_links(
+    page: Page, server: Server, artifacts: Any
+) -> None:
+    fraud = score_own(server, 204, 310.0, device_id="dev_shared_204", email_domain="mail204.test")
+    case = score_own(server, 205, 2890.0, device_id="dev_shared_204", email_domain="mail205.test")
+    label = {"transaction_id": fraud["transaction_id"], "is_fraud": True}
+    assert server.post(BACKEND_KEY, "/labels", label).json()["stored"] is True
+    sign_in(page, ALICE_KEY)
+    page.locator(f"{ROWS}[data-case='{case['id']}']").click()
+    open_case_view(page, case["id"])
+    warning = page.locator("#links-warning")
+    expect(warning).to_have_text(
+        f"1 linked payment is confirmed fraud: {fraud['transaction_id']} (charged back) "
+        "shares the device."
+    )
+    device = page.locator("#links-counts button[data-kind=device]")
+    expect(device).to_have_text("1 sharing the device")
+    device.click()
+    row = page.locator(f"#links-rows tr[data-txn='{fraud['transaction_id']}']")
+    expect(row).to_have_class(re.compile(r"fraud-row"))
+    expect(row).to_contain_text("fraud (chargeback)")
+    expect(row).to_contain_text("UTC")
+    # the case leads with the score, why it is held, and the decision buttons above the fold
+    expect(page.locator("#case-title")).to_contain_text("of 99")
+    expect(page.locator("#case-why")).to_contain_text("Held because")
+    normal = page.locator("#case-normal")  # the facts against the card's normal lead
+    expect(normal).to_contain_text("on this card in the last hour; this card's usual:")
+    expect(normal).to_contain_text("from this IP address in the last hour")
+    box = page.locator("[data-decision=approve]").bounding_box()
+    assert box is not None
+    assert box["y"] + box["height"] < 900
+    page.screenshot(path=str(artifacts / "console-case-links.png"), full_page=True)
+    page.keyboard.press("f")
+    expect(page.locator("#decide-result")).to_have_text("decline fraud: payment declined")
+
+
+def test_the_team_page_shows_decisions_per_reviewer_and_demand_vs_supply(
+    page: Page, server: Server, artifacts: Any
+) -> None:
+    sign_in(page, CAROL_KEY)
+    expect(page.locator("#nav-stats")).to_be_visible()
+    page.click("#nav-stats")
+    expect(page.locator("#stats-view")).to_be_visible()
+    stats = server.get(CAROL_KEY, "/review/stats")
+    alice = [g for g in stats["by_reviewer"] if g["reviewer"] == "alice"]
+    assert alice, "alice decided cases in this module"
+    rows = page.locator("#stats-reviewers tbody tr")
+    expect(rows).to_have_count(len(stats["by_reviewer"]))
+    expect(page.locator("#stats-reviewers")).to_contain_text("alice")
+    expect(page.locator("#outlook-chart g.hour")).to_have_count(8)
+    expect(page.locator("#outlook-text")).to_contain_text("Backlog")
+    page.screenshot(path=str(artifacts / "console-team.png"), full_page=True)
+    # a reviewer sees no team page
+    with server.client(ALICE_KEY) as c:
+        assert c.get("/review/stats").status_code == 403
+
+
+def test_a_burst_sharing_a_device_is_declined_as_one_group(page: Page, server: Server) -> None:
+    burst = [score_own(server, 206 + k, 900.0 + k, device_id="dev_burst") for k in range(3)]
+    sign_in(page, ALICE_KEY)
+    wait_rows(page, server)
+    page.select_option("#f-group", "device")
+    header = page.locator("#queue-rows tr.group[data-group='dev_burst']")
+    expect(header).to_contain_text("3 cases share a device")
+    # the group's cases follow its header, together
+    ids = page.locator("#queue-rows tr").evaluate_all(
+        "rs => rs.map(r => r.dataset.group ? 'group:' + r.dataset.group : r.dataset.case)"
+    )
+    start = ids.index("group:dev_burst")
+    assert {int(x) for x in ids[start + 1 : start + 4]} == {c["id"] for c in burst}
+    header.locator("button.group-decline").click()
+    expect(page.locator("#queue-rows tr.group[data-group='dev_burst']")).to_have_count(0)
+    for c in burst:
+        after = case_of(server, c["id"])
+        assert (after["decision"], after["decided_by"]) == ("decline_fraud", "alice")
+        assert len(decisions_in_audit(server, c["id"])) == 1
