@@ -277,16 +277,37 @@ def _console_app() -> Any:
 class Riskgate:
     """Scores payments for the backend; serves reviewers and operators."""
 
+    @bentoml.on_deployment
+    def _preflight() -> None:
+        """In the server process, before any worker: a bad configuration exits 2 at once."""
+        from serving.http.startup import preflight
+
+        preflight()
+
     def __init__(self) -> None:
-        from serving.core.settings import Settings
-        from serving.http.runtime import build
+        from serving.http.startup import check_settings, worker_failed
 
         die_with_parent()
         install_refusal_log()  # again, in case the worker's logging set-up replaced it
+        try:
+            check_settings()
+            self._start()
+        except Exception as exc:
+            worker_failed(exc)  # under a server: one line, the server exits 3, no respawn
+            raise
+
+    def _start(self) -> None:
+        from serving.core.settings import Settings
+        from serving.http.runtime import build
+        from serving.http.startup import StartupError
+
         settings = Settings()
-        if not settings.api_keys:
-            raise RuntimeError("RISKGATE_API_KEYS is not set (use `riskgate serve` for demo keys)")
-        self.rt = build(settings, KeyRing.parse(settings.api_keys))
+        assert settings.api_keys is not None  # check_settings
+        try:
+            self.rt = build(settings, KeyRing.parse(settings.api_keys))
+        except OperationalError as exc:  # sqlalchemy's: the decision store
+            text = f"RISKGATE_DB_URL: the database cannot be opened ({exc.orig})"
+            raise StartupError(text) from None
         http_app.state.runtime = self.rt
 
     def __is_ready__(self) -> bool:
