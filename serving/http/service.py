@@ -7,7 +7,6 @@ the same server; /healthz, /readyz and /metrics come from BentoML.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ from data import pan
 from serving.core.auth import AuthError, KeyRing, Principal, require
 from serving.core.schemas import BatchIn, BatchOut, PaymentIn, ScoreOut
 from serving.http.api import create_app
+from serving.http.openapi import OpenAPIPatch
 from serving.scoring.groups import ClosedError
 
 http_app = create_app()
@@ -87,6 +87,7 @@ install_refusal_log()
 log = logging.getLogger("riskgate")
 
 SCORING_PATHS = frozenset({"/score", "/score_batch"})
+PUBLIC_PREFIXES = ("/console", "/static_content/")  # the console's and Swagger's static files
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/api/openapi.json", "/"}
 )
@@ -113,7 +114,7 @@ class KeyCheck:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith("/console"):
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
         runtime = getattr(http_app.state, "runtime", None)
@@ -141,69 +142,6 @@ class KeyCheck:
             return
         scope.setdefault("state", {})["principal"] = who
         await self.app(scope, receive, send)
-
-
-_ERROR = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}, "detail": {}},
-    "required": ["error"],
-}
-
-
-def patch_openapi(spec: dict[str, Any]) -> dict[str, Any]:
-    """Declare what /score and /score_batch really answer: BentoML's @api has no `responses=`,
-    and its InvalidArgument schema says `detail` is a string where a list is sent."""
-    for name, comp in spec.get("components", {}).get("schemas", {}).items():
-        if name == "InvalidArgument" and "detail" in comp.get("properties", {}):
-            comp["properties"]["detail"] = {}
-    for path in SCORING_PATHS:
-        op = spec.get("paths", {}).get(path, {}).get("post")
-        if op is None:
-            continue
-        for code, text in (
-            ("401", "missing or unknown API key"),
-            ("403", "not a backend key"),
-            ("415", "not a JSON body (Content-Type must be application/json)"),
-            ("422", "Idempotency-Key reused with another body"),
-            ("503", "database unavailable (nothing stored): retry"),
-        ):
-            op.setdefault("responses", {})[code] = {
-                "description": text,
-                "content": {"application/json": {"schema": _ERROR}},
-            }
-    return spec
-
-
-class OpenAPIPatch:
-    """ASGI middleware applying `patch_openapi` to BentoML's /docs.json."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") != "/docs.json":
-            await self.app(scope, receive, send)
-            return
-        start: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        async def capture(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body"):
-                    body = b"".join(chunks)
-                    if start.get("status") == 200:
-                        body = json.dumps(patch_openapi(json.loads(body))).encode()
-                    headers = [
-                        (k, v) for k, v in start.get("headers", []) if k != b"content-length"
-                    ]
-                    headers.append((b"content-length", str(len(body)).encode()))
-                    await send({**start, "headers": headers})
-                    await send({"type": "http.response.body", "body": body})
-
-        await self.app(scope, receive, capture)
 
 
 _KEY_HOLDS_CARD = {
