@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from data import pan
 from serving.core.auth import Principal
+from serving.core.schemas import rfc3339
 from serving.store import db
 
 ReviewDecision = Literal["approve", "decline", "decline_fraud"]
@@ -245,9 +246,10 @@ def claim(
             if row.status != "open":
                 raise CaseError(409, f"case {case_id} is already decided")
             raise CaseError(
-                409, f"case {case_id} is held by {row.claimed_by} until {_aware(row.claim_expires)}"
+                409,
+                f"case {case_id} is held by {row.claimed_by} until {rfc3339(row.claim_expires)}",
             )
-        audit(conn, who, "claim", str(case_id), {"until": expires.isoformat()}, now)
+        audit(conn, who, "claim", str(case_id), {"until": rfc3339(expires)}, now)
     return {"case_id": case_id, "claimed_by": who.name, "claim_expires": expires}
 
 
@@ -295,7 +297,7 @@ def claim_next(engine: Engine, who: Principal, now: datetime, minutes: float) ->
                 who,
                 "claim",
                 str(case_id),
-                {"until": expires.isoformat(), "next": True},
+                {"until": rfc3339(expires), "next": True},
                 now,
             )
         detail = summary(row._mapping, now)
@@ -374,7 +376,7 @@ def decide(
             raise CaseError(
                 409,
                 f"case {case_id} is held by {current.claimed_by} "
-                f"until {_aware(current.claim_expires)}",
+                f"until {rfc3339(current.claim_expires)}",
             )
         txn = row.transaction_id
         status = STATUS_AFTER[decision]
@@ -408,7 +410,7 @@ def decide(
                     "decision": decision,
                     "status": status,
                     "reviewer": who.name,
-                    "decided_at": now.isoformat(),
+                    "decided_at": rfc3339(now),
                     "reasons": [r["text"] for r in (reasons or [])],
                     "note": note,
                 },
