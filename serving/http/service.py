@@ -194,6 +194,17 @@ def _trace_scoring() -> bool:
     return os.environ.get("RISKGATE_TRACE_SCORING", "false").strip().lower() in ("1", "true", "yes")
 
 
+def _bento_model_tag() -> str | None:
+    """Served from a built Bento (`bentoml serve riskgate:TAG`): the riskgate model it packs."""
+    from serving.http.bento import BENTO_MODEL
+
+    bento = getattr(Riskgate, "bento", None)
+    if bento is None:
+        return None
+    tags = [str(m.tag) for m in bento.info.all_models if m.tag.name == BENTO_MODEL]
+    return tags[0] if tags else None
+
+
 def _console_app() -> Any:
     from serving.review.console import create_console
 
@@ -240,9 +251,12 @@ class Riskgate:
         from serving.http.startup import StartupError
 
         settings = Settings()
-        assert settings.api_keys is not None  # check_settings
+        keys = KeyRing.parse(settings.api_keys or "")  # checked by check_settings
+        packed = _bento_model_tag()
+        if packed is not None and not settings.model_dir and not settings.bento_model:
+            settings = settings.model_copy(update={"bento_model": packed})
         try:
-            self.rt = build(settings, KeyRing.parse(settings.api_keys))
+            self.rt = build(settings, keys)
         except OperationalError as exc:  # sqlalchemy's: the decision store
             text = f"RISKGATE_DB_URL: the database cannot be opened ({exc.orig})"
             raise StartupError(text) from None
