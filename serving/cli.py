@@ -14,6 +14,7 @@ _COMMAND_MODULES = (
     "features.cli",
     "training.cli",
     "serving.http.commands",
+    "serving.http.bento",
     "serving.review.simulate.cli",
     "serving.scoring.cli",
 )

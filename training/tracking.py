@@ -65,6 +65,7 @@ def connect(uri: str | None = None) -> Any:
     return client
 
 
+BOOSTER_NAME = "booster"
 PYFUNC_CODE = Path(__file__).with_name("mlflow_pyfunc.py")
 
 
@@ -124,6 +125,18 @@ def log_training(
             registered_model_name=MODEL_NAME,
             await_registration_for=0,
         )
+        # The native flavour beside the pyfunc, in the same run and unregistered: for those who
+        # want the raw LightGBM booster (`mlflow.lightgbm.load_model`, SHAP, plots); the scores
+        # riskgate serves are the pyfunc's (calibrated).
+        booster = mlflow.lightgbm.log_model(
+            result.model.booster,
+            name=BOOSTER_NAME,
+            signature=infer_signature(
+                example, result.model.raw(np.ascontiguousarray(example.to_numpy()))
+            ),
+            pip_requirements=pip_requirements(),
+        )
+        mlflow.set_tag("booster_model_uri", booster.model_uri)
         version = str(info.registered_model_version)
         client.set_registered_model_alias(MODEL_NAME, "challenger", version)
         client.set_model_version_tag(MODEL_NAME, version, "run_id", run.info.run_id)

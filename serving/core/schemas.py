@@ -176,6 +176,25 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+def rfc3339(v: datetime) -> str:
+    """The one way riskgate writes a time: RFC 3339 in UTC with `Z` (`2026-12-02T03:50:00Z`).
+
+    A naive value is a stored UTC time (SQLite hands times back without their offset)."""
+    v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+    return v.isoformat().replace("+00:00", "Z")
+
+
+def with_rfc3339(node: Any) -> Any:
+    """A JSON-bound value with every datetime in it written by `rfc3339` (dicts, lists)."""
+    if isinstance(node, datetime):
+        return rfc3339(node)
+    if isinstance(node, dict):
+        return {k: with_rfc3339(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [with_rfc3339(v) for v in node]
+    return node
+
+
 class NonFiniteNumberError(ValueError):
     """A JSON body holds NaN, Infinity or a number that overflows to infinity (1e309)."""
 

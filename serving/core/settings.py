@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     state_prefix: str = "riskgate:"  # Redis key namespace (one per deployment)
     model_dir: str | None = Field(default=None, description="serve a local artifact directory")
     model_alias: str = "champion"
+    bento_model: str | None = Field(
+        default=None, description="a BentoML model tag (set in the Bento): serve it, not MLflow"
+    )
     model_deadline_ms: float = Field(
         default=200.0,
         ge=0,

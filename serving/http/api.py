@@ -5,6 +5,8 @@ role, call serving.review.queue / the runtime, and map errors to status codes.""
 from __future__ import annotations
 
 import csv
+import functools
+import inspect
 import io
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,7 +28,9 @@ from serving.core.schemas import (
     NonFiniteNumberError,
     finite_json,
     now_utc,
+    rfc3339,
     utc_in_range,
+    with_rfc3339,
 )
 from serving.http.metrics import router as metrics_router
 from serving.review import operations, queue
@@ -148,7 +152,31 @@ class _StrictJSONRequest(Request):
         return self._json
 
 
+def _times_as_rfc3339(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """The endpoint's return value with every datetime written by `rfc3339` (FastAPI would
+    write a stored SQLite time without its offset). Same signature, so FastAPI sees the same
+    parameters; async stays async."""
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def wrapped_async(*args: Any, **kwargs: Any) -> Any:
+            return with_rfc3339(await endpoint(*args, **kwargs))
+
+        return wrapped_async
+
+    @functools.wraps(endpoint)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        return with_rfc3339(endpoint(*args, **kwargs))
+
+    return wrapped
+
+
 class StrictJSONRoute(APIRoute):
+    """JSON bodies without NaN or Infinity, responses with RFC 3339 times."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, _times_as_rfc3339(endpoint), **kwargs)
+
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
 
@@ -447,11 +475,6 @@ def post_label(body: LabelIn, request: Request, who: Principal = Backend) -> dic
     return {"transaction_id": body.transaction_id, "stored": True, "duplicate": False}
 
 
-def _rfc3339(v: datetime) -> str:
-    """Stored times are UTC; SQLite hands them back without an offset."""
-    return (v.replace(tzinfo=UTC) if v.tzinfo is None else v).isoformat()
-
-
 def _label_time_error(what: str) -> HTTPException:
     return HTTPException(422, f"label_time {what}")
 
@@ -474,7 +497,7 @@ def export_labels(
         writer.writeheader()
         for item in items:
             writer.writerow(
-                {k: _rfc3339(v) if isinstance(v, datetime) else v for k, v in item.items()}
+                {k: rfc3339(v) if isinstance(v, datetime) else v for k, v in item.items()}
             )
         return Response(out.getvalue(), media_type="text/csv")
     return {"labels": items}

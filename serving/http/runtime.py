@@ -38,6 +38,12 @@ def load_model(settings: Settings) -> tuple[RiskModel | None, str | None]:
     if settings.model_dir:
         model = RiskModel.load(settings.model_dir)
         return model, f"local:{Path(settings.model_dir).name}"
+    if settings.bento_model:  # inside a Bento: the model BentoML packed, no MLflow needed
+        import bentoml
+
+        stored = bentoml.models.get(settings.bento_model)
+        version = stored.info.labels.get("mlflow_version", "none")
+        return RiskModel.load(stored.path), f"bento:{stored.tag}:mlflow-{version}"
     from training import tracking
 
     found = tracking.load_alias(settings.model_alias)

@@ -8,7 +8,6 @@ the same server; /healthz and /readyz come from BentoML, /metrics from riskgate
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ from serving.core.auth import AuthError, KeyRing, Principal, require
 from serving.core.schemas import BatchIn, BatchOut, PaymentIn, ScoreOut
 from serving.http.api import create_app
 from serving.http.metrics import RouteMetrics
+from serving.http.openapi import OpenAPIPatch
 from serving.scoring.groups import ClosedError
 
 http_app = create_app()
@@ -89,6 +89,7 @@ install_refusal_log()
 log = logging.getLogger("riskgate")
 
 SCORING_PATHS = frozenset({"/score", "/score_batch"})
+PUBLIC_PREFIXES = ("/console", "/static_content/")  # the console's and Swagger's static files
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/api/openapi.json", "/"}
 )
@@ -115,7 +116,7 @@ class KeyCheck:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith("/console"):
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
         runtime = getattr(http_app.state, "runtime", None)
@@ -143,69 +144,6 @@ class KeyCheck:
             return
         scope.setdefault("state", {})["principal"] = who
         await self.app(scope, receive, send)
-
-
-_ERROR = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}, "detail": {}},
-    "required": ["error"],
-}
-
-
-def patch_openapi(spec: dict[str, Any]) -> dict[str, Any]:
-    """Declare what /score and /score_batch really answer: BentoML's @api has no `responses=`,
-    and its InvalidArgument schema says `detail` is a string where a list is sent."""
-    for name, comp in spec.get("components", {}).get("schemas", {}).items():
-        if name == "InvalidArgument" and "detail" in comp.get("properties", {}):
-            comp["properties"]["detail"] = {}
-    for path in SCORING_PATHS:
-        op = spec.get("paths", {}).get(path, {}).get("post")
-        if op is None:
-            continue
-        for code, text in (
-            ("401", "missing or unknown API key"),
-            ("403", "not a backend key"),
-            ("415", "not a JSON body (Content-Type must be application/json)"),
-            ("422", "Idempotency-Key reused with another body"),
-            ("503", "database unavailable (nothing stored): retry"),
-        ):
-            op.setdefault("responses", {})[code] = {
-                "description": text,
-                "content": {"application/json": {"schema": _ERROR}},
-            }
-    return spec
-
-
-class OpenAPIPatch:
-    """ASGI middleware applying `patch_openapi` to BentoML's /docs.json."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") != "/docs.json":
-            await self.app(scope, receive, send)
-            return
-        start: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        async def capture(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body"):
-                    body = b"".join(chunks)
-                    if start.get("status") == 200:
-                        body = json.dumps(patch_openapi(json.loads(body))).encode()
-                    headers = [
-                        (k, v) for k, v in start.get("headers", []) if k != b"content-length"
-                    ]
-                    headers.append((b"content-length", str(len(body)).encode()))
-                    await send({**start, "headers": headers})
-                    await send({"type": "http.response.body", "body": body})
-
-        await self.app(scope, receive, capture)
 
 
 _KEY_HOLDS_CARD = {
@@ -258,6 +196,17 @@ def _trace_scoring() -> bool:
     return os.environ.get("RISKGATE_TRACE_SCORING", "false").strip().lower() in ("1", "true", "yes")
 
 
+def _bento_model_tag() -> str | None:
+    """Served from a built Bento (`bentoml serve riskgate:TAG`): the riskgate model it packs."""
+    from serving.http.bento import BENTO_MODEL
+
+    bento = getattr(Riskgate, "bento", None)
+    if bento is None:
+        return None
+    tags = [str(m.tag) for m in bento.info.all_models if m.tag.name == BENTO_MODEL]
+    return tags[0] if tags else None
+
+
 def _console_app() -> Any:
     from serving.review.console import create_console
 
@@ -283,16 +232,40 @@ def _console_app() -> Any:
 class Riskgate:
     """Scores payments for the backend; serves reviewers and operators."""
 
+    @bentoml.on_deployment
+    def _preflight() -> None:
+        """In the server process, before any worker: a bad configuration exits 2 at once."""
+        from serving.http.startup import preflight
+
+        preflight()
+
     def __init__(self) -> None:
-        from serving.core.settings import Settings
-        from serving.http.runtime import build
+        from serving.http.startup import check_settings, worker_failed
 
         die_with_parent()
         install_refusal_log()  # again, in case the worker's logging set-up replaced it
+        try:
+            check_settings()
+            self._start()
+        except Exception as exc:
+            worker_failed(exc)  # under a server: one line, the server exits 3, no respawn
+            raise
+
+    def _start(self) -> None:
+        from serving.core.settings import Settings
+        from serving.http.runtime import build
+        from serving.http.startup import StartupError
+
         settings = Settings()
-        if not settings.api_keys:
-            raise RuntimeError("RISKGATE_API_KEYS is not set (use `riskgate serve` for demo keys)")
-        self.rt = build(settings, KeyRing.parse(settings.api_keys))
+        keys = KeyRing.parse(settings.api_keys or "")  # checked by check_settings
+        packed = _bento_model_tag()
+        if packed is not None and not settings.model_dir and not settings.bento_model:
+            settings = settings.model_copy(update={"bento_model": packed})
+        try:
+            self.rt = build(settings, keys)
+        except OperationalError as exc:  # sqlalchemy's: the decision store
+            text = f"RISKGATE_DB_URL: the database cannot be opened ({exc.orig})"
+            raise StartupError(text) from None
         http_app.state.runtime = self.rt
 
     def __is_ready__(self) -> bool:

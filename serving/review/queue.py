@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from data import pan
 from serving.core.auth import Principal
+from serving.core.schemas import rfc3339
 from serving.store import db
 
 ReviewDecision = Literal["approve", "decline", "decline_fraud"]
@@ -311,9 +312,10 @@ def claim(
             if row.status != "open":
                 raise CaseError(409, f"case {case_id} is already decided")
             raise CaseError(
-                409, f"case {case_id} is held by {row.claimed_by} until {_aware(row.claim_expires)}"
+                409,
+                f"case {case_id} is held by {row.claimed_by} until {rfc3339(row.claim_expires)}",
             )
-        audit(conn, who, "claim", str(case_id), {"until": expires.isoformat()}, now)
+        audit(conn, who, "claim", str(case_id), {"until": rfc3339(expires)}, now)
     return {"case_id": case_id, "claimed_by": who.name, "claim_expires": expires}
 
 
@@ -364,7 +366,7 @@ def claim_next(
                 who,
                 "claim",
                 str(case_id),
-                {"until": expires.isoformat(), "next": True},
+                {"until": rfc3339(expires), "next": True},
                 now,
             )
         detail = summary(row._mapping, now)
@@ -511,7 +513,8 @@ def _why_not(conn: Connection, case_id: int, version: int) -> None:
     if current.claimed_by is not None:
         raise CaseError(
             409,
-            f"case {case_id} is held by {current.claimed_by} until {_aware(current.claim_expires)}",
+            f"case {case_id} is held by {current.claimed_by} "
+            f"until {rfc3339(current.claim_expires)}",
         )
     raise CaseError(409, f"case {case_id} changed meanwhile (queue or escalation): reload it")
 
@@ -563,7 +566,7 @@ def _settle(
                 "decision": decision,
                 "status": status,
                 "reviewer": decided_by,
-                "decided_at": now.isoformat(),
+                "decided_at": rfc3339(now),
                 "reasons": [r["text"] for r in (reasons or [])],
                 "note": note,
                 **({"confirmed_by": who.name} if confirmed is not None else {}),

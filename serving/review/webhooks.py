@@ -1,8 +1,17 @@
 """Deliver outbox events to the payment backend's webhook: at least once, with backoff.
 
 The outbox row is written in the same transaction as the decision, so no decided payment can be
-missed; the receiver de-duplicates by `event_id` (sent in the body and the X-Riskgate-Event-Id
-header). Bodies are signed with HMAC-SHA256 when a secret is configured.
+missed; the receiver de-duplicates by `event_id` (the body's `event_id`, the `webhook-id` header
+and the X-Riskgate-Event-Id header: the same on every retry).
+
+With a secret, deliveries are signed the Standard Webhooks way (standardwebhooks.com, the scheme
+Svix and others use): `webhook-id`, `webhook-timestamp` (Unix seconds of this attempt) and
+`webhook-signature` = `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`, keyed with the
+base64-decoded `whsec_...` secret (a secret without the prefix is used as its UTF-8 bytes). A
+receiver verifies with any Standard Webhooks library, e.g. Python's
+`standardwebhooks.Webhook(secret).verify(body, headers)`, which also refuses a timestamp more than
+five minutes off (replay protection). The old `X-Riskgate-Signature: sha256=HEX` (HMAC of the
+body alone with the raw secret) is still sent for one release.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy import Engine, select, update
+from standardwebhooks import Webhook
 
 from serving.core.schemas import now_utc
 from serving.store import db
@@ -32,7 +42,24 @@ def backoff(attempts: int, base: float = 1.0) -> float:
 
 
 def sign(secret: str, body: bytes) -> str:
+    """The legacy X-Riskgate-Signature (hex HMAC-SHA256 of the body); kept for one release."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _webhook(secret: str) -> Webhook:
+    if secret.startswith("whsec_"):
+        return Webhook(secret)  # base64 key after the prefix, as the specification says
+    return Webhook(secret.encode())
+
+
+def signed_headers(secret: str, event_id: str, body: bytes, at: datetime) -> dict[str, str]:
+    """The Standard Webhooks headers for one delivery attempt (and the legacy one)."""
+    return {
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": _webhook(secret).sign(event_id, at, body.decode()),
+        "X-Riskgate-Signature": "sha256=" + sign(secret, body),
+    }
 
 
 def deliver_due(
@@ -65,9 +92,13 @@ def deliver_due(
     delivered = 0
     for row in rows:
         body = json.dumps(row.payload, sort_keys=True).encode()
-        headers = {"Content-Type": "application/json", "X-Riskgate-Event-Id": row.event_id}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Riskgate-Event-Id": row.event_id,
+            "webhook-id": row.event_id,
+        }
         if secret:
-            headers["X-Riskgate-Signature"] = "sha256=" + sign(secret, body)
+            headers.update(signed_headers(secret, row.event_id, body, now()))
         error: str | None = None
         try:
             resp = client.post(url, content=body, headers=headers)

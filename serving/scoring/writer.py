@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, insert
 
 from serving.core.auth import Principal
+from serving.core.schemas import rfc3339
 from serving.scoring import facts as payment_facts
 from serving.store import db
 
@@ -34,7 +35,7 @@ def mask_card(card_id: str) -> str:
 
 
 def masked_payment(payment: Mapping[str, Any]) -> dict[str, Any]:
-    out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in payment.items()}
+    out = {k: (rfc3339(v) if isinstance(v, datetime) else v) for k, v in payment.items()}
     out["card_id"] = mask_card(str(payment["card_id"]))
     return out
 

@@ -38,6 +38,8 @@ class Tracked:
     challenger: str
     loaded_scores: np.ndarray  # tracking.load_version("1") on the test features
     pyfunc_scores: np.ndarray  # mlflow.pyfunc models:/riskgate/1 on a DataFrame of features
+    raw_scores: np.ndarray  # the artifact's booster, raw (uncalibrated), on the test features
+    native_raw_scores: np.ndarray  # mlflow.lightgbm.load_model of the run's booster, same rows
     digest: str
 
 
@@ -46,6 +48,7 @@ def tracked(data_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Tracke
     """Train twice with the same seed into one temporary store; read back what was logged."""
     tmp = tmp_path_factory.mktemp("tracking")
     with tracking_store(tmp / "store") as uri:
+        import lightgbm as lgb
         import mlflow
 
         from training import tracking
@@ -94,6 +97,10 @@ def tracked(data_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Tracke
         loaded = model.predict_proba(np.ascontiguousarray(X.to_numpy(np.float64)))
         pyfunc = mlflow.pyfunc.load_model("models:/riskgate/1")
         pyfunc_scores = np.asarray(pyfunc.predict(X.reset_index(drop=True)), dtype=np.float64)
+        raw = model.raw(np.ascontiguousarray(X.to_numpy(np.float64)))
+        native = mlflow.lightgbm.load_model(run.data.tags["booster_model_uri"])
+        assert isinstance(native, lgb.Booster)
+        native_raw = np.asarray(native.predict(X.reset_index(drop=True)), dtype=np.float64)
     return Tracked(
         uri=uri,
         runs=runs,
@@ -106,6 +113,8 @@ def tracked(data_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Tracke
         challenger=challenger,
         loaded_scores=loaded,
         pyfunc_scores=pyfunc_scores,
+        raw_scores=raw,
+        native_raw_scores=native_raw,
         digest=dataset_digest(frame),
     )
 
@@ -193,6 +202,16 @@ def test_the_pyfunc_flavour_reproduces_the_test_scores_exactly(tracked: Tracked)
     want = tracked.scores_out[0]["score"].to_numpy()
     assert tracked.pyfunc_scores.shape == want.shape
     assert np.array_equal(tracked.pyfunc_scores, want)
+
+
+def test_the_native_lightgbm_booster_is_logged_in_the_same_run(tracked: Tracked):
+    """mlflow.lightgbm.load_model of the run's `booster` gives the artifact's raw scores."""
+    uri = tracked.run.data.tags["booster_model_uri"]
+    assert uri.startswith("models:/")
+    assert tracked.native_raw_scores.shape == tracked.raw_scores.shape
+    np.testing.assert_array_equal(tracked.native_raw_scores, tracked.raw_scores)
+    # raw, not calibrated: the two differ wherever calibration moves a score
+    assert not np.array_equal(tracked.native_raw_scores, tracked.pyfunc_scores)
 
 
 # --- the command's own outputs ------------------------------------------------------------------

@@ -9,7 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from serving.core.auth import KeyRing
 from serving.core.schemas import now_utc
 from serving.review import queue
-from serving.review.webhooks import deliver_due, sign
+from serving.review.webhooks import deliver_due, sign, signed_headers
 from serving.store import db
 from tests.servers import Server, free_port
 from tests.serving.helpers import ADMIN, BACKEND, KEY_SPEC, REVIEWER, high_risk, open_case
@@ -35,11 +35,13 @@ class Receiver:
     def __init__(self, port: int) -> None:
         self.port = port
         self.events: list[tuple[dict[str, str], dict[str, Any]]] = []
-        received = self.events
+        self.raw: list[bytes] = []  # the bodies as sent (a signature covers the bytes)
+        received, raw = self.events, self.raw
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                raw.append(body)
                 received.append((dict(self.headers), json.loads(body)))
                 self.send_response(200)
                 self.end_headers()
@@ -122,6 +124,54 @@ def test_signed_events_carry_an_hmac_of_the_body(decided) -> None:
     headers, body = receiver.events[0]
     raw = json.dumps(body, sort_keys=True).encode()
     assert headers["X-Riskgate-Signature"] == "sha256=" + sign("s3cret", raw)
+
+
+# The Standard Webhooks specification's published test vector (its libraries test against it).
+VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+VECTOR_ID, VECTOR_TS, VECTOR_BODY = (
+    "msg_p5jXN8AQM9LWM0D4loKWxJek",
+    1614265330,
+    b'{"test": 2432232314}',
+)
+VECTOR_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_the_standard_webhooks_signature_matches_the_specifications_test_vector() -> None:
+    at = datetime.fromtimestamp(VECTOR_TS, tz=UTC)
+    headers = signed_headers(VECTOR_SECRET, VECTOR_ID, VECTOR_BODY, at)
+    assert headers["webhook-id"] == VECTOR_ID
+    assert headers["webhook-timestamp"] == str(VECTOR_TS)
+    assert headers["webhook-signature"] == VECTOR_SIGNATURE
+
+
+def test_a_delivery_verifies_with_the_standard_webhooks_library(decided) -> None:
+    """What a backend does: standardwebhooks.Webhook(secret).verify(raw body, headers)."""
+    from standardwebhooks import Webhook
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    engine, result = decided
+    port = free_port()
+    with Receiver(port) as receiver, httpx.Client(timeout=2.0) as client:
+        assert deliver_due(engine, f"http://127.0.0.1:{port}/", client, secret=VECTOR_SECRET) == 1
+    headers, raw = receiver.events[0][0], receiver.raw[0]
+    assert headers["webhook-id"] == result["event_id"] == headers["X-Riskgate-Event-Id"]
+    verified = Webhook(VECTOR_SECRET).verify(raw, headers)
+    assert verified["event_id"] == result["event_id"]
+    assert headers["X-Riskgate-Signature"] == "sha256=" + sign(VECTOR_SECRET, raw)  # legacy
+    with pytest.raises(WebhookVerificationError):
+        Webhook(VECTOR_SECRET).verify(raw.replace(b"settled", b"declined"), headers)
+    with pytest.raises(WebhookVerificationError):  # another endpoint's secret
+        Webhook("whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY").verify(raw, headers)
+
+
+def test_a_secret_without_the_whsec_prefix_signs_with_its_bytes(decided) -> None:
+    from standardwebhooks import Webhook
+
+    engine, _ = decided
+    port = free_port()
+    with Receiver(port) as receiver, httpx.Client(timeout=2.0) as client:
+        assert deliver_due(engine, f"http://127.0.0.1:{port}/", client, secret="s3cret") == 1
+    assert Webhook(b"s3cret").verify(receiver.raw[0], receiver.events[0][0])
 
 
 # -- the lifecycle on a real server ---------------------------------------------------------
