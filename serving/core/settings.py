@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = "NORMAL"
     explain_top: int = 5
     max_batch: int = 1_000
-    max_body_bytes: int = 2_000_000
+    max_body_bytes: int = Field(
+        default=2_000_000, ge=1_000, description="larger request bodies get 413 before parsing"
+    )
     score_group_max: int = Field(
         default=64, ge=1, description="/score requests scored together at most (1: one by one)"
     )

@@ -24,6 +24,7 @@ from data import pan
 from serving.core.auth import AuthError, KeyRing, Principal, require
 from serving.core.schemas import BatchIn, BatchOut, PaymentIn, ScoreOut
 from serving.http.api import create_app
+from serving.http.bodylimit import limited
 from serving.http.metrics import RouteMetrics
 from serving.http.openapi import OpenAPIPatch
 from serving.scoring.groups import ClosedError
@@ -143,7 +144,7 @@ class KeyCheck:
             await JSONResponse(error, status_code=415)(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = who
-        await self.app(scope, receive, send)
+        await limited(scope, receive, send, runtime.settings.max_body_bytes, self.app)
 
 
 _KEY_HOLDS_CARD = {

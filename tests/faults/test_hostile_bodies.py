@@ -117,3 +117,44 @@ def test_multipart_score_is_refused_not_crashed(seeded):
     )
     assert r.status_code in (400, 415, 422), (r.status_code, r.text)
     assert counts(rt.engine) == before
+
+
+def _big_label(size: int) -> bytes:
+    return b'{"transaction_id": "TXN", "reason": "' + b"x" * size + b'"}'
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_over_the_limit_gets_413_naming_the_body_and_changes_nothing(seeded, chunked):
+    client, rt, ids = seeded
+    limit = rt.settings.max_body_bytes
+    body = _big_label(limit + 10).replace(b"TXN", ids["txn"].encode())
+    before = counts(rt.engine)
+
+    if chunked:  # no Content-Length: the limit is counted as the body arrives
+        r = client.post(
+            "/labels",
+            content=iter([body[i : i + 65_536] for i in range(0, len(body), 65_536)]),
+            headers={**BACKEND, "Content-Type": "application/json"},
+        )
+    else:
+        r = client.post(
+            "/labels", content=body, headers={**BACKEND, "Content-Type": "application/json"}
+        )
+
+    assert r.status_code == 413, r.text
+    assert r.json()["detail"][0]["loc"] == ["body"]
+    assert str(limit) in r.json()["error"]
+    assert counts(rt.engine) == before
+
+
+def test_a_chunked_body_under_the_limit_still_reaches_the_route(seeded):
+    client, _rt, ids = seeded
+    body = b'{"transaction_id": "%s", "is_fraud": false}' % ids["txn"].encode()
+
+    r = client.post(
+        "/labels",
+        content=iter([body[:10], body[10:]]),
+        headers={**BACKEND, "Content-Type": "application/json"},
+    )
+
+    assert r.status_code == 200, r.text

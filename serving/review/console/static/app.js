@@ -309,7 +309,7 @@ async function openCase(id, claimed = null) {
     S.mine = true;
     lockNote = `Held by you until ${utc(claim.claim_expires, false)}`;
   } catch (e) {
-    lockNote = e.status === 409 ? e.message.replace(/until (\S+ \S+)/, (_, t) => `until ${utc(t.replace(" ", "T"), false)}`) : `Could not claim: ${e.message}`;
+    lockNote = e.status === 409 ? e.message.replace(/until (\d{4}-\d\d-\d\dT\S+Z)/, (_, t) => `until ${utc(t, false)}`) : `Could not claim: ${e.message}`;
   }
   const c = await api(`/cases/${id}`);
   S.current = c;
