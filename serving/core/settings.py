@@ -44,3 +44,10 @@ class Settings(BaseSettings):
     capacity_reviews_per_hour: float = 30.0
     capacity_max_review_probability: float = 0.2  # ceiling when the model reviews by probability
     capacity_max_review_saving: float = 50.0  # ceiling (money) when it reviews by expected saving
+    # the staffed review team (merchant settlement times and the wait forecast)
+    team_shifts: str = Field(
+        default="08-20:2,20-08:1",
+        pattern=r"^\s*\d{1,2}(\.\d+)?-\d{1,2}(\.\d+)?:\d{1,4}(\s*,\s*\d{1,2}(\.\d+)?-\d{1,2}(\.\d+)?:\d{1,4})*\s*$",
+        description="START-END:REVIEWERS,... hours UTC",
+    )
+    team_handling_minutes: float = Field(default=4.0, gt=0, le=600, description="median per case")

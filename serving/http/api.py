@@ -471,11 +471,18 @@ def reload_model(request: Request, who: Principal = Admin) -> dict[str, Any]:
     return {"previous": old, "model_version": version}
 
 
+def _merchants_router() -> APIRouter:
+    from serving.http.merchants import router as merchants
+
+    return merchants
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="riskgate review API", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
     )
     app.include_router(router)
+    app.include_router(_merchants_router())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
