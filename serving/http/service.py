@@ -24,6 +24,7 @@ from data import pan
 from serving.core.auth import AuthError, KeyRing, Principal, require
 from serving.core.schemas import BatchIn, BatchOut, PaymentIn, ScoreOut
 from serving.http.api import create_app
+from serving.http.drain import DrainGate, on_sigterm
 from serving.scoring.groups import ClosedError
 
 http_app = create_app()
@@ -282,6 +283,7 @@ class Riskgate:
         from serving.http.runtime import build
 
         die_with_parent()
+        on_sigterm()  # drain: in-flight requests finish, new ones get 503 + Retry-After
         install_refusal_log()  # again, in case the worker's logging set-up replaced it
         settings = Settings()
         if not settings.api_keys:
@@ -374,3 +376,4 @@ class Riskgate:
 # @bentoml.service returned a bentoml Service (typed here as the class it wraps)
 Riskgate.add_asgi_middleware(KeyCheck)  # type: ignore[attr-defined]
 Riskgate.add_asgi_middleware(OpenAPIPatch)  # type: ignore[attr-defined]
+Riskgate.add_asgi_middleware(DrainGate)  # type: ignore[attr-defined]
