@@ -477,12 +477,19 @@ def _merchants_router() -> APIRouter:
     return merchants
 
 
+def _calendar_router() -> APIRouter:
+    from serving.http.calendar import router as calendar
+
+    return calendar
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="riskgate review API", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
     )
     app.include_router(router)
     app.include_router(_merchants_router())
+    app.include_router(_calendar_router())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -15,7 +15,7 @@ from serving.core.auth import Principal
 from serving.core.schemas import now_utc, utc_in_range
 from serving.http.api import StrictJSONRoute, _r, role, runtime
 from serving.review import merchant_view
-from serving.review.settlement import CapacityCurve, handling_cv2, team_of, team_staffing
+from serving.review.settlement import CapacityCurve, handling_cv2, team_of
 
 router = APIRouter(responses=_r(401, 403, 503), route_class=StrictJSONRoute)
 MerchantReader = Depends(role("backend", "admin", "merchant"))
@@ -42,9 +42,11 @@ def _scoped(who: Principal, merchant_id: str, request: Request) -> None:
 
 def open_queue(rt: Any, now: datetime) -> merchant_view.Queue:
     """The queue as it stands, against the staffed capacity from now on."""
+    from serving.review.delays import read_calendar
+
     s = rt.settings
     team = team_of(s.team_shifts, s.team_handling_minutes, s.sla_minutes)
-    staffing = team_staffing(team)
+    staffing = read_calendar(rt.engine)[1].staffing(team)  # shifts, staffing, maintenance
     curve = CapacityCurve.build(now, staffing, team.mean_handling_min)
     return merchant_view.open_queue(rt.engine, now, curve, handling_cv2(team))
 

@@ -9,6 +9,7 @@ The expected table is built from the intended roles (not read back from the code
   merchant  only its own merchant routes: GET /merchants/{its id}/payments[/{id}], /summary
   admin     /admin/*, GET /labels/export, and read-only GET /cases, /cases/{id}, /payments/{id},
             /merchants/*
+  forecast  GET /status/forecast: backend, merchant, supervisor (the team lead's console), admin
   any role  GET /whoami
   nobody    /healthz /livez /readyz /docs.json /api/openapi.json /console/ (no key needed)
 A caller without a valid key gets 401, a valid key of another role 403, an allowed role
@@ -83,6 +84,9 @@ ENDPOINTS = [
     Endpoint("GET", "/admin/policy", ("admin",)),
     Endpoint("PUT", "/admin/policy", ("admin",), {}),
     Endpoint("POST", "/admin/reload", ("admin",)),
+    Endpoint("GET", "/admin/calendar", ("admin",)),
+    Endpoint("PUT", "/admin/calendar", ("admin",), {"events": []}),
+    Endpoint("GET", "/status/forecast", ("backend", "merchant", "supervisor", "admin")),
     Endpoint("GET", "/whoami", ROLES),
     Endpoint("GET", "/merchants/{merchant}/payments", MERCHANT_VIEW),
     Endpoint("GET", "/merchants/{merchant}/payments/{mtxn}", MERCHANT_VIEW),
