@@ -12,8 +12,8 @@ stands. Per hour of arrival: p50 / p90 of the hold (held to decided, minutes) ov
 and a band for the p90 (10th-90th percentile of the runs' own p90s): where an actual hour's
 p90 should fall.
 
-Beyond the horizon the staffing of the horizon repeats (a day later), which only matters for
-cases still waiting a day after they arrived.
+Arrivals are simulated for a tail beyond the horizon too (in a backlog, under priority order,
+later cases overtake the ones held inside it); there the horizon's staffing repeats a day later.
 """
 
 from __future__ import annotations
@@ -177,8 +177,10 @@ def forecast(
     inflow_sigma: float = 0.2,
     seed: int = 0,
     level: float = 1.0,
+    tail_hours: int = 24,
 ) -> list[Hour]:
-    """Per hour from `now` (the hour it is in): inflow, capacity, hold p50/p90 and band."""
+    """Per hour from `now` (the hour it is in): inflow, capacity, hold p50/p90 and band.
+    Arrivals are simulated `tail_hours` beyond the horizon (they compete with its cases)."""
     if not 1 <= runs <= MAX_RUNS:
         raise ValueError(f"runs must be 1..{MAX_RUNS}")
     start_s = math.floor(now.timestamp() / HOUR_S) * HOUR_S
@@ -186,7 +188,9 @@ def forecast(
     end_s = start_s + hours * HOUR_S
     staffing = calendar.staffing(team)
     sim_team = team_for(staffing, team, start_s)
-    slots = np.arange(start_s, end_s, SLOT_S)
+    # arrivals go on past the horizon: under priority order in a backlog, cases that arrive
+    # later overtake the ones held inside it
+    slots = np.arange(start_s, end_s + tail_hours * HOUR_S, SLOT_S)
     mid = slots + SLOT_S / 2
     rate = baseline[(np.mod(mid, DAY_S) // HOUR_S).astype(np.int64)] * calendar.multiplier(mid)
     per_slot = rate * level * SLOT_S / HOUR_S  # expected reviews per slot (nowcast level)
