@@ -71,3 +71,11 @@ class Settings(BaseSettings):
         if bad or len(set(arms)) != len(arms):
             raise ValueError(f"each arm once, one of {', '.join(known)} (got {v!r})")
         return ",".join(arms) or None
+
+    # the staffed review team (merchant settlement times and the wait forecast)
+    team_shifts: str = Field(
+        default="08-20:2,20-08:1",
+        pattern=r"^\s*\d{1,2}(\.\d+)?-\d{1,2}(\.\d+)?:\d{1,4}(\s*,\s*\d{1,2}(\.\d+)?-\d{1,2}(\.\d+)?:\d{1,4})*\s*$",
+        description="START-END:REVIEWERS,... hours UTC",
+    )
+    team_handling_minutes: float = Field(default=4.0, gt=0, le=600, description="median per case")

@@ -551,6 +551,18 @@ def reload_model(request: Request, who: Principal = Admin) -> dict[str, Any]:
     return {"previous": old, "model_version": version}
 
 
+def _merchants_router() -> APIRouter:
+    from serving.http.merchants import router as merchants
+
+    return merchants
+
+
+def _calendar_router() -> APIRouter:
+    from serving.http.calendar import router as calendar
+
+    return calendar
+
+
 def create_app() -> FastAPI:
     from serving.http import review_ops
 
@@ -563,6 +575,8 @@ def create_app() -> FastAPI:
     from serving.http import policy_api  # imports this module: included here, not at the top
 
     app.include_router(policy_api.router)
+    app.include_router(_merchants_router())
+    app.include_router(_calendar_router())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -227,6 +227,13 @@ def refresh_queue_gauges(engine: Engine) -> None:
     m().queue_overdue.set(stats["sla_breaches"])
 
 
+def _check_delays(runtime: Runtime) -> None:
+    """payment.delayed / review.delay_expected webhooks (serving/http/calendar.py)."""
+    from serving.http.calendar import check_delays
+
+    check_delays(runtime)
+
+
 def _aware(at: datetime) -> datetime:
     """SQLite hands timestamps back without their zone (they are stored in UTC)."""
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
@@ -341,6 +348,7 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
     runtime.watchers = [
         Every("queue-gauges", 5.0, lambda: refresh_queue_gauges(engine)).start(),
         Every("config-sync", settings.config_poll_seconds, runtime.sync_config).start(),
+        Every("delay-notices", 60.0, lambda: _check_delays(runtime)).start(),
     ]
     if settings.webhook_url:
         runtime.deliverer = Deliverer(engine, settings.webhook_url, settings.webhook_secret)

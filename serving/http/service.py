@@ -25,6 +25,7 @@ from serving.core.auth import AuthError, KeyRing, Principal, require
 from serving.core.schemas import BatchIn, BatchOut, PaymentIn, ScoreOut
 from serving.http.api import create_app
 from serving.http.bodylimit import limited
+from serving.http.drain import DrainGate, on_sigterm
 from serving.http.metrics import RouteMetrics
 from serving.http.openapi import OpenAPIPatch
 from serving.scoring.groups import ClosedError
@@ -244,6 +245,7 @@ class Riskgate:
         from serving.http.startup import check_settings, worker_failed
 
         die_with_parent()
+        on_sigterm()  # drain: in-flight requests finish, new ones get 503 + Retry-After
         install_refusal_log()  # again, in case the worker's logging set-up replaced it
         try:
             check_settings()
@@ -356,3 +358,4 @@ class Riskgate:
 Riskgate.add_asgi_middleware(RouteMetrics, routes=lambda: http_app.routes)  # type: ignore[attr-defined]
 Riskgate.add_asgi_middleware(KeyCheck)  # type: ignore[attr-defined]
 Riskgate.add_asgi_middleware(OpenAPIPatch)  # type: ignore[attr-defined]
+Riskgate.add_asgi_middleware(DrainGate)  # type: ignore[attr-defined]

@@ -56,6 +56,7 @@ decisions = Table(
     Column("card_id", String(128), nullable=False),
     Column("response", JSON, nullable=False),
     Index("decisions_card", "card_id", "payment_time"),
+    Index("decisions_merchant", "merchant_id", "created_at"),  # the merchant view (0004)
 )
 
 cases = Table(

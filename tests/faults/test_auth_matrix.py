@@ -2,7 +2,7 @@
 key, a bad scheme.
 
 The expected table is built from the intended roles (not read back from the code):
-  backend   /score, /score_batch, GET /payments/{id}, POST /labels
+  backend   /score, /score_batch, GET /payments/{id}, POST /labels, GET /merchants/*
   reviewer  GET /cases, GET /cases/{id}, claim (a case, or the next one) / release / decision,
             POST /cases/bulk_approve, GET /queues, POST /queues/{name}/next, escalate, hold,
             resume, confirm (four eyes), POST /cases/bulk_decline, GET /cases/{id}/links
@@ -12,6 +12,7 @@ The expected table is built from the intended roles (not read back from the code
   admin     /admin/*, GET /labels/export, PUT /queues/{name}, GET /review/stats,
             GET /cases/export, and read-only GET /cases, /cases/{id}/links,
             /cases/{id}, /payments/{id}, GET /queues
+  forecast  GET /status/forecast: backend, merchant, supervisor (the team lead's console), admin
   any role  GET /whoami
   nobody    /healthz /livez /readyz /metrics /docs.json /api/openapi.json /console/ (no key)
 A caller without a valid key gets 401, a valid key of another role 403, an allowed role
@@ -31,6 +32,7 @@ from tests.serving.helpers import (
     ADMIN,
     BACKEND,
     MERCHANT,
+    MERCHANT_ID,
     REVIEWER,
     SUPERVISOR,
     high_risk,
@@ -52,6 +54,7 @@ ROLES = ("backend", "reviewer", "supervisor", "admin", "merchant")
 REVIEW = ("reviewer", "supervisor")
 LEAD = ("supervisor", "admin")
 OPEN = "open"
+MERCHANT_VIEW = ("backend", "admin", "merchant")  # a merchant key: its own id only
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,13 @@ ENDPOINTS = [
     Endpoint("POST", "/admin/policy/shadow/promote", ("admin",)),
     Endpoint("DELETE", "/admin/policy/shadow", ("admin",)),
     Endpoint("POST", "/admin/reload", ("admin",)),
+    Endpoint("GET", "/admin/calendar", ("admin",)),
+    Endpoint("PUT", "/admin/calendar", ("admin",), {"events": []}),
+    Endpoint("GET", "/status/forecast", ("backend", "merchant", "supervisor", "admin")),
     Endpoint("GET", "/whoami", ROLES),
+    Endpoint("GET", "/merchants/{merchant}/payments", MERCHANT_VIEW),
+    Endpoint("GET", "/merchants/{merchant}/payments/{mtxn}", MERCHANT_VIEW),
+    Endpoint("GET", "/merchants/{merchant}/summary", MERCHANT_VIEW),
     Endpoint("GET", "/healthz", OPEN),
     Endpoint("GET", "/livez", OPEN),
     Endpoint("GET", "/readyz", OPEN),
@@ -146,6 +155,12 @@ def seeded(module_env: dict[str, str]) -> Iterator[tuple[Any, dict[str, Any]]]:
         assert r.status_code == 200, r.text
         ids["txn"] = r.json()["transaction_id"]
         ids["queue"], ids["rq"] = "vip", "residual"
+        ids["merchant"] = MERCHANT_ID
+        r = client.post(
+            "/score", json={**low_risk("am-merch"), "merchant_id": MERCHANT_ID}, headers=BACKEND
+        )
+        assert r.status_code == 200, r.text
+        ids["mtxn"] = r.json()["transaction_id"]
         for name in ("case", "case2", "case3", "case4", "case5", "case6"):
             r = client.post("/score", json=high_risk(f"am-{name}"), headers=BACKEND)
             assert r.json()["decision"] == "review", r.text
@@ -212,10 +227,26 @@ def test_the_matrix_covers_every_documented_operation(seeded):
         if method in ("get", "post", "put", "patch", "delete")
     }
     in_matrix = {
-        re.sub(r"\{(queue|rq)\}", "{name}", re.sub(r"\{case\d*\}", "{case_id}", e.name)).replace(
-            "{txn}", "{transaction_id}"
-        )
+        re.sub(r"\{(queue|rq)\}", "{name}", re.sub(r"\{case\d*\}", "{case_id}", e.name))
+        .replace("{txn}", "{transaction_id}")
+        .replace("{mtxn}", "{transaction_id}")
+        .replace("{merchant}", "{merchant_id}")
         for e in ENDPOINTS
     }
     missing = documented - in_matrix
     assert missing == set()
+
+
+MERCHANT_PATHS = [e for e in ENDPOINTS if e.path.startswith("/merchants/")]
+NOT_THIS_MERCHANT = ["merch_000342", "MERCH_000341", "merch%255F000341", "merch_000341%20"]
+
+
+@pytest.mark.parametrize("other", NOT_THIS_MERCHANT)
+@pytest.mark.parametrize("endpoint", MERCHANT_PATHS, ids=lambda e: e.name)
+def test_a_merchant_key_gets_404_for_any_other_merchant(seeded, endpoint, other):
+    """Not 403: the answer must not confirm that the other merchant (or payment) exists.
+    Backend and admin are not scoped; their rows are in the matrix above."""
+    client, ids = seeded
+    r = client.get(fill(endpoint.path, {**ids, "merchant": other}), headers=MERCHANT)
+    assert r.status_code == 404, f"{endpoint.name} as merchant for {other}: {r.text[:200]}"
+    assert r.json() == {"error": "not found"}

@@ -6,7 +6,8 @@ online-state log, driven over HTTP on 127.0.0.1.
   workers get the features and probabilities of the same sequence scored through one connection;
 - 400 concurrent payments are each decided once and replayed once, and the group commit ran;
 - a policy set, or a model reloaded, through one worker is followed by the other;
-- one idempotency key sent to both workers at once is decided once.
+- one idempotency key sent to both workers at once is decided once;
+- a rolling restart (SIGTERM to each worker in turn) under load loses and doubles nothing.
 
 No response header says which worker answered, so the tests ask the kernel: the worker process
 that holds the server side of our TCP connection (psutil, by the workers' PIDs) is the one that
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import signal
 import sqlite3
 import threading
 import time
@@ -568,3 +570,129 @@ def test_one_cards_concurrent_payments_on_both_workers_are_counted_in_one_order(
             )
         assert body["features"] is not None
         assert body["features"]["card_count_1h"] == n + j
+
+
+# --- 7. a rolling restart under load (last: it replaces both workers) -------------------------
+ROLLING_PAYMENTS = 600
+ROLLING_THREADS = 6
+ROLLING_ATTEMPTS = 200
+ROLLING_TIMEOUT_S = 180.0
+
+
+class RollingLoad:
+    """Client threads sending every payment until it is answered 200, with the same
+    Idempotency-Key on every try (a payment backend retrying a 503 or a dropped connection)."""
+
+    def __init__(self, base: str, tag: str) -> None:
+        self.base = base
+        self.payments = [
+            {**(high_risk if n % 7 == 0 else low_risk)(f"roll-{tag}-{n}")}
+            for n in range(ROLLING_PAYMENTS)
+        ]
+        self.todo = iter(range(ROLLING_PAYMENTS))
+        self.answers: dict[str, dict[str, Any]] = {}
+        self.statuses: Counter[int] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.refusals: list[tuple[float, str | None]] = []  # (monotonic time, Retry-After)
+        self.gave_up: list[str] = []
+        self.lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._run, daemon=True) for _ in range(ROLLING_THREADS)
+        ]
+        self._pause = threading.Event()  # never set: the pause between retries
+
+    def _next(self) -> dict[str, Any] | None:
+        with self.lock:
+            n = next(self.todo, None)
+        return None if n is None else self.payments[n]
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=30.0) as client:
+            while (p := self._next()) is not None:
+                headers = {**BACKEND, "Idempotency-Key": f"key-{p['transaction_id']}"}
+                for _ in range(ROLLING_ATTEMPTS):
+                    try:
+                        r = client.post("/score", json=p, headers=headers)
+                    except httpx.TransportError as exc:
+                        with self.lock:
+                            self.errors[type(exc).__name__] += 1
+                        self._pause.wait(POLL_S)
+                        continue
+                    with self.lock:
+                        self.statuses[r.status_code] += 1
+                        if r.status_code == 503:
+                            self.refusals.append((time.monotonic(), r.headers.get("retry-after")))
+                        if r.status_code == 200:
+                            self.answers[p["transaction_id"]] = r.json()
+                    if r.status_code == 200:
+                        break
+                    self._pause.wait(POLL_S)
+                else:
+                    with self.lock:
+                        self.gave_up.append(p["transaction_id"])
+
+    def wait_answered(self, count: int, deadline: float) -> None:
+        while len(self.answers) < count and time.monotonic() < deadline:
+            self._pause.wait(POLL_S)
+
+
+def serving_worker(w: Workers, pid: int, deadline: float) -> None:
+    """Until worker `pid` itself answers /readyz 200 (fresh connections steered to it)."""
+    while time.monotonic() < deadline:
+        with contextlib.suppress(AssertionError, httpx.TransportError), connect(w, pid) as conn:
+            if conn.request("GET", "/readyz").status_code == 200:
+                return
+        threading.Event().wait(POLL_S)
+    raise AssertionError(f"replacement worker {pid} never served\n" + log_tail(w.server.log))
+
+
+def test_rolling_restart_under_load_loses_and_doubles_nothing(workers):
+    """SIGTERM each worker in turn under load: it drains (in-flight requests finish and commit,
+    later ones get 503 + Retry-After), exits, and BentoML's process manager starts a fresh
+    one, which serves before the next worker is stopped. Every payment then has exactly one
+    decision, equal to its client's answer, and a 503 came only after a drain began."""
+    w = workers
+    original = tuple(w.pids)
+    load = RollingLoad(w.base, new_tag())
+    deadline = time.monotonic() + ROLLING_TIMEOUT_S
+    for t in load.threads:
+        t.start()
+    first_drain: float | None = None
+    for k, old in enumerate(original):
+        load.wait_answered(ROLLING_PAYMENTS // 4 * (k + 1), deadline)  # under load at each stop
+        first_drain = time.monotonic() if first_drain is None else first_drain
+        psutil.Process(old).send_signal(signal.SIGTERM)
+        psutil.Process(old).wait(timeout=60)  # drained and exited by itself
+        fresh: set[int] = set()
+        while not fresh and time.monotonic() < deadline:
+            fresh = {p.pid for p in w.server.worker_processes()} - set(w.pids)
+            load._pause.wait(POLL_S)
+        assert len(fresh) == 1, f"no replacement for worker {old}\n" + log_tail(w.server.log)
+        w.pids = tuple(p for p in w.pids if p != old) + tuple(fresh)
+        serving_worker(w, fresh.pop(), deadline)
+    for t in load.threads:
+        t.join(timeout=max(1.0, deadline - time.monotonic()))
+    print(f"\nrolling restart: statuses {dict(load.statuses)}, dropped {dict(load.errors)}")
+
+    assert not any(t.is_alive() for t in load.threads), "the load did not finish in time"
+    assert set(w.pids).isdisjoint(original)  # both workers were replaced
+    assert load.gave_up == []
+    assert len(load.answers) == ROLLING_PAYMENTS
+    assert set(load.statuses) <= {200, 503}, load.statuses  # no 5xx but the drain's 503
+    assert all(retry == "1" for _, retry in load.refusals)
+    assert first_drain is not None
+    assert all(at >= first_drain for at, _ in load.refusals)  # 503 only once a drain began
+    ids = [p["transaction_id"] for p in load.payments]
+    with contextlib.closing(w.db()) as conn:
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            f"SELECT transaction_id, decision FROM decisions WHERE transaction_id IN ({marks})",
+            ids,
+        ).fetchall()
+        cases = conn.execute(
+            f"SELECT COUNT(*) FROM cases WHERE transaction_id IN ({marks})", ids
+        ).fetchone()[0]
+    stored = dict(rows)
+    assert len(rows) == len(stored) == ROLLING_PAYMENTS  # nothing lost, nothing doubled
+    assert {t: a["decision"] for t, a in load.answers.items()} == stored
+    assert cases == sum(1 for a in load.answers.values() if a["decision"] == "review")

@@ -1,7 +1,7 @@
 """policy backtest: what each scored payment was decided on, shadow decisions, backtests
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0004
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

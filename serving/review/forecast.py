@@ -1,0 +1,263 @@
+"""The review wait for the next hours, from the observed inflow, the calendar and the team. Pure.
+
+Inflow: reviews per hour of the day over the last week (each past case weighted by 1 / the
+promotion multiplier in force when it arrived, so last week's promotion does not inflate the
+baseline), times the calendar's promotion multipliers, times the nowcast level (observed over
+expected reviews in the last two hours). Capacity: the team's shifts, replaced
+by a calendar staffing change where one applies, times a maintenance window's capacity factor
+(0: nobody reviews). The wait: team.py's discrete-event queue (priority order, lognormal
+handling) run `runs` times on Poisson arrivals at the forecast rate, each run's rate scaled by
+a lognormal "forecast error" (sigma `inflow_sigma`), starting from the open queue as it
+stands. Per hour of arrival: p50 / p90 of the hold (held to decided, minutes) over all runs,
+and a band for the p90 (10th-90th percentile of the runs' own p90s): where an actual hour's
+p90 should fall.
+
+Arrivals are simulated for a tail beyond the horizon too (in a backlog, under priority order,
+later cases overtake the ones held inside it); there the horizon's staffing repeats a day later.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from serving.review.team import DAY_S, HOUR_S, Shift, TeamConfig, simulate_queue
+
+EventKind = Literal["promotion", "maintenance", "staffing"]
+SLOT_S = 600.0  # arrivals are drawn per 10-minute slot
+MAX_RUNS = 200
+
+
+@dataclass(frozen=True)
+class Event:
+    """A planned event: a promotion (volume x multiplier), a maintenance window (review
+    capacity x capacity_factor) or a staffing change (this many reviewers instead of the
+    shifts'), over [start, end) UTC."""
+
+    kind: EventKind
+    start: datetime
+    end: datetime
+    name: str = ""
+    volume_multiplier: float = 1.0
+    capacity_factor: float = 0.0
+    reviewers: int = 0
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the window (for "once per window")."""
+        return f"{self.kind}:{self.start.isoformat()}:{self.end.isoformat()}"
+
+    def covers(self, t: np.ndarray) -> np.ndarray:
+        return (t >= self.start.timestamp()) & (t < self.end.timestamp())
+
+
+@dataclass(frozen=True)
+class Calendar:
+    events: tuple[Event, ...] = ()
+
+    def multiplier(self, t: np.ndarray) -> np.ndarray:
+        """Expected volume relative to normal at times t (promotions multiply)."""
+        t = np.asarray(t, dtype=np.float64)
+        out = np.ones(t.shape)
+        for e in self.events:
+            if e.kind == "promotion":
+                out = np.where(e.covers(t), out * e.volume_multiplier, out)
+        return out
+
+    def staffing(self, team: TeamConfig) -> Callable[[np.ndarray], np.ndarray]:
+        """Reviewers reviewing at times t: shifts, staffing changes, maintenance windows."""
+
+        def at(t: np.ndarray) -> np.ndarray:
+            t = np.asarray(t, dtype=np.float64)
+            out = team.on_shift(t).astype(np.float64)
+            for e in self.events:
+                if e.kind == "staffing":
+                    out = np.where(e.covers(t), float(e.reviewers), out)
+            for e in self.events:
+                if e.kind == "maintenance":
+                    out = np.where(e.covers(t), out * e.capacity_factor, out)
+            return out
+
+        return at
+
+
+def baseline_inflow(
+    created_s: np.ndarray, now_s: float, calendar: Calendar, days: int = 7
+) -> np.ndarray:
+    """Reviews per hour for each hour of the day (24 values) from the cases of the last `days`
+    days, with past promotions divided out; over the days actually observed (at least one)."""
+    t = np.asarray(created_s, dtype=np.float64)
+    t = t[(t >= now_s - days * DAY_S) & (t < now_s)]
+    out = np.zeros(24)
+    if len(t) == 0:
+        return out
+    seen_days = min(float(days), max(1.0, (now_s - t.min()) / DAY_S))
+    hod = (np.mod(t, DAY_S) // HOUR_S).astype(np.int64)
+    np.add.at(out, hod, 1.0 / calendar.multiplier(t))
+    return out / seen_days
+
+
+def nowcast(
+    created_s: np.ndarray,
+    now_s: float,
+    baseline: np.ndarray,
+    calendar: Calendar,
+    window_s: float = 2 * HOUR_S,
+    bounds: tuple[float, float] = (0.25, 10.0),
+) -> float:
+    """Observed over expected reviews in the last `window_s` (add-one smoothed, bounded): how
+    far today runs above or below the baseline and the calendar. A promotion whose reviews
+    grow faster than its payment volume shows here within the hour."""
+    t = np.asarray(created_s, dtype=np.float64)
+    seen = int(((t >= now_s - window_s) & (t < now_s)).sum())
+    slots = np.arange(now_s - window_s, now_s, SLOT_S) + SLOT_S / 2
+    hod = (np.mod(slots, DAY_S) // HOUR_S).astype(np.int64)
+    expected = float((baseline[hod] * calendar.multiplier(slots)).sum() * SLOT_S / HOUR_S)
+    return float(np.clip((seen + 1.0) / (expected + 1.0), *bounds))
+
+
+def team_for(
+    staffing: Callable[[np.ndarray], np.ndarray], team: TeamConfig, start_s: float
+) -> TeamConfig | None:
+    """A TeamConfig whose daily shifts reproduce `staffing` over the day from start_s (minute
+    resolution); None when nobody reviews at all."""
+    minutes = np.arange(1440)
+    t = start_s + minutes * 60.0
+    count = np.rint(np.clip(staffing(t + 30.0), 0, None)).astype(np.int64)
+    if count.max() == 0:
+        return None
+    sod_min = np.mod(start_s, DAY_S) / 60.0
+    shifts: list[Shift] = []
+    for j in range(int(count.max())):
+        on = count > j
+        i = 0
+        while i < 1440:
+            if not on[i]:
+                i += 1
+                continue
+            k = i
+            while k < 1440 and on[k]:
+                k += 1
+            a = (sod_min + i) % 1440 / 60.0
+            b = (sod_min + k) % 1440 / 60.0
+            shifts.append(Shift(0, 0, 1) if k - i == 1440 else Shift(a, b, 1))
+            i = k
+    return replace(team, shifts=tuple(shifts))
+
+
+@dataclass(frozen=True)
+class Hour:
+    start: datetime
+    inflow: float  # expected reviews arriving in the hour
+    reviewers: float  # reviewing at the hour's middle
+    capacity: float  # cases the reviewers can finish in the hour
+    p50_min: float | None  # hold of a payment held in this hour (held -> decided)
+    p90_min: float | None
+    p90_band: tuple[float, float] | None
+    over_sla: bool
+    events: tuple[str, ...] = field(default=())
+
+
+def forecast(
+    now: datetime,
+    team: TeamConfig,
+    calendar: Calendar,
+    baseline: np.ndarray,
+    open_priorities: Sequence[float] = (),
+    priority_sample: Sequence[float] = (),
+    *,
+    hours: int = 24,
+    runs: int = 30,
+    inflow_sigma: float = 0.2,
+    seed: int = 0,
+    level: float = 1.0,
+    tail_hours: int = 24,
+) -> list[Hour]:
+    """Per hour from `now` (the hour it is in): inflow, capacity, hold p50/p90 and band.
+    Arrivals are simulated `tail_hours` beyond the horizon (they compete with its cases)."""
+    if not 1 <= runs <= MAX_RUNS:
+        raise ValueError(f"runs must be 1..{MAX_RUNS}")
+    start_s = math.floor(now.timestamp() / HOUR_S) * HOUR_S
+    now_s = max(now.timestamp(), start_s)
+    end_s = start_s + hours * HOUR_S
+    staffing = calendar.staffing(team)
+    sim_team = team_for(staffing, team, start_s)
+    # arrivals go on past the horizon: under priority order in a backlog, cases that arrive
+    # later overtake the ones held inside it
+    slots = np.arange(start_s, end_s + tail_hours * HOUR_S, SLOT_S)
+    mid = slots + SLOT_S / 2
+    rate = baseline[(np.mod(mid, DAY_S) // HOUR_S).astype(np.int64)] * calendar.multiplier(mid)
+    per_slot = rate * level * SLOT_S / HOUR_S  # expected reviews per slot (nowcast level)
+    per_slot[slots + SLOT_S <= now_s] = 0.0  # the past of the current hour has happened
+    rng = np.random.default_rng(seed)
+    sample = np.asarray(priority_sample, dtype=np.float64)
+    holds: list[list[np.ndarray]] = [[] for _ in range(hours)]
+    for r in range(runs if sim_team is not None else 0):
+        assert sim_team is not None
+        level = float(rng.lognormal(0.0, inflow_sigma)) if inflow_sigma > 0 else 1.0
+        counts = rng.poisson(per_slot * level)
+        lo = np.minimum(np.maximum(slots, now_s), slots + SLOT_S)
+        times = np.concatenate(
+            [rng.uniform(a, s + SLOT_S, n) for a, s, n in zip(lo, slots, counts, strict=True)]
+        )
+        prio = rng.choice(sample, len(times)) if len(sample) else np.zeros(len(times))
+        q = np.asarray(open_priorities, dtype=np.float64)
+        arrivals = pd.DataFrame(
+            {
+                "time": np.concatenate([np.full(len(q), now_s), times]),
+                "priority": np.concatenate([q, prio]),
+            }
+        )
+        if arrivals.empty:
+            continue
+        res = simulate_queue(
+            arrivals, replace(sim_team, seed=seed + r), True, period=(start_s, end_s)
+        )
+        new = res.cases.iloc[len(q) :]
+        hour = ((new["time"].to_numpy() - start_s) // HOUR_S).astype(np.int64)
+        hold = new["hold"].to_numpy() / 60.0
+        for h in range(hours):
+            holds[h].append(hold[hour == h])
+    out = []
+    sla = team.sla_min
+    for h in range(hours):
+        t0 = start_s + h * HOUR_S
+        hmid = np.array([t0 + HOUR_S / 2])
+        reviewers = float(staffing(hmid)[0])
+        inflow = float(per_slot[h * 6 : h * 6 + 6].sum())
+        pooled = np.concatenate(holds[h]) if holds[h] else np.zeros(0)
+        p50 = p90 = None
+        band = None
+        if len(pooled):
+            p50, p90 = (round(float(np.percentile(pooled, q)), 1) for q in (50, 90))
+            run_p90 = [float(np.percentile(x, 90)) for x in holds[h] if len(x)]
+            band = (
+                round(float(np.percentile(run_p90, 10)), 1),
+                round(float(np.percentile(run_p90, 90)), 1),
+            )
+        names = tuple(
+            e.name or e.kind
+            for e in calendar.events
+            if e.start.timestamp() < t0 + HOUR_S and e.end.timestamp() > t0
+        )
+        out.append(
+            Hour(
+                start=datetime.fromtimestamp(t0, tz=UTC),
+                inflow=round(inflow, 2),
+                reviewers=round(reviewers, 2),
+                capacity=round(reviewers * 60.0 / team.mean_handling_min, 2),
+                p50_min=p50,
+                p90_min=p90,
+                p90_band=band,
+                # nobody reviewing at all: no finite wait, certainly over the SLA
+                over_sla=bool(p90 > sla if p90 is not None else inflow > 0 and sim_team is None),
+                events=names,
+            )
+        )
+    return out

@@ -1,0 +1,145 @@
+"""The review-wait forecast (pure): inflow from history and the calendar, capacity from the
+team and the calendar, and p90 bands that hold the simulated hours' p90."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.review.forecast import Calendar, Event, baseline_inflow, forecast, nowcast, team_for
+from serving.review.team import DAY_S, HOUR_S, Shift, TeamConfig, simulate_queue
+
+NOW = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
+T0 = NOW.timestamp()
+
+
+def at(hours: float) -> datetime:
+    return NOW + timedelta(hours=hours)
+
+
+def test_baseline_counts_reviews_per_hour_of_day_and_divides_out_past_promotions():
+    # two days of history: 4 cases at 10:xx each day; on the second day a 2x promotion
+    day1 = T0 - 2 * DAY_S + 10 * HOUR_S + np.arange(4) * 60
+    day2 = T0 - DAY_S + 10 * HOUR_S + np.arange(8) * 60
+    promo = Calendar((Event("promotion", at(-24), at(-12), volume_multiplier=2.0),))
+    first = np.array([T0 - 2 * DAY_S])  # history starts two days ago, at midnight
+    base = baseline_inflow(np.concatenate([first, day1, day2]), T0, promo)
+    assert base[10] == pytest.approx(4.0)  # (4 + 8 / 2) / 2 days
+    assert base[0] == pytest.approx(0.5)
+    assert base.sum() == pytest.approx(4.5)
+
+
+def test_calendar_changes_staffing_and_maintenance_stops_reviews():
+    team = TeamConfig(shifts=(Shift(0, 0, 2),))
+    cal = Calendar(
+        (
+            Event("staffing", at(2), at(4), reviewers=5),
+            Event("maintenance", at(3), at(3.5)),
+        )
+    )
+    t = np.array([at(h).timestamp() for h in (1, 2.5, 3.2, 3.7, 5)])
+    assert list(cal.staffing(team)(t)) == [2, 5, 0, 5, 2]
+
+
+def test_team_for_reproduces_the_calendar_staffing_over_the_day():
+    team = TeamConfig()
+    cal = Calendar(
+        (Event("maintenance", at(9), at(10.5)), Event("staffing", at(14), at(16), reviewers=4))
+    )
+    staffing = cal.staffing(team)
+    sim = team_for(staffing, team, T0)
+    assert sim is not None
+    t = T0 + np.arange(0, DAY_S, 300.0) + 30
+    assert (sim.on_shift(t) == np.rint(staffing(t))).all()
+    nobody = Calendar((Event("staffing", at(0), at(30), reviewers=0),))
+    assert team_for(nobody.staffing(team), team, T0) is None
+
+
+def flat(rate: float) -> np.ndarray:
+    return np.full(24, rate)
+
+
+def test_a_promotion_raises_inflow_and_wait_and_a_maintenance_hour_has_no_capacity():
+    team = TeamConfig(shifts=(Shift(0, 0, 2),))
+    quiet = forecast(NOW, team, Calendar(), flat(6.0), runs=20)
+    cal = Calendar(
+        (
+            Event("promotion", at(4), at(8), "sale", volume_multiplier=4.0),
+            Event("maintenance", at(12), at(13), "upgrade"),
+        )
+    )
+    busy = forecast(NOW, team, cal, flat(6.0), runs=20)
+    assert len(busy) == 24
+    assert busy[5].inflow == pytest.approx(24.0)
+    assert quiet[5].inflow == pytest.approx(6.0)
+    assert busy[7].p90_min > quiet[7].p90_min
+    assert busy[12].capacity == 0
+    assert busy[12].over_sla
+    assert busy[12].events == ("upgrade",)
+    assert not quiet[12].over_sla
+    assert busy[7].p90_band[0] <= busy[7].p90_min <= busy[7].p90_band[1] * 1.5
+    assert forecast(NOW, team, cal, flat(6.0), runs=20) == busy  # seeded: same answer
+
+
+def test_nobody_reviewing_is_over_the_sla_with_no_finite_wait():
+    team = TeamConfig(shifts=(Shift(0, 0, 1),))
+    cal = Calendar((Event("staffing", at(0), at(30), reviewers=0),))
+    hours = forecast(NOW, team, cal, flat(3.0), runs=3)
+    assert all(h.p90_min is None and h.over_sla for h in hours)
+
+
+def simulated_day(team: TeamConfig, rate: np.ndarray, cal: Calendar, seed: int) -> pd.Series:
+    """The "actual" day: Poisson arrivals at a rate the forecast did not know exactly
+    (x 1.15), through team.py's queue under the calendar's staffing; p90 hold per hour."""
+    rng = np.random.default_rng(seed)
+    times = []
+    for h in range(24):
+        mid = T0 + h * HOUR_S + HOUR_S / 2
+        n = rng.poisson(rate[h] * 1.15 * cal.multiplier(np.array([mid]))[0])
+        times.append(T0 + h * HOUR_S + rng.uniform(0, HOUR_S, n))
+    t = np.concatenate(times)
+    prio = rng.choice([1.0, 5.0, 20.0, 80.0], len(t))
+    sim = team_for(cal.staffing(team), team, T0)
+    assert sim is not None
+    res = simulate_queue(pd.DataFrame({"time": t, "priority": prio}), replace(sim, seed=99), True)
+    hour = (res.cases["time"] - T0) // HOUR_S
+    return (res.cases["hold"] / 60).groupby(hour).quantile(0.9)
+
+
+@pytest.mark.parametrize("case", ["surge day", "maintenance window"])
+def test_simulated_hours_p90_falls_in_the_forecast_band(case):
+    """The check the issue asks for, in small: >= 80% of hours' actual p90 inside the band."""
+    team = TeamConfig()
+    rate = np.where((np.arange(24) >= 8) & (np.arange(24) < 20), 8.0, 3.0)
+    if case == "surge day":
+        cal = Calendar((Event("promotion", at(10), at(16), volume_multiplier=3.0),))
+    else:
+        cal = Calendar((Event("maintenance", at(14), at(15.5)),))
+    hours = forecast(NOW, team, cal, rate, [], [1.0, 5.0, 20.0, 80.0], runs=40, seed=1)
+    inside = total = 0
+    for seed in (11, 12):
+        actual = simulated_day(team, rate, cal, seed)
+        for h, p90 in actual.items():
+            band = hours[int(h)].p90_band
+            assert band is not None
+            total += 1
+            inside += band[0] - 0.5 <= p90 <= band[1] + 0.5
+    assert inside / total >= 0.8, f"{inside} of {total} hours inside the band"
+
+
+def test_nowcast_scales_the_forecast_by_what_the_last_hours_brought():
+    base = flat(6.0)
+    cal = Calendar()
+    # the last two hours brought 36 reviews where 12 were expected: (36 + 1) / (12 + 1)
+    recent = T0 - np.linspace(60, 7000, 36)
+    assert nowcast(recent, T0, base, cal) == pytest.approx(37 / 13)
+    assert nowcast(np.zeros(0), T0, base, cal) == 0.25  # a quiet day, bounded below
+    promo = Calendar((Event("promotion", at(-2), at(2), volume_multiplier=3.0),))
+    assert nowcast(recent, T0, base, promo) == pytest.approx(1.0)  # the promotion explains it
+    team = TeamConfig(shifts=(Shift(0, 0, 2),))
+    scaled = forecast(NOW, team, cal, base, runs=2, level=2.0)
+    assert scaled[3].inflow == pytest.approx(12.0)
