@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, NonNegativeInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -55,6 +57,16 @@ class Settings(BaseSettings):
     capacity_reviews_per_hour: float = 30.0
     capacity_max_review_probability: float = 0.2  # ceiling when the model reviews by probability
     capacity_max_review_saving: float = 50.0  # ceiling (money) when it reviews by expected saving
+    capacity_max_shed_loss_per_day: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="most expected fraud loss the raised band may let through per UTC day",
+    )
+    capacity_plan: Literal["fixed", "team"] = Field(
+        default="fixed",
+        description="fixed: capacity_reviews_per_hour; team: the team on shift, SLA-planned",
+    )
     four_eyes_amount: float | None = Field(
         default=None, ge=0, description="above this amount a review decision needs a 2nd key"
     )

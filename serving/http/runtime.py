@@ -343,6 +343,8 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
     gc.collect()
     gc.freeze()
     gc.set_threshold(*settings.gc_threshold)
+    if settings.capacity_plan == "team":
+        runtime.scorer.fresh.capacity_at = team_capacity(settings)
     if settings.score_group_max > 1:
         runtime.groups = GroupScorer(runtime.scorer.score_group, settings.score_group_max).start()
     runtime.watchers = [
@@ -354,3 +356,24 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
         runtime.deliverer = Deliverer(engine, settings.webhook_url, settings.webhook_secret)
         runtime.deliverer.start()
     return runtime
+
+
+def team_capacity(settings: Settings) -> Callable[[float], float]:
+    """RISKGATE_CAPACITY_PLAN=team: reviews an hour the team on shift at t can take, planned as
+    `riskgate simulate` plans it (the lower of 80% utilisation and the rate at which 95% of the
+    holds stay within the SLA), so the service adapts as the simulator shows."""
+    from serving.review.settlement import team_of
+
+    team = team_of(settings.team_shifts, settings.team_handling_minutes, settings.sla_minutes)
+
+    cache: dict[int, float] = {}
+
+    def at(t: float) -> float:  # t: seconds since the epoch; shifts are UTC hours of the day
+        minute = int(t // 60)  # shifts change on the minute at most: plan once a minute
+        if minute not in cache:
+            if len(cache) > 1_440:
+                cache.clear()
+            cache[minute] = float(team.sla_capacity_per_hour(minute * 60.0))
+        return cache[minute]
+
+    return at

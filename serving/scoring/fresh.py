@@ -70,14 +70,21 @@ class FreshScorer:
         self._since_drift = 0
         self._pool = ThreadPoolExecutor(max_workers=MODEL_SLOTS, thread_name_prefix="model")
         self._slots = threading.BoundedSemaphore(MODEL_SLOTS)  # model calls running at most
+        shed_budget = settings.capacity_max_shed_loss_per_day
         self.governor = CapacityGovernor(
             CapacityConfig(
                 enabled=settings.capacity_enabled,
                 # each worker process sees about 1/workers of the payments
                 reviews_per_hour=settings.capacity_reviews_per_hour / settings.workers,
                 max_review_threshold=settings.capacity_max_review_probability,
+                max_shed_loss_per_day=(
+                    None if shed_budget is None else shed_budget / settings.workers
+                ),
             )
         )
+        # reviews an hour the team on shift at t (seconds) can take (RISKGATE_CAPACITY_PLAN=team:
+        # the simulator's plan, set by the runtime); None: the fixed capacity_reviews_per_hour
+        self.capacity_at: Callable[[float], float] | None = None
 
     # -- the model call, under its deadline ---------------------------------------------------
     def _call_model(self, model: RiskModel, X: np.ndarray, timeout: float) -> np.ndarray:
@@ -224,6 +231,7 @@ class FreshScorer:
         config = self.policy()
         thresholds = model.thresholds if model else None
         adjusted = False
+        review_score = model_review = 0.0
         if thresholds is not None and probability is not None:
             now_s = self.clock().timestamp()
             ceiling = (
@@ -231,16 +239,25 @@ class FreshScorer:
                 if thresholds.review_by == "saving"
                 else self.settings.capacity_max_review_probability
             )
+            if self.capacity_at is not None:
+                per_worker = max(float(self.capacity_at(now_s)) / self.settings.workers, 1e-9)
+                if per_worker != self.governor.config.reviews_per_hour:
+                    self.governor.config = replace(
+                        self.governor.config, reviews_per_hour=per_worker
+                    )
+            model_review = thresholds.review
+            review_score = float(thresholds.review_score(probability, float(record["amount"])))
             band = self.governor.band(now_s, thresholds.review, thresholds.decline, ceiling)
-            self.governor.observe(
-                now_s, float(thresholds.review_score(probability, float(record["amount"])))
-            )
+            self.governor.observe(now_s, review_score)
             adjusted = band.adjusted
             if adjusted:
                 thresholds = replace(thresholds, review=band.review)
                 m().capacity_adjusted.inc()
             m().review_threshold.set(band.review)
         outcome = decide(record, features, probability, thresholds, config)
+        if adjusted and outcome.decision == "approve" and review_score >= model_review:
+            # the raised band let this one through: its expected loss spends today's budget
+            self.governor.shed(now_s, float(probability or 0.0) * float(record["amount"]))
         shadow = self.shadow()
         shadow_decision = (
             None
