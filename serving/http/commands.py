@@ -84,10 +84,18 @@ def serve(args: argparse.Namespace) -> int:
         for line in refused:
             print(f"error: {line}", file=sys.stderr)
         return 2
+    from sqlalchemy.exc import OperationalError
+
     from serving.core.settings import Settings
     from serving.http.deployment import check_before_serve
+    from serving.http.startup import PREFIX, one_line
 
-    mismatch = check_before_serve(Settings())  # stamps both stores at the first start
+    try:
+        mismatch = check_before_serve(Settings())  # stamps both stores at the first start
+    except OperationalError as exc:  # the decision store: the same one line a worker would give
+        text = f"RISKGATE_DB_URL: the database cannot be opened ({exc.orig})"
+        print(PREFIX + one_line(text), file=sys.stderr, flush=True)
+        return 3
     if mismatch is not None:
         print(f"error: {mismatch}", file=sys.stderr)
         return 2
