@@ -53,7 +53,9 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, seed: int) -> Pipeline:
     model = make_pipeline(
         SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
         StandardScaler(),
-        LogisticRegression(class_weight="balanced", max_iter=500, random_state=seed),
+        # tol 1e-3: a third of the iterations of the default 1e-4 at the same test AP (0.117
+        # vs 0.113 on the default sample); it was over half of every training run's time
+        LogisticRegression(class_weight="balanced", max_iter=500, tol=1e-3, random_state=seed),
     )
     X_clean = np.where(np.isinf(X), np.nan, X)
     return model.fit(X_clean, y)

@@ -7,15 +7,13 @@ test starts is stopped by its PID (see tests/servers.py).
 from __future__ import annotations
 
 import atexit
-import dataclasses
-import math
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -27,48 +25,19 @@ if "bentoml" not in sys.modules:
     os.environ["BENTOML_HOME"] = _BENTOML_HOME
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
-from data.simulator import SimulationConfig, simulate
-from tests.serving.helpers import KEY_SPEC, high_risk, low_risk
-from training.config import SearchSettings, TrainConfig
-from training.model import RiskModel, Thresholds
-from training.pipeline import train
+from tests.serving.helpers import KEY_SPEC
+from tests.small_model import DAYS, ROWS, SEED, probability_of, small_model  # noqa: F401
+from training.model import RiskModel
 
 if TYPE_CHECKING:
     from tests.servers import Server
 
-# Smaller than the serving suite's model (these tests are about faults, not model quality).
-ROWS, DAYS, SEED = 20_000, 40, 11
-
-
-def probability_of(model: RiskModel, payment: dict[str, Any]) -> float:
-    """The model's probability for a payment scored against an empty online state."""
-    from features.online import OnlineFeatures, prepare
-    from features.registry import select
-    from features.state import MemoryState
-    from serving.core.schemas import PaymentIn
-
-    online = OnlineFeatures(MemoryState(), select(model.features))
-    x = online.compute(prepare(PaymentIn.model_validate(payment).contract()))
-    return float(model.predict_proba(x.reshape(1, -1))[0])
-
 
 @pytest.fixture(scope="session")
 def fault_model() -> RiskModel:
-    """A trained model whose review threshold separates the two reference payments.
-
-    The threshold sits at the geometric mean of the low- and high-risk reference payments'
-    probabilities, so `low_risk()` is approved and `high_risk()` held for review (as in
-    tests/serving/conftest.py); the model never declines on its own (decline threshold > 1).
-    """
-    model = train(
-        simulate(SimulationConfig(rows=ROWS, days=DAYS, seed=SEED)),
-        TrainConfig(search=SearchSettings(trials=1)),
-    ).model
-    p_low, p_high = probability_of(model, low_risk()), probability_of(model, high_risk())
-    if not p_high > 4 * p_low:
-        pytest.fail(f"test model does not separate the references ({p_low:.5f}, {p_high:.5f})")
-    review = math.sqrt(p_low * p_high)
-    return dataclasses.replace(model, thresholds=Thresholds(review=review, decline=1.01))
+    """A trained model whose review threshold separates the two reference payments (shared
+    with the scale-out suite: tests/small_model.py)."""
+    return small_model()
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
-import math
 import os
 import shutil
 import subprocess
@@ -44,13 +42,11 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from data.simulator import SimulationConfig, simulate
 from serving.store import db
 from tests.servers import free_port, log_tail
 from tests.serving.helpers import high_risk, low_risk, running_service  # noqa: F401 (re-exported)
-from training.config import SearchSettings, TrainConfig
-from training.model import RiskModel, Thresholds
-from training.pipeline import train
+from tests.small_model import small_model
+from training.model import RiskModel
 
 ROWS, DAYS, SEED = 20_000, 40, 11
 DEADLINE_MS = "5000"  # generous: a loaded machine must not push the model into the fallback
@@ -102,16 +98,7 @@ def scale_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     `high_risk` held for review deterministically, through the real model; the decline
     threshold is above 1 (the model never declines on its own).
     """
-    model = train(
-        simulate(SimulationConfig(rows=ROWS, days=DAYS, seed=SEED)),
-        TrainConfig(search=SearchSettings(trials=1)),
-    ).model
-    p_low = probability_of(model, low_risk("ref"))
-    p_high = probability_of(model, high_risk("ref"))
-    if not p_high > 4 * p_low:
-        pytest.fail(f"test model does not separate the references ({p_low:.5f}, {p_high:.5f})")
-    review = math.sqrt(p_low * p_high)
-    model = dataclasses.replace(model, thresholds=Thresholds(review=review, decline=1.01))
+    model = small_model()  # the fault suite's, trained once (tests/small_model.py)
     return model.save(tmp_path_factory.mktemp("scale-model") / "artifact")
 
 
