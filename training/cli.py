@@ -202,10 +202,12 @@ def train(args: argparse.Namespace) -> int:
         return 2
     config = replace(config, search=search)
     frame = load(args.data, args.mapping)
+    report = None
     if args.labels:
         labels = validate_labels(read_labels(args.labels), args.labels)
         merged = merge_labels(frame, labels, args.labels)
-        print(merge_report(frame, merged, labels), file=sys.stderr)
+        report = merge_report(frame, merged, labels)
+        print(report, file=sys.stderr)
         frame = merged
     try:
         periods = {
@@ -259,6 +261,9 @@ def train(args: argparse.Namespace) -> int:
 
     extra: dict[str, float] = {}
     tags: dict[str, str] = {}
+    if report is not None:  # the run records what the label file did (the feedback loop's evidence)
+        extra.update(report.as_metrics())
+        tags["labels_changed_ids_digest"] = report.changed_ids_digest
     if not args.no_mlflow:
         from training import tracking
 
@@ -301,6 +306,7 @@ def train(args: argparse.Namespace) -> int:
             figs = _figures(result, Path(tmp))
             params = {
                 "data": args.data,
+                "labels": args.labels or "",
                 "rows": len(frame),
                 **{f"split_{k}": v for k, v in result.split.as_params().items()},
                 **{f"lgb_{k}": v for k, v in asdict(config.lightgbm).items()},

@@ -7,6 +7,7 @@ says, because that is when the truth was first known.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,16 @@ class MergeReport:
     matched: int  # payments of the data that the file labels
     changed: int  # of those, payments whose label the file changed
     unmatched: int  # label events for payments not in the data
+    changed_ids_digest: str = ""  # which payments changed label (see changed_ids_digest)
+
+    def as_metrics(self) -> dict[str, float]:
+        """The counts under the names the MLflow run records them (`riskgate train --labels`)."""
+        return {
+            "labels_events": float(self.events),
+            "labels_matched": float(self.matched),
+            "labels_changed": float(self.changed),
+            "labels_unmatched": float(self.unmatched),
+        }
 
     def __str__(self) -> str:
         return (
@@ -61,7 +72,20 @@ def merge_report(before: pd.DataFrame, after: pd.DataFrame, labels: pd.DataFrame
     matched = ids.isin(labels["transaction_id"])
     old = before["is_fraud"] if "is_fraud" in before else pd.Series(pd.NA, index=before.index)
     changed = matched & (old.astype("Float64").fillna(-1) != after["is_fraud"].astype("Float64"))
-    return MergeReport(len(labels), int(matched.sum()), int(changed.sum()), int((~hit).sum()))
+    return MergeReport(
+        len(labels),
+        int(matched.sum()),
+        int(changed.sum()),
+        int((~hit).sum()),
+        changed_ids_digest(ids[changed]),
+    )
+
+
+def changed_ids_digest(ids: pd.Series | list[str]) -> str:
+    """Names the set of relabelled payments without listing them (a run tag stays small, and
+    anyone holding the ids can check which payments a model saw relabelled)."""
+    text = "\n".join(sorted(str(i) for i in ids))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def validate_labels(labels: pd.DataFrame, source: str) -> pd.DataFrame:
