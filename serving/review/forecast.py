@@ -5,8 +5,7 @@ promotion multiplier in force when it arrived, so last week's promotion does not
 baseline), times the calendar's promotion multipliers, times the nowcast level (observed over
 expected reviews in the last two hours, or since a running promotion began). The level fades
 with distance (e-folding 2 h) except inside a promotion it has watched for an hour, where it
-holds to the promotion's end; a promotion not yet seen is uncertain by a factor of its own
-multiplier (each run draws how far it moves the reviews). Capacity: the team's shifts, replaced
+holds to the promotion's end. Capacity: the team's shifts, replaced
 by a calendar staffing change where one applies, times a maintenance window's capacity factor
 (0: nobody reviews). The wait: team.py's discrete-event queue (priority order, lognormal
 handling) run `runs` times on Poisson arrivals at the forecast rate, each run's rate scaled by
@@ -237,16 +236,9 @@ def forecast(
     faded = 1.0 + (level - 1.0) * np.exp(-ahead / level_fade_hours)
     # except within a promotion the nowcast has watched for an hour: there the level measures
     # the promotion itself (its reviews may grow faster than its volume), until it ends
-    unseen: list[tuple[np.ndarray, float]] = []  # promotions not watched yet: slots, sigma
     for e in calendar.events:
-        if e.kind != "promotion" or e.end.timestamp() <= now_s:
-            continue
-        if e.start.timestamp() <= now_s - HOUR_S:
+        if e.kind == "promotion" and e.start.timestamp() <= now_s - HOUR_S < e.end.timestamp():
             faded = np.where(e.covers(mid), level, faded)
-        elif e.volume_multiplier != 1.0:
-            # how far a promotion moves the reviews is known only once it runs (who pays
-            # changes, not only how many): until then, uncertain by a factor of its multiplier
-            unseen.append((e.covers(mid), abs(math.log(e.volume_multiplier))))
     per_slot = rate * faded * SLOT_S / HOUR_S  # expected reviews per slot
     per_slot[slots + SLOT_S <= now_s] = 0.0  # the past of the current hour has happened
     rng = np.random.default_rng(seed)
@@ -255,10 +247,7 @@ def forecast(
     for r in range(runs if sim_team is not None else 0):
         assert sim_team is not None
         level = float(rng.lognormal(0.0, inflow_sigma)) if inflow_sigma > 0 else 1.0
-        run_rate = per_slot * level
-        for covered, sigma in unseen:
-            run_rate = np.where(covered, run_rate * rng.lognormal(0.0, sigma), run_rate)
-        counts = rng.poisson(run_rate)
+        counts = rng.poisson(per_slot * level)
         lo = np.minimum(np.maximum(slots, now_s), slots + SLOT_S)
         times = np.concatenate(
             [rng.uniform(a, s + SLOT_S, n) for a, s, n in zip(lo, slots, counts, strict=True)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -169,21 +168,6 @@ def test_within_a_promotion_it_has_watched_the_level_holds_until_the_promotion_e
     assert hours[10].inflow < 6.0 * 1.1  # after the promotion: faded
     fresh = Calendar((Event("promotion", at(-0.5), at(6), volume_multiplier=2.0),))
     assert forecast(NOW, team, fresh, base, runs=2, level=1.5)[4].inflow < 6.0 * 2.0 * 1.1
-
-
-def test_a_promotion_not_yet_seen_widens_the_band_by_its_multiplier():
-    """Before a promotion runs, how far it moves the reviews is uncertain: the band is wider
-    than for the same hours once it has been watched (the same level measured)."""
-    team = TeamConfig()
-    ahead = Calendar((Event("promotion", at(2), at(12), volume_multiplier=3.0),))
-    seen = Calendar((Event("promotion", at(-2), at(12), volume_multiplier=3.0),))
-    a = forecast(NOW, team, ahead, flat(8.0), runs=30, seed=3)
-    b = forecast(NOW, team, seen, flat(8.0), runs=30, seed=3)
-
-    def width(h: list[Any]) -> float:
-        return sum(x.p90_band[1] - x.p90_band[0] for x in h[4:10])
-
-    assert width(a) > 1.5 * width(b)
 
 
 def test_a_quiet_hours_band_is_the_spread_of_a_p90_of_a_few_waits():
