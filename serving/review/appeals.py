@@ -158,11 +158,13 @@ def open_appeal(
                     "decided_at": rfc3339(case.decided_at) if case.decided_at else None,
                     "note": case.note,
                 }
-                conn.execute(
+                reopened = conn.execute(
                     update(db.cases)
-                    .where(c.id == case.id, c.version == case.version)
+                    .where(c.id == case.id, c.version == case.version, c.status == "decided")
                     .values(**open_case, version=c.version + 1)
                 )
+                if reopened.rowcount != 1:  # a concurrent appeal reopened it first
+                    raise AppealError(409, f"payment {transaction_id} was already appealed")
                 case_id = case.id
             conn.execute(
                 insert(db.appeals).values(
