@@ -100,7 +100,24 @@ def listed(client: Any, txn: str) -> dict[str, Any]:
     return next(x for x in r.json()["items"] if x["transaction_id"] == txn)
 
 
-def test_an_overturned_appeal_settles_the_payment_and_labels_it_genuine(shop):
+@pytest.fixture
+def online_labels(monkeypatch) -> list[tuple[str, bool]]:
+    """The labels the online state is given (transaction id, is_fraud), in order."""
+    from serving.http.service import http_app
+
+    online = http_app.state.runtime.holder.current.online
+    seen: list[tuple[str, bool]] = []
+    real = online.apply_label
+
+    def spy(transaction_id: str, is_fraud: bool, label_time: Any) -> bool:
+        seen.append((transaction_id, is_fraud))
+        return real(transaction_id, is_fraud, label_time)
+
+    monkeypatch.setattr(online, "apply_label", spy)
+    return seen
+
+
+def test_an_overturned_appeal_settles_the_payment_and_labels_it_genuine(shop, online_labels):
     txn = declined_by_review(shop, "ap-over")["transaction_id"]
     r = appeal(shop, txn, json={"note": f"customer confirmed, card {CARD}"})
     assert r.status_code == 201, r.text
@@ -121,6 +138,8 @@ def test_an_overturned_appeal_settles_the_payment_and_labels_it_genuine(shop):
     assert item["appeal"]["status"] == "overturned"
     assert item["appeal"]["decided_at"]
     assert labels(shop, txn) == {"review": True, "appeal": False}
+    # the online state took the review's fraud label, then the appeal's genuine one
+    assert [x for x in online_labels if x[0] == txn] == [(txn, True), (txn, False)]
     types = [e["type"] for e in events(txn)]
     assert types[-2:] == ["appeal.opened", "appeal.overturned"]
     # the merchant's note kept its words, never the card number
@@ -141,7 +160,7 @@ def test_an_overturned_appeal_settles_the_payment_and_labels_it_genuine(shop):
     assert "4111" not in str(events(txn))
 
 
-def test_an_upheld_appeal_keeps_the_decline_and_labels_fraud(shop):
+def test_an_upheld_appeal_keeps_the_decline_and_labels_fraud(shop, online_labels):
     """Declined at scoring (a block list): the appeal opens a new case."""
     p = {**low_risk("ap-block"), "merchant_id": MERCHANT_ID}
     put = shop.put(
@@ -163,6 +182,7 @@ def test_an_upheld_appeal_keeps_the_decline_and_labels_fraud(shop):
     assert item["status"] == "declined"
     assert item["appeal"]["status"] == "upheld"
     assert labels(shop, txn) == {"appeal": True}
+    assert [x for x in online_labels if x[0] == txn] == [(txn, True)]
     assert [e["type"] for e in events(txn)][-2:] == ["appeal.opened", "appeal.upheld"]
 
 
