@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     )
     policy_file: str | None = None
     sla_minutes: float = 15.0
+    appeals_sla_minutes: float = Field(
+        default=240.0, gt=0, description="SLA of the appeals queue (a merchant's appeal)"
+    )
     claim_minutes: float = 15.0
     webhook_url: str | None = None
     webhook_secret: str | None = None

@@ -34,6 +34,8 @@ from serving.core.schemas import (
 )
 from serving.http.metrics import router as metrics_router
 from serving.review import operations, queue
+from serving.review.appeals import QUEUE as APPEALS
+from serving.review.routing import QueueSpec
 from serving.scoring.policy import MAX_FALLBACK_AMOUNT
 from serving.store import db
 
@@ -306,9 +308,9 @@ def _apply_review_label(
     m().time_to_decision.observe(result["waited_seconds"])
     if result["past_sla"]:
         m().sla_breaches.inc()
-    if result["decision"] in ("approve", "decline_fraud"):
+    if result.get("label_is_fraud") is not None:  # a review's or an appeal's label
         rt.holder.current.online.apply_label(
-            result["transaction_id"], result["decision"] == "decline_fraud", now
+            result["transaction_id"], result["label_is_fraud"], now
         )
     rt.wake_webhooks()
 
@@ -328,7 +330,11 @@ def decide_case(
 
 
 def _queues(rt: Any) -> Any:
-    return operations.load_config(rt.engine, rt.settings.sla_minutes)
+    """The stored queues, and the appeals queue always (filled only by POST .../appeal)."""
+    config = operations.load_config(rt.engine, rt.settings.sla_minutes)
+    if config.get(APPEALS) is None:
+        config = config.with_queue(QueueSpec(APPEALS, rt.settings.appeals_sla_minutes))
+    return config
 
 
 def explain_arms(rt: Any) -> tuple[str, ...]:
@@ -557,6 +563,12 @@ def _merchants_router() -> APIRouter:
     return merchants
 
 
+def _appeals_router() -> APIRouter:
+    from serving.http.appeals import router as appeals
+
+    return appeals
+
+
 def _calendar_router() -> APIRouter:
     from serving.http.calendar import router as calendar
 
@@ -576,6 +588,7 @@ def create_app() -> FastAPI:
 
     app.include_router(policy_api.router)
     app.include_router(_merchants_router())
+    app.include_router(_appeals_router())
     app.include_router(_calendar_router())
 
     @app.exception_handler(StarletteHTTPException)

@@ -3,14 +3,17 @@
 Inflow: reviews per hour of the day over the last week (each past case weighted by 1 / the
 promotion multiplier in force when it arrived, so last week's promotion does not inflate the
 baseline), times the calendar's promotion multipliers, times the nowcast level (observed over
-expected reviews in the last two hours). Capacity: the team's shifts, replaced
+expected reviews in the last two hours, or since a running promotion began). The level fades
+with distance (e-folding 2 h) except inside a promotion it has watched for an hour, where it
+holds to the promotion's end. Capacity: the team's shifts, replaced
 by a calendar staffing change where one applies, times a maintenance window's capacity factor
 (0: nobody reviews). The wait: team.py's discrete-event queue (priority order, lognormal
 handling) run `runs` times on Poisson arrivals at the forecast rate, each run's rate scaled by
 a lognormal "forecast error" (sigma `inflow_sigma`), starting from the open queue as it
 stands. Per hour of arrival: p50 / p90 of the hold (held to decided, minutes) over all runs,
-and a band for the p90 (10th-90th percentile of the runs' own p90s): where an actual hour's
-p90 should fall.
+and a band for the p90 (10th-90th percentile of the runs' own p90s, widened to the sampling
+spread of a p90 over the hour's few cases when it is quiet): where an actual hour's p90 should
+fall.
 
 Arrivals are simulated for a tail beyond the horizon too (in a backlog, under priority order,
 later cases overtake the ones held inside it); there the horizon's staffing repeats a day later.
@@ -115,6 +118,11 @@ def nowcast(
     far today runs above or below the baseline and the calendar. A promotion whose reviews
     grow faster than its payment volume shows here within the hour."""
     t = np.asarray(created_s, dtype=np.float64)
+    # inside a promotion running longer than the window, the ratio since it began (at most
+    # 12 h): the promotion's own, steadier than its last two hours
+    for e in calendar.events:
+        if e.kind == "promotion" and e.start.timestamp() <= now_s - window_s < e.end.timestamp():
+            window_s = min(max(window_s, now_s - e.start.timestamp()), 12 * HOUR_S)
     seen = int(((t >= now_s - window_s) & (t < now_s)).sum())
     slots = np.arange(now_s - window_s, now_s, SLOT_S) + SLOT_S / 2
     hod = (np.mod(slots, DAY_S) // HOUR_S).astype(np.int64)
@@ -151,6 +159,33 @@ def team_for(
     return replace(team, shifts=tuple(shifts))
 
 
+def p90_of_few(
+    holds: np.ndarray,
+    inflow: float,
+    inflow_sigma: float,
+    band: tuple[float, float] = (10.0, 90.0),
+    seed: int = 0,
+    draws: int = 400,
+) -> tuple[float, float]:
+    """Where the p90 of the hour's actual waits falls when the hour has few of them: the p90 of
+    n waits drawn from the forecast's waits, n the hour's count (Poisson at the forecast inflow
+    times the forecast error; an hour with no review is not an hour with a p90). With 50 cases
+    this is narrow; with 2 the p90 is nearly the larger of two waits, and the band says so."""
+    rng = np.random.default_rng(seed)
+    lam = (
+        max(inflow, 1e-3) * rng.lognormal(0.0, inflow_sigma, draws)
+        if inflow_sigma > 0
+        else (np.full(draws, max(inflow, 1e-3)))
+    )
+    n = rng.poisson(lam)
+    n = n[n > 0]
+    if len(n) == 0:  # so quiet that an hour with a review is rare: one review
+        n = np.ones(1, dtype=np.int64)
+    p90s = np.array([np.percentile(rng.choice(holds, k), 90) for k in n])
+    lo, hi = np.percentile(p90s, band)
+    return float(lo), float(hi)
+
+
 @dataclass(frozen=True)
 class Hour:
     start: datetime
@@ -178,6 +213,8 @@ def forecast(
     seed: int = 0,
     level: float = 1.0,
     tail_hours: int = 24,
+    level_fade_hours: float = 2.0,
+    band: tuple[float, float] = (10.0, 90.0),
 ) -> list[Hour]:
     """Per hour from `now` (the hour it is in): inflow, capacity, hold p50/p90 and band.
     Arrivals are simulated `tail_hours` beyond the horizon (they compete with its cases)."""
@@ -193,7 +230,16 @@ def forecast(
     slots = np.arange(start_s, end_s + tail_hours * HOUR_S, SLOT_S)
     mid = slots + SLOT_S / 2
     rate = baseline[(np.mod(mid, DAY_S) // HOUR_S).astype(np.int64)] * calendar.multiplier(mid)
-    per_slot = rate * level * SLOT_S / HOUR_S  # expected reviews per slot (nowcast level)
+    # the nowcast level is what the last hours say about the next ones: it fades with distance
+    # (e-folding `level_fade_hours`) back to the baseline and the calendar
+    ahead = np.clip(mid - now_s, 0.0, None) / HOUR_S
+    faded = 1.0 + (level - 1.0) * np.exp(-ahead / level_fade_hours)
+    # except within a promotion the nowcast has watched for an hour: there the level measures
+    # the promotion itself (its reviews may grow faster than its volume), until it ends
+    for e in calendar.events:
+        if e.kind == "promotion" and e.start.timestamp() <= now_s - HOUR_S < e.end.timestamp():
+            faded = np.where(e.covers(mid), level, faded)
+    per_slot = rate * faded * SLOT_S / HOUR_S  # expected reviews per slot
     per_slot[slots + SLOT_S <= now_s] = 0.0  # the past of the current hour has happened
     rng = np.random.default_rng(seed)
     sample = np.asarray(priority_sample, dtype=np.float64)
@@ -233,14 +279,14 @@ def forecast(
         inflow = float(per_slot[h * 6 : h * 6 + 6].sum())
         pooled = np.concatenate(holds[h]) if holds[h] else np.zeros(0)
         p50 = p90 = None
-        band = None
+        band_out = None
         if len(pooled):
             p50, p90 = (round(float(np.percentile(pooled, q)), 1) for q in (50, 90))
             run_p90 = [float(np.percentile(x, 90)) for x in holds[h] if len(x)]
-            band = (
-                round(float(np.percentile(run_p90, 10)), 1),
-                round(float(np.percentile(run_p90, 90)), 1),
-            )
+            lo, hi = np.percentile(run_p90, band)
+            # a quiet hour's p90 is the p90 of a handful of waits: its sampling spread
+            few_lo, few_hi = p90_of_few(pooled, inflow, inflow_sigma, band, seed + h)
+            band_out = (round(float(min(lo, few_lo)), 1), round(float(max(hi, few_hi)), 1))
         names = tuple(
             e.name or e.kind
             for e in calendar.events
@@ -254,7 +300,7 @@ def forecast(
                 capacity=round(reviewers * 60.0 / team.mean_handling_min, 2),
                 p50_min=p50,
                 p90_min=p90,
-                p90_band=band,
+                p90_band=band_out,
                 # nobody reviewing at all: no finite wait, certainly over the SLA
                 over_sla=bool(p90 > sla if p90 is not None else inflow > 0 and sim_team is None),
                 events=names,

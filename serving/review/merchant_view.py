@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, select
 
+from serving.review import appeals
 from serving.review.settlement import CapacityCurve, OpenCase, expected_settlement, positions
 from serving.store import db
 
@@ -135,7 +136,14 @@ def payments(
     query = query.order_by(d.created_at.desc(), d.transaction_id.desc()).limit(limit)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [_item(r, q) for r in rows]
+        appealed = appeals.of_payments(conn, [r.transaction_id for r in rows])
+    return [_with_appeal(_item(r, q), appealed) for r in rows]
+
+
+def _with_appeal(item: dict[str, Any], appealed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """An appealed payment shows its appeal: status (open | overturned | upheld) and times."""
+    found = appealed.get(item["transaction_id"])
+    return item if found is None else {**item, "appeal": found}
 
 
 def payment(
@@ -149,7 +157,8 @@ def payment(
                 d.transaction_id == transaction_id, d.merchant_id == merchant_id
             )
         ).first()
-    return None if row is None else _item(row, q)
+        appealed = {} if row is None else appeals.of_payments(conn, [transaction_id])
+    return None if row is None else _with_appeal(_item(row, q), appealed)
 
 
 def _money(rows: Sequence[Any]) -> dict[str, Any]:
@@ -177,6 +186,7 @@ def summary(engine: Engine, merchant_id: str, q: Queue) -> dict[str, Any]:
                 d.merchant_id == merchant_id, d.status == "declined", d.status_at >= day_start
             )
         ).all()
+        appeals_open = appeals.open_count(conn, merchant_id)
     hour, today, unknown = [], [], []
     for r in held:
         s = q.settlement(r.transaction_id)
@@ -197,4 +207,5 @@ def summary(engine: Engine, merchant_id: str, q: Queue) -> dict[str, Any]:
         "expected_to_settle_today": _money(today),
         "declined_today": _money(declined),
         "settlement_unknown": _money(unknown),  # not expected within a week (nobody staffed)
+        "appeals_open": appeals_open,
     }

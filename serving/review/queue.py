@@ -541,11 +541,17 @@ def _settle(
         .where(db.decisions.c.transaction_id == txn)
         .values(status=status, status_at=now)
     )
-    if decision in ("approve", "decline_fraud"):
+    from serving.review import appeals  # (appeals imports this module)
+
+    event_type = EVENT_AFTER[decision]
+    label_is_fraud = {"approve": False, "decline_fraud": True}.get(decision)
+    if appeals.for_case(conn, case_id) is not None:  # an appeal: its outcome and its label
+        event_type, label_is_fraud = appeals.settle(conn, txn, decision, note, decided_by, now)
+    elif label_is_fraud is not None:
         conn.execute(
             insert(db.labels).values(
                 transaction_id=txn,
-                is_fraud=decision == "decline_fraud",
+                is_fraud=label_is_fraud,
                 label_time=now,
                 source="review",
                 reason=note,
@@ -557,11 +563,11 @@ def _settle(
     conn.execute(
         insert(db.outbox).values(
             event_id=event_id,
-            type=EVENT_AFTER[decision],
+            type=event_type,
             transaction_id=txn,
             payload={
                 "event_id": event_id,
-                "type": EVENT_AFTER[decision],
+                "type": event_type,
                 "transaction_id": txn,
                 "decision": decision,
                 "status": status,
@@ -592,6 +598,7 @@ def _settle(
         "decided_by": decided_by,
         "waited_seconds": (now - _aware(row.created_at)).total_seconds(),  # type: ignore[operator]
         "past_sla": now > due,
+        "label_is_fraud": label_is_fraud,  # None: no label (a plain decline)
     }
 
 

@@ -220,6 +220,25 @@ policy_backtests = Table(
 )
 
 
+# a merchant's appeal of a declined payment: at most one per payment (the primary key), so of
+# N racing appeals exactly one opens a case (0006)
+appeals = Table(
+    "appeals",
+    metadata,
+    Column("transaction_id", String(128), ForeignKey("decisions.transaction_id"), primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False),
+    Column("merchant_id", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # open | overturned | upheld
+    Column("note", Text),  # the merchant's, card numbers masked
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("opened_by", String(128), nullable=False),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decided_by", String(128)),
+    Column("prior", JSON),  # the review case's earlier decision, when the case is reopened
+    Index("appeals_merchant", "merchant_id", "status"),
+)
+
+
 def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
     """Engine with SQLite in WAL mode (readers never block the writer) and foreign keys on."""
     kwargs: dict[str, Any] = {"future": True}

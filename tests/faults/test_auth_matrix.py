@@ -2,13 +2,14 @@
 key, a bad scheme.
 
 The expected table is built from the intended roles (not read back from the code):
-  backend   /score, /score_batch, GET /payments/{id}, POST /labels, GET /merchants/*
+  backend   /score, /score_batch, GET /payments/{id}, POST /labels, GET /merchants/*,
+            POST /payments/{id}/appeal
   reviewer  GET /cases, GET /cases/{id}, claim (a case, or the next one) / release / decision,
             POST /cases/bulk_approve, GET /queues, POST /queues/{name}/next, escalate, hold,
             resume, confirm (four eyes), POST /cases/bulk_decline, GET /cases/{id}/links
   supervisor  everything a reviewer may, plus PUT /queues/{name}, POST /cases/{id}/reassign,
             GET /review/stats and GET /cases/export
-  merchant  only its own merchant routes (none of these but /whoami)
+  merchant  only its own merchant routes and appeals (none of these but /whoami)
   admin     /admin/*, GET /labels/export, PUT /queues/{name}, GET /review/stats,
             GET /cases/export, and read-only GET /cases, /cases/{id}/links,
             /cases/{id}, /payments/{id}, GET /queues
@@ -74,6 +75,8 @@ ENDPOINTS = [
     Endpoint("POST", "/score_batch", ("backend",), {"payments": [low_risk("am-batch")]}),
     Endpoint("GET", "/payments/{txn}", ("backend", "admin")),
     Endpoint("POST", "/labels", ("backend",), {"transaction_id": "{txn}", "is_fraud": False}),
+    # merchant: its own declined payments only (another's is 404); the settled {txn} is 409
+    Endpoint("POST", "/payments/{txn}/appeal", ("backend", "merchant"), {"note": "genuine"}),
     Endpoint("GET", "/cases", (*REVIEW, "admin")),
     Endpoint("GET", "/cases/{case}", (*REVIEW, "admin")),
     Endpoint("POST", "/cases/next/claim", REVIEW),

@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.review.forecast import Calendar, Event, baseline_inflow, forecast, nowcast, team_for
+from serving.review.forecast import (
+    Calendar,
+    Event,
+    baseline_inflow,
+    forecast,
+    nowcast,
+    p90_of_few,
+    team_for,
+)
 from serving.review.team import DAY_S, HOUR_S, Shift, TeamConfig, simulate_queue
 
 NOW = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
@@ -142,4 +150,32 @@ def test_nowcast_scales_the_forecast_by_what_the_last_hours_brought():
     assert nowcast(recent, T0, base, promo) == pytest.approx(1.0)  # the promotion explains it
     team = TeamConfig(shifts=(Shift(0, 0, 2),))
     scaled = forecast(NOW, team, cal, base, runs=2, level=2.0)
-    assert scaled[3].inflow == pytest.approx(12.0)
+    # the level fades with distance (e-folding 2 h) back to the baseline
+    assert scaled[0].inflow == pytest.approx(
+        6.0 * np.mean(1 + np.exp(-(np.arange(6) * 600 + 300) / 7200)), rel=1e-3
+    )
+    assert 6.0 < scaled[3].inflow < scaled[1].inflow < scaled[0].inflow < 12.0
+    assert scaled[12].inflow == pytest.approx(6.0, abs=0.01)
+
+
+def test_within_a_promotion_it_has_watched_the_level_holds_until_the_promotion_ends():
+    """The level measured an hour into a promotion is the promotion's own (its reviews may
+    grow faster than its volume): it holds to the promotion's end, then fades."""
+    base, team = flat(6.0), TeamConfig(shifts=(Shift(0, 0, 2),))
+    watched = Calendar((Event("promotion", at(-2), at(6), volume_multiplier=2.0),))
+    hours = forecast(NOW, team, watched, base, runs=2, level=1.5)
+    assert hours[4].inflow == pytest.approx(6.0 * 2.0 * 1.5)
+    assert hours[10].inflow < 6.0 * 1.1  # after the promotion: faded
+    fresh = Calendar((Event("promotion", at(-0.5), at(6), volume_multiplier=2.0),))
+    assert forecast(NOW, team, fresh, base, runs=2, level=1.5)[4].inflow < 6.0 * 2.0 * 1.1
+
+
+def test_a_quiet_hours_band_is_the_spread_of_a_p90_of_a_few_waits():
+    waits = np.random.default_rng(0).lognormal(1.5, 0.5, 5000)
+    few = p90_of_few(waits, 2.0, 0.2)
+    many = p90_of_few(waits, 60.0, 0.2)
+    assert few[1] - few[0] > 2 * (many[1] - many[0])
+    # with about two waits the p90 is close to the larger: the band reaches below the
+    # population's p90 and the many-case band sits around it
+    assert few[0] < np.percentile(waits, 90) * 0.7
+    assert many[0] < np.percentile(waits, 90) < many[1]
