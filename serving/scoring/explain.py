@@ -129,17 +129,30 @@ def _merged(
 ) -> list[dict[str, Any]]:
     """One factor per sentence: same words -> contributions added, named by the strongest one.
 
-    "Too few earlier payments to compare with" is implied by "first payment" over the same entity
-    and window, so it joins that factor when both are present."""
+    "First payment on this card in the last 30 days" implies the same over any shorter window and
+    "too few earlier payments to compare with", so those join it: one fact, said once."""
     texts = [sentence(n, float(v), payment) for n, v in zip(names, values, strict=True)]
-    present = set(texts)
+    none_before: dict[int, tuple[str, int]] = {}  # factor -> (entity, window) it has no history in
+    for i, name in enumerate(names):
+        f, v = BY_NAME.get(name), float(values[i])
+        if f is None or f.window == 0:
+            continue
+        nan = math.isnan(v)
+        if (f.aggregation in _NONE_BEFORE and nan) or (f.aggregation == "count" and v == 0):
+            none_before[i] = (f.entity, f.window)
+    longest: dict[str, int] = {}
+    for entity, window in none_before.values():
+        longest[entity] = max(window, longest.get(entity, 0))
     groups: dict[str, list[int]] = {}
     for i, text in enumerate(texts):
-        f = BY_NAME.get(names[i])
-        v = float(values[i])
-        if f is not None and f.aggregation == "zscore" and math.isnan(v):
-            first = _first(f.entity, f.window)
-            text = first if first in present else text
+        f, v = BY_NAME.get(names[i]), float(values[i])
+        if i in none_before:
+            entity, window = none_before[i]
+            own = window == longest[entity] and text.startswith("first payment")
+            text = text if own else _first(entity, longest[entity])  # own words may say more
+        elif f is not None and f.aggregation == "zscore" and math.isnan(v):
+            window = longest.get(f.entity, 0)
+            text = _first(f.entity, window) if window >= f.window else text
         groups.setdefault(text, []).append(i)
     out = []
     for text, members in groups.items():

@@ -201,3 +201,26 @@ def test_reasons_are_the_charts_factors_towards_fraud_in_the_same_words_and_orde
     ]
     assert all(r["contribution"] > 0 for r in out)
     assert "amount is" not in " ".join(r["text"] for r in out)  # it lowered the risk
+
+
+def test_no_history_in_a_long_window_covers_the_shorter_windows():
+    names = ["days_since_merchant_first_seen_30d", "merchant_count_24h", "merchant_count_1h"]
+    values = [math.nan, 0.0, 0.0]
+
+    out = reasons(names, values, [0.9, 0.3, 0.2], PAYMENT)
+
+    assert [r["text"] for r in out] == ["first payment at this merchant in the last 30 days"]
+    assert out[0]["contribution"] == pytest.approx(1.4)
+    # with history over 30 days, an empty last hour is its own fact
+    out = reasons(["merchant_count_24h", "merchant_count_1h"], [4.0, 0.0], [0.3, 0.2], PAYMENT)
+    assert [r["text"] for r in out] == [
+        "4 earlier payments at this merchant in the last 24 hours",
+        "first payment at this merchant in the last hour",
+    ]
+
+
+def test_a_first_payment_keeps_its_own_words_when_they_say_more():
+    payment = {**PAYMENT, "email_domain": "example.com"}
+    out = reasons(["email_domain_count_30d"], [0.0], [0.5], payment)
+
+    assert out[0]["text"] == "first payment with the e-mail domain example.com in the last 30 days"
