@@ -499,20 +499,28 @@ function drawTimeline(items) {
   const maxAmt = Math.max(...items.map((x) => x.amount));
   t.append(svg("text", { x: pad - 12, y: Y(Math.log10(1 + maxAmt)) + 4, "text-anchor": "end" }, short(maxAmt)));
   t.append(svg("text", { x: pad - 12, y: H - 24, "text-anchor": "end" }, short(0)));
-  const labelled = items.length <= 8;  // few payments: each says its amount
   items.forEach((x, i) => {
-    const cx = X(times[i]), cy = Y(amts[i]);
     const color = x.status === "declined" ? "#b42318" : x.status === "held_for_review" ? "#9a3412" : "#1a7f37";
-    const dot = svg("circle", { cx, cy, r: x.this ? 8 : 4, fill: x.this ? "#fff" : color,
+    const dot = svg("circle", { cx: X(times[i]), cy: Y(amts[i]), r: x.this ? 8 : 4, fill: x.this ? "#fff" : color,
       stroke: x.this ? "#0b57d0" : color, "stroke-width": x.this ? 3 : 1, class: x.this ? "this" : "" });
     dot.append(svg("title", {}, `${utc(x.timestamp)} · ${money(x.amount, x.currency)} · ${x.merchant_id} · ${x.status}`));
     t.append(dot);
-    if (x.this || labelled) {
-      const anchor = cx > W - 90 ? "end" : cx < pad + 60 ? "start" : "middle";
-      const words = x.this ? `this payment, ${money(x.amount, x.currency)}` : short(x.amount);
-      t.append(svg("text", { x: cx, y: cy - 12, "text-anchor": anchor, class: x.this ? "this-label" : "" }, words));
-    }
   });
+  // Few payments: each says its amount where it has room; "this payment" is placed first.
+  const labelled = items.length <= 8;
+  const placed = [];  // [centre x, y, half width] of the labels drawn
+  const room = (cx, cy, half) => placed.every(([px, py, ph]) => Math.abs(px - cx) > ph + half + 4 || Math.abs(py - cy) > 14);
+  const order = items.map((_, i) => i).sort((a, b) => Number(!!items[b].this) - Number(!!items[a].this));
+  for (const i of order) {
+    const x = items[i], cx = X(times[i]), cy = Y(amts[i]);
+    const words = x.this ? `this payment, ${money(x.amount, x.currency)}` : short(x.amount);
+    const half = words.length * 3.2;  // ~6.4 px a character at 11 px
+    const anchor = cx > W - 90 ? "end" : cx < pad + 60 ? "start" : "middle";
+    const mid = anchor === "end" ? cx - half : anchor === "start" ? cx + half : cx;
+    if (!x.this && !(labelled && room(mid, cy, half))) continue;
+    placed.push([mid, cy, half]);
+    t.append(svg("text", { x: cx, y: cy - 12, "text-anchor": anchor, class: x.this ? "this-label" : "" }, words));
+  }
   const sameDay = new Date(t0).toDateString() === new Date(t1).toDateString();
   const label = (v) => (sameDay ? utc(v, false) : new Date(v).toISOString().slice(0, 10));
   if (t1 > t0) {

@@ -671,3 +671,40 @@ def test_a_burst_sharing_a_device_is_declined_as_one_group(page: Page, server: S
         after = case_of(server, c["id"])
         assert (after["decision"], after["decided_by"]) == ("decline_fraud", "alice")
         assert len(decisions_in_audit(server, c["id"])) == 1
+
+
+def test_a_card_paying_again_within_the_hour_is_compared_with_its_usual(
+    page: Page, server: Server, artifacts: Any
+) -> None:
+    same = {"card_id": "card_velocity", "ip_hash": "ip_velocity", "device_id": "dev_velocity"}
+    cases = [score_own(server, 220 + k, 300.0 + 50 * k, **same) for k in range(3)]
+    last = cases[-1]
+    assert last["features"]["card_count_1h"] == 2
+    sign_in(page, ALICE_KEY)
+    page.locator(f"{ROWS}[data-case='{last['id']}']").click()
+    open_case_view(page, last["id"])
+    normal = page.locator("#case-normal")
+    expect(normal).to_contain_text(
+        "2 earlier payments on this card in the last hour; usual over the last 30 days: "
+        "0.1 a day (2 payments)"
+    )
+    # the timeline shows the card's three payments, each with its amount
+    expect(page.locator("#timeline circle")).to_have_count(3)
+    expect(page.locator("#timeline")).to_contain_text("€300")
+    overlapping = page.evaluate(
+        """() => {
+          const bs = [...document.querySelectorAll("#timeline text, #where text")]
+            .map((t) => [t.closest("svg").id, t.textContent, t.getBBox()]);
+          const out = [];
+          for (const [i, [s1, t1, a]] of bs.entries())
+            for (const [s2, t2, b] of bs.slice(i + 1))
+              if (s1 === s2 && a.x < b.x + b.width && b.x < a.x + a.width
+                  && a.y < b.y + b.height && b.y < a.y + a.height) out.push(`${t1} / ${t2}`);
+          return out;
+        }"""
+    )
+    assert overlapping == [], overlapping
+    labels = page.locator("#shap-chart .factor .label").all_text_contents()
+    assert len(set(labels)) == len(labels), labels
+    assert not [t for t in labels if "(s)" in t or " 1 earlier payments" in t]
+    page.screenshot(path=str(artifacts / "console-case-velocity.png"), full_page=True)
