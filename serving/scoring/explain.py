@@ -53,11 +53,12 @@ _WHERE = {
 
 
 def _span(window: int) -> str:
+    """A window in the registry's words: "the last hour", "the last 24 hours", "the last 7 days"."""
     if window == HOUR:
         return "the last hour"
-    if window % DAY == 0 and window // DAY == 1:
+    if window == DAY:
         return "the last 24 hours"
-    return f"the last {window // DAY} days" if window >= DAY else f"the last {window // 60} min"
+    return f"the last {window // DAY} days" if window > DAY else f"the last {window // 60} min"
 
 
 def _first(entity: str, window: int) -> str:
@@ -92,6 +93,9 @@ class _Words(string.Formatter):
         return str(format(value, format_spec))
 
 
+_WORDS = _Words()
+
+
 class _Facts(dict[str, Any]):
     """Formatting namespace: missing payment fields read as 'unknown' instead of failing."""
 
@@ -116,7 +120,10 @@ def sentence(name: str, value: float | None, payment: Mapping[str, Any]) -> str:
     facts = _Facts(payment)
     facts["value"] = value
     try:
-        return _Words().vformat(feature.description, (), facts)
+        template = feature.description
+        if "|" in template or ":duration}" in template:  # the word specs: Python's Formatter
+            return _WORDS.vformat(template, (), facts)
+        return template.format_map(facts)  # the rest: str's own (C) formatting, ~10x faster
     except (ValueError, TypeError, KeyError, IndexError):
         return f"{feature.name.replace('_', ' ')} = {value:g}"
 
@@ -181,7 +188,13 @@ def reasons(
     """The strongest factors towards fraud, largest first: feature, value, contribution, text.
 
     The same merged factors as `all_factors` (so the chart's red bars read the same words)."""
-    factors = _merged(names, values, contributions, payment)
+    return towards_fraud(_merged(names, values, contributions, payment), top, min_contribution)
+
+
+def towards_fraud(
+    factors: Sequence[Mapping[str, Any]], top: int = 5, min_contribution: float = 0.05
+) -> list[dict[str, Any]]:
+    """The reasons out of `all_factors`' list (the scorer has it already: no second pass)."""
     towards = [f for f in factors if f["contribution"] >= min_contribution]
     towards.sort(key=lambda f: -f["contribution"])
     return [{k: f[k] for k in ("feature", "value", "contribution", "text")} for f in towards[:top]]

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from features.registry import BY_NAME
-from serving.scoring.explain import all_factors, reasons, sentence
+from serving.scoring.explain import all_factors, reasons, sentence, towards_fraud
 
 PAYMENT = {"amount": 812.0, "billing_country": "DE", "ip_country": "BR", "currency": "EUR"}
 
@@ -200,6 +200,7 @@ def test_reasons_are_the_charts_factors_towards_fraud_in_the_same_words_and_orde
         (f["text"], f["contribution"]) for f in towards
     ]
     assert all(r["contribution"] > 0 for r in out)
+    assert towards_fraud(chart) == out  # what the scorer calls, from the chart's own list
     assert "amount is" not in " ".join(r["text"] for r in out)  # it lowered the risk
 
 
