@@ -311,7 +311,7 @@ FEATURES: tuple[Feature, ...] = (
         "customer",
         "pair_new",
         ("customer_id", "device_id"),
-        "first payment from this device for this customer in 30 days",
+        "first payment from this device for this customer in the last 30 days",
         window=30 * DAY,
     ),
     Feature(
