@@ -58,7 +58,10 @@ class Feature:
     than (payment time - window) and it comes strictly before the payment in (timestamp,
     transaction_id) order. `label_delay` (seconds) shifts a label window back: labels count only
     if known (label_time <= payment time).
-    `description` is a sentence template for explanations; `{value}` is the feature's value.
+    `description` is a sentence template for explanations; `{value}` is the feature's value and
+    other fields name the payment's columns. Besides Python's format specs, serving.scoring.explain
+    reads `{value:none|one|many}` (a count in words, `#` standing for the number: "first payment",
+    "second payment", "3 earlier payments") and `{value:duration}` ("45 s", "3.2 h").
     """
 
     name: str
@@ -118,9 +121,9 @@ def _windowed(entity: Entity, agg: Aggregation, window: int, label: str) -> Feat
     if agg in ("count", "sum", "mean"):
         span = _SPAN[window]
         text = {
-            "count": f"{{value:.0f}} earlier payment(s) {where} in {span}",
-            "sum": f"{{value:.2f}} spent {where} in {span}",
-            "mean": f"earlier payments {where} in {span} averaged {{value:.2f}}",
+            "count": f"{{value:first payment|second payment|# earlier payments}} {where} in {span}",
+            "sum": f"{{value:,.2f}} {{currency}} spent {where} in {span} before this payment",
+            "mean": f"earlier payments {where} in {span} averaged {{value:,.2f}} {{currency}}",
         }[agg]
         cols = (col,) if agg == "count" else (col, "amount")
         return Feature(f"{entity}_{agg}_{label}", "velocity", entity, agg, cols, text, window)
@@ -132,7 +135,10 @@ def _windowed(entity: Entity, agg: Aggregation, window: int, label: str) -> Feat
             text = f"{{value:.1%}} of {subject}'s payments in {span} turned out fraudulent"
         else:
             name = f"{entity}_fraud_count_{label}"
-            text = f"{subject} had {{value:.0f}} confirmed fraud payment(s) in {span}"
+            text = (
+                f"{subject} had {{value:no confirmed fraud payment|1 confirmed fraud payment|"
+                f"# confirmed fraud payments}} in {span}"
+            )
         return Feature(
             name,
             "labels",
@@ -169,7 +175,9 @@ def grid(
 
 FEATURES: tuple[Feature, ...] = (
     # amount
-    Feature("log_amount", "amount", "payment", "row", ("amount",), "amount is {amount:.2f}"),
+    Feature(
+        "log_amount", "amount", "payment", "row", ("amount",), "amount is {amount:,.2f} {currency}"
+    ),
     Feature(
         "amount_to_card_median_30d",
         "amount",
@@ -200,7 +208,14 @@ FEATURES: tuple[Feature, ...] = (
     *grid("merchant", ("mean_ratio",), WINDOWS[3:]),
     *grid("category", ("mean_ratio",), WINDOWS[3:]),
     # time
-    Feature("hour_of_day", "time", "payment", "row", ("timestamp",), "paid at {value:.0f}h UTC"),
+    Feature(
+        "hour_of_day",
+        "time",
+        "payment",
+        "row",
+        ("timestamp",),
+        "paid in the {value:02.0f}:00 hour (UTC)",
+    ),
     Feature("is_night", "time", "payment", "row", ("timestamp",), "paid at night (00-06h UTC)"),
     Feature("is_weekend", "time", "payment", "row", ("timestamp",), "paid at the weekend"),
     Feature(
@@ -209,7 +224,7 @@ FEATURES: tuple[Feature, ...] = (
         "card",
         "since_prev",
         ("card_id",),
-        "{value:.0f} s since this card's previous payment",
+        "previous payment on this card {value:duration} earlier",
         window=30 * DAY,
     ),
     *grid("card", ("since_first",), WINDOWS[3:]),
@@ -296,7 +311,7 @@ FEATURES: tuple[Feature, ...] = (
         "customer",
         "pair_new",
         ("customer_id", "device_id"),
-        "first payment from this device for this customer in 30 days",
+        "first payment from this device for this customer in the last 30 days",
         window=30 * DAY,
     ),
     Feature(
@@ -305,7 +320,7 @@ FEATURES: tuple[Feature, ...] = (
         "device",
         "distinct_cards",
         ("device_id", "card_id"),
-        "{value:.0f} different cards used on this device in 24 h",
+        "{value:no card|only this card|# different cards} used on this device in the last 24 hours",
         window=DAY,
     ),
     Feature(
@@ -314,7 +329,8 @@ FEATURES: tuple[Feature, ...] = (
         "ip",
         "distinct_cards",
         ("ip_hash", "card_id"),
-        "{value:.0f} different cards used from this IP address in 24 h",
+        "{value:no card|only this card|# different cards} used from this IP address "
+        "in the last 24 hours",
         window=DAY,
     ),
     Feature(
@@ -323,7 +339,9 @@ FEATURES: tuple[Feature, ...] = (
         "email_domain",
         "count",
         ("email_domain",),
-        "e-mail domain {email_domain} seen {value:.0f} times in 30 days",
+        "{value:first payment with the e-mail domain {email_domain}|"
+        "e-mail domain {email_domain} seen once before|"
+        "e-mail domain {email_domain} seen # times before} in the last 30 days",
         window=30 * DAY,
     ),
     Feature(

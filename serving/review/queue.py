@@ -735,8 +735,10 @@ def payment_status(engine: Engine, transaction_id: str, now: datetime) -> dict[s
         if cs["status"] == "decided":
             out["decided_at"] = _aware(cs["decided_at"])
             return out
-        overdue = case((db.cases.c.sla_due < now, 1), else_=0)
-        mine_overdue = 1 if _aware(cs["sla_due"]) < now else 0  # type: ignore[operator]
+        # The same order as the queue (_order): a case on hold is never overdue, its clock paused.
+        overdue = case((_late(now), 1), else_=0)
+        late = cs["hold_since"] is None and _aware(cs["sla_due"]) < now  # type: ignore[operator]
+        mine_overdue = 1 if late else 0
         ahead = conn.execute(
             select(func.count())
             .select_from(db.cases)

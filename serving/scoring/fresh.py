@@ -275,7 +275,7 @@ class FreshScorer:
             contrib = contributions()
             vals = values.tolist()
             factors = explain.all_factors(names, vals, contrib, record)
-            reasons = explain.reasons(names, vals, contrib, record, top=self.settings.explain_top)
+            reasons = explain.towards_fraud(factors, top=self.settings.explain_top)
             m().stage.labels(stage="explain").observe(time.perf_counter() - t_exp)
         if not reasons and outcome.rules:
             reasons = [

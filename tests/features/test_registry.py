@@ -156,8 +156,15 @@ def test_existing_feature_declarations_keep_their_names_and_windows():
 
 
 def test_descriptions_format_with_a_value():
+    """Every template renders in the explainer's words (its count and duration specs included):
+    no brace left, no "(s)", never the name = value fallback."""
+    from serving.scoring.explain import sentence
+
     facts = {c: "x" for c in schema.BY_NAME} | {"amount": 1.0, "city_population": 1e5}
     for f in FEATURES:
-        text = f.description.format_map({**facts, "value": 1.0})
-        assert "{" not in text, f.name
-        assert text == text.strip(), f.name
+        for value in (0.0, 1.0, 3.0):
+            text = sentence(f.name, value, facts)
+            assert "{" not in text, f.name
+            assert "(s)" not in text, f.name
+            assert " = " not in text, (f.name, text)
+            assert text == text.strip(), f.name

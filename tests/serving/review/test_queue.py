@@ -109,3 +109,16 @@ def test_payment_status_reports_the_place_in_the_queue(engine) -> None:
     with pytest.raises(queue.CaseError) as missing:
         queue.payment_status(engine, "nope", now)
     assert missing.value.status == 404
+
+
+def test_a_case_on_hold_is_not_counted_overdue_in_the_place_in_the_queue(engine) -> None:
+    from serving.review import operations
+
+    now = now_utc()
+    operations.hold(engine, 2, "waiting for the customer", ALICE, now)  # q-2: the richer case
+    later = now + timedelta(minutes=20)  # both past their SLA; q-2's clock is paused
+    items, _ = queue.list_cases(engine, queue.CaseFilter(), later)
+    assert [c["transaction_id"] for c in items] == ["q-1", "q-2"]  # overdue q-1 first
+
+    assert queue.payment_status(engine, "q-1", later)["queue_position"] == 1
+    assert queue.payment_status(engine, "q-2", later)["queue_position"] == 2

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from features.registry import BY_NAME
-from serving.scoring.explain import all_factors, reasons, sentence
+from serving.scoring.explain import all_factors, reasons, sentence, towards_fraud
 
 PAYMENT = {"amount": 812.0, "billing_country": "DE", "ip_country": "BR", "currency": "EUR"}
 
@@ -94,3 +94,134 @@ def test_all_factors_lists_both_directions_by_absolute_effect():
 
     assert [f["feature"] for f in out] == ["log_amount", "billing_ip_mismatch", "is_night"]
     assert out[2]["text"] == "paid during the day"
+
+
+# --- words a reviewer reads: counts, durations, no sentence twice ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (0.0, "first payment from this IP address in the last hour"),
+        (1.0, "second payment from this IP address in the last hour"),
+        (3.0, "3 earlier payments from this IP address in the last hour"),
+    ],
+)
+def test_a_count_reads_as_what_it_is_in_singular_or_plural(value, words):
+    assert sentence("ip_count_1h", value, PAYMENT) == words
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 2.0, 12.0])
+def test_no_sentence_says_payment_s_or_one_in_the_plural(value):
+    for name in BY_NAME:
+        text = sentence(name, value, PAYMENT)
+        assert "(s)" not in text, (name, text)
+        assert " 1 earlier payments" not in text, text
+        assert " 1 different cards" not in text, text
+
+
+def test_counts_of_cards_and_fraud_labels_are_plural_aware():
+    assert sentence("distinct_cards_per_ip_24h", 1.0, PAYMENT) == (
+        "only this card used from this IP address in the last 24 hours"
+    )
+    assert sentence("distinct_cards_per_device_24h", 4.0, PAYMENT).startswith("4 different cards")
+    assert sentence("card_fraud_count_30d", 1.0, PAYMENT).startswith(
+        "this card had 1 confirmed fraud payment in"
+    )
+    assert sentence("card_fraud_count_30d", 0.0, PAYMENT).startswith(
+        "this card had no confirmed fraud payment in"
+    )
+    assert sentence("email_domain_count_30d", 0.0, {"email_domain": "example.com"}) == (
+        "first payment with the e-mail domain example.com in the last 30 days"
+    )
+
+
+def test_durations_and_amounts_read_in_their_units():
+    assert sentence("seconds_since_card_prev", 3000.0, PAYMENT) == (
+        "previous payment on this card 50 min earlier"
+    )
+    assert "45 s earlier" in sentence("seconds_since_card_prev", 45.0, PAYMENT)
+    assert "4.5 days earlier" in sentence("seconds_since_card_prev", 4.5 * 86_400, PAYMENT)
+    assert sentence("log_amount", math.log1p(1840.0), {**PAYMENT, "amount": 1840.0}) == (
+        "amount is 1,840.00 EUR"
+    )
+
+
+def test_no_history_reads_as_the_first_payment_in_the_window():
+    for name in ("amount_to_card_median_30d", "seconds_since_card_prev", "card_prev_speed_kmh"):
+        assert sentence(name, math.nan, PAYMENT) == "first payment on this card in the last 30 days"
+    assert sentence("card_count_30d", 0.0, PAYMENT) == (
+        "first payment on this card in the last 30 days"
+    )
+
+
+# A card with no history: five features say one fact (and a sixth implies it).
+NEW_CARD = [
+    ("amount_to_card_median_30d", math.nan, 0.4),
+    ("amount_to_card_mean_30d", math.nan, 0.3),
+    ("seconds_since_card_prev", math.nan, 0.2),
+    ("card_count_30d", 0.0, -0.1),
+    ("amount_zscore_card_30d", math.nan, 0.1),
+    ("billing_ip_mismatch", 1.0, 0.6),
+]
+
+
+def test_features_saying_the_same_thing_are_one_reason_with_their_contributions_added():
+    names, values, contributions = (list(x) for x in zip(*NEW_CARD, strict=True))
+
+    out = reasons(names, values, contributions, PAYMENT)
+
+    texts = [r["text"] for r in out]
+    assert len(texts) == len(set(texts))
+    assert texts == [
+        "first payment on this card in the last 30 days",
+        "IP country BR differs from billing country DE",
+    ]
+    assert out[0]["contribution"] == pytest.approx(0.4 + 0.3 + 0.2 - 0.1 + 0.1)
+    assert out[0]["feature"] == "amount_to_card_median_30d"  # the strongest member names it
+    factors = all_factors(names, values, contributions, PAYMENT)
+    assert len(factors) == 2
+    assert sorted(factors[0]["features"]) == sorted(n for n, *_ in NEW_CARD[:5])
+
+
+def test_reasons_are_the_charts_factors_towards_fraud_in_the_same_words_and_order():
+    names, values, contributions = (list(x) for x in zip(*NEW_CARD, strict=True))
+    names += ["log_amount", "is_night"]
+    values += [math.log1p(812.0), 0.0]
+    contributions += [-0.9, 0.02]
+
+    out = reasons(names, values, contributions, PAYMENT)
+    chart = all_factors(names, values, contributions, PAYMENT)
+
+    towards = sorted(
+        (f for f in chart if f["contribution"] >= 0.05), key=lambda f: -f["contribution"]
+    )
+    assert [(r["text"], r["contribution"]) for r in out] == [
+        (f["text"], f["contribution"]) for f in towards
+    ]
+    assert all(r["contribution"] > 0 for r in out)
+    assert towards_fraud(chart) == out  # what the scorer calls, from the chart's own list
+    assert "amount is" not in " ".join(r["text"] for r in out)  # it lowered the risk
+
+
+def test_no_history_in_a_long_window_covers_the_shorter_windows():
+    names = ["days_since_merchant_first_seen_30d", "merchant_count_24h", "merchant_count_1h"]
+    values = [math.nan, 0.0, 0.0]
+
+    out = reasons(names, values, [0.9, 0.3, 0.2], PAYMENT)
+
+    assert [r["text"] for r in out] == ["first payment at this merchant in the last 30 days"]
+    assert out[0]["contribution"] == pytest.approx(1.4)
+    # with history over 30 days, an empty last hour is its own fact
+    out = reasons(["merchant_count_24h", "merchant_count_1h"], [4.0, 0.0], [0.3, 0.2], PAYMENT)
+    assert [r["text"] for r in out] == [
+        "4 earlier payments at this merchant in the last 24 hours",
+        "first payment at this merchant in the last hour",
+    ]
+
+
+def test_a_first_payment_keeps_its_own_words_when_they_say_more():
+    payment = {**PAYMENT, "email_domain": "example.com"}
+    out = reasons(["email_domain_count_30d"], [0.0], [0.5], payment)
+
+    assert out[0]["text"] == "first payment with the e-mail domain example.com in the last 30 days"

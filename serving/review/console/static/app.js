@@ -336,16 +336,18 @@ function normalFacts(f) {
   const n = (k) => (typeof f[k] === "number" && Number.isFinite(f[k]) ? f[k] : null);
   const plural = (v, one, many) => `${fmt.format(v)} ${v === 1 ? one : many}`;
   const out = [];
-  if (n("card_count_1h") != null) {
-    const usual = n("card_count_30d") != null ? n("card_count_30d") / (30 * 24) : null;
-    out.push(`${plural(n("card_count_1h"), "earlier payment", "earlier payments")} on this card in the last hour` +
-      (usual != null ? `; this card's usual: ${usual.toFixed(1)} an hour` : ""));
-  }
-  if (n("ip_count_1h") != null) {
-    const usual = n("ip_count_24h") != null ? n("ip_count_24h") / 24 : null;
-    out.push(`${plural(n("ip_count_1h"), "earlier payment", "earlier payments")} from this IP address in the last hour` +
-      (usual != null ? `; its last-24-hour average: ${usual.toFixed(1)} an hour` : ""));
-  }
+  // A count of earlier payments against the same count over a longer window ("the usual"); none
+  // in the longer window says "first payment" instead of comparing with a usual of 0.
+  const rate = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
+  const velocity = (short, long, where, longWords, units, unit) => {
+    const now = n(short), before = n(long);
+    if (now == null) return;
+    if (before === 0) { out.push(`first payment ${where} in ${longWords}`); return; }
+    const count = now === 0 ? `no earlier payment ${where} in the last hour` : `${plural(now, "earlier payment", "earlier payments")} ${where} in the last hour`;
+    out.push(before == null ? count : `${count}; usual over ${longWords}: ${rate.format(before / units)} ${unit} (${plural(before, "payment", "payments")})`);
+  };
+  velocity("card_count_1h", "card_count_30d", "on this card", "the last 30 days", 30, "a day");
+  velocity("ip_count_1h", "ip_count_24h", "from this IP address", "the last 24 hours", 24, "an hour");
   if (n("amount_to_card_median_30d") != null) out.push(`amount ${n("amount_to_card_median_30d").toFixed(1)}× this card's 30-day median`);
   if (n("distinct_cards_per_device_24h") != null && n("distinct_cards_per_device_24h") > 1) out.push(`${n("distinct_cards_per_device_24h")} different cards on this device in 24 h (usual: 1)`);
   if (n("distinct_cards_per_ip_24h") != null && n("distinct_cards_per_ip_24h") > 1) out.push(`${n("distinct_cards_per_ip_24h")} different cards from this IP address in 24 h (usual: 1)`);
@@ -453,63 +455,80 @@ function renderLinks(items) {
   $("links-table").hidden = false;
 }
 
+// One row per factor in HTML (the sentence wraps instead of being cut), a diverging bar, and the
+// plain reading: how many times the factor multiplies the odds of fraud (exp of its SHAP value).
+function oddsText(c) {
+  const x = Math.exp(c);
+  return x >= 1 ? `×${x.toFixed(x < 10 ? 2 : 0)} odds` : `×${x.toFixed(2)} odds`;
+}
+
 function drawShap(factors) {
   const chart = $("shap-chart");
   chart.replaceChildren();
   const top = factors.slice(0, 10);
-  const rowH = 26, width = 760, mid = 470, half = 200;
-  chart.setAttribute("viewBox", `0 0 ${width} ${Math.max(top.length, 1) * rowH + 10}`);
-  chart.setAttribute("height", String(Math.max(top.length, 1) * rowH + 10));
   const maxAbs = Math.max(...top.map((f) => Math.abs(f.contribution)), 1e-6);
-  chart.append(svg("line", { x1: mid, x2: mid, y1: 0, y2: top.length * rowH + 4, stroke: "#8c959f" }));
-  top.forEach((f, i) => {
-    const y = i * rowH + 4;
-    const w = (Math.abs(f.contribution) / maxAbs) * half;
+  for (const f of top) {
     const up = f.contribution > 0;
-    const g = svg("g", { class: "factor", "data-feature": f.feature });
-    const text = f.text.length > 76 ? f.text.slice(0, 75) + "…" : f.text;
-    g.append(svg("text", { x: 4, y: y + 15 }, text));
-    g.append(svg("rect", { x: up ? mid : mid - w, y: y + 3, width: Math.max(w, 1), height: rowH - 8,
-      fill: up ? "#b42318" : "#1a7f37" }));
-    g.append(svg("text", { x: up ? mid + w + 4 : mid - w - 4, y: y + 15, "text-anchor": up ? "start" : "end" },
-      `×${Math.exp(f.contribution).toFixed(Math.exp(f.contribution) < 10 ? 2 : 0)} odds`));
-    g.append(svg("title", {}, `${f.text} (${f.feature} = ${f.value ?? "unknown"})`));
-    chart.append(g);
-  });
+    const pct = Math.max((Math.abs(f.contribution) / maxAbs) * 50, 0.5);
+    const members = (f.features || [f.feature]).join(", ");
+    const plain = up ? `multiplies the odds of fraud by ${Math.exp(f.contribution).toFixed(2)}`
+      : `divides the odds of fraud by ${Math.exp(-f.contribution).toFixed(2)}`;
+    const row = el("div", { class: `factor ${up ? "up" : "down"}`, role: "listitem", "data-feature": f.feature,
+      title: `${f.text}: ${plain} (${members}; SHAP ${f.contribution.toFixed(3)} log-odds)` });
+    const track = el("span", { class: "track", "aria-hidden": "true" });
+    track.append(el("span", { class: "bar", style: up ? `left:50%;width:${pct}%` : `right:50%;width:${pct}%` }));
+    row.append(el("span", { class: "label" }, f.text), track, el("span", { class: "odds" }, oddsText(f.contribution)));
+    chart.append(row);
+  }
 }
 
 function drawTimeline(items) {
   const t = $("timeline");
   t.replaceChildren();
   if (!items.length) return;
-  const W = 560, H = 140, pad = 46;
+  const W = 560, H = 150, pad = 70, right = 24;
   t.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const times = items.map((x) => new Date(x.timestamp).getTime());
   const amts = items.map((x) => Math.log10(1 + x.amount));
-  const t0 = Math.min(...times), t1 = Math.max(...times) || t0 + 1;
+  const t0 = Math.min(...times), t1 = Math.max(...times);
   const a1 = Math.max(...amts, 1);
-  const X = (v) => pad + ((v - t0) / Math.max(t1 - t0, 1)) * (W - 2 * pad);
-  const Y = (a) => H - 25 - (a / a1) * (H - 45);
-  t.append(svg("line", { x1: pad, x2: W - pad, y1: H - 20, y2: H - 20, stroke: "#8c959f" }));
+  const X = (v) => (t1 > t0 ? pad + ((v - t0) / (t1 - t0)) * (W - pad - right) : (pad + W - right) / 2);
+  const Y = (a) => H - 28 - (a / a1) * (H - 60);
+  const short = (v) => money(v, items[0].currency).replace(/\.\d\d$/, "");
+  t.append(svg("line", { x1: pad, x2: W - right, y1: H - 22, y2: H - 22, stroke: "#8c959f" }));
   const maxAmt = Math.max(...items.map((x) => x.amount));
-  t.append(svg("text", { x: 2, y: Y(Math.log10(1 + maxAmt)) + 4 }, money(maxAmt, items[0].currency).replace(/\.\d\d$/, "")));
-  t.append(svg("text", { x: 2, y: H - 22 }, money(0, items[0].currency).replace(/\.\d\d$/, "")));
+  t.append(svg("text", { x: pad - 12, y: Y(Math.log10(1 + maxAmt)) + 4, "text-anchor": "end" }, short(maxAmt)));
+  t.append(svg("text", { x: pad - 12, y: H - 24, "text-anchor": "end" }, short(0)));
   items.forEach((x, i) => {
-    const cx = X(times[i]), cy = Y(amts[i]);
     const color = x.status === "declined" ? "#b42318" : x.status === "held_for_review" ? "#9a3412" : "#1a7f37";
-    const dot = svg("circle", { cx, cy, r: x.this ? 8 : 4, fill: x.this ? "#fff" : color,
+    const dot = svg("circle", { cx: X(times[i]), cy: Y(amts[i]), r: x.this ? 8 : 4, fill: x.this ? "#fff" : color,
       stroke: x.this ? "#0b57d0" : color, "stroke-width": x.this ? 3 : 1, class: x.this ? "this" : "" });
     dot.append(svg("title", {}, `${utc(x.timestamp)} · ${money(x.amount, x.currency)} · ${x.merchant_id} · ${x.status}`));
     t.append(dot);
-    if (x.this) {
-      const anchor = cx > W - 80 ? "end" : cx < 80 ? "start" : "middle";
-      t.append(svg("text", { x: cx, y: cy - 12, "text-anchor": anchor }, `this payment, ${money(x.amount, x.currency)}`));
-    }
   });
+  // Few payments: each says its amount where it has room; "this payment" is placed first.
+  const labelled = items.length <= 8;
+  const placed = [];  // [centre x, y, half width] of the labels drawn
+  const room = (cx, cy, half) => placed.every(([px, py, ph]) => Math.abs(px - cx) > ph + half + 4 || Math.abs(py - cy) > 14);
+  const order = items.map((_, i) => i).sort((a, b) => Number(!!items[b].this) - Number(!!items[a].this));
+  for (const i of order) {
+    const x = items[i], cx = X(times[i]), cy = Y(amts[i]);
+    const words = x.this ? `this payment, ${money(x.amount, x.currency)}` : short(x.amount);
+    const half = words.length * 3.2;  // ~6.4 px a character at 11 px
+    const anchor = cx > W - 90 ? "end" : cx < pad + 60 ? "start" : "middle";
+    const mid = anchor === "end" ? cx - half : anchor === "start" ? cx + half : cx;
+    if (!x.this && !(labelled && room(mid, cy, half))) continue;
+    placed.push([mid, cy, half]);
+    t.append(svg("text", { x: cx, y: cy - 12, "text-anchor": anchor, class: x.this ? "this-label" : "" }, words));
+  }
   const sameDay = new Date(t0).toDateString() === new Date(t1).toDateString();
   const label = (v) => (sameDay ? utc(v, false) : new Date(v).toISOString().slice(0, 10));
-  t.append(svg("text", { x: pad, y: H - 5 }, label(t0)));
-  t.append(svg("text", { x: W - pad, y: H - 5, "text-anchor": "end" }, label(t1)));
+  if (t1 > t0) {
+    t.append(svg("text", { x: pad, y: H - 6 }, label(t0)));
+    t.append(svg("text", { x: W - right, y: H - 6, "text-anchor": "end" }, label(t1)));
+  } else {
+    t.append(svg("text", { x: X(t0), y: H - 6, "text-anchor": "middle" }, `${label(t0)} (the card's only payment in view)`));
+  }
 }
 
 function haversine(a, b) {
@@ -530,18 +549,27 @@ function drawWhere(p, features) {
   if (pts.length) {
     const lats = pts.map((x) => x.ll[0]), lons = pts.map((x) => x.ll[1]);
     const la0 = Math.min(...lats) - 2, la1 = Math.max(...lats) + 2, lo0 = Math.min(...lons) - 3, lo1 = Math.max(...lons) + 3;
-    const X = (lon) => 20 + ((lon - lo0) / (lo1 - lo0)) * (W - 40);
+    const margin = 120;  // room for a label on the outer side of either dot
+    const X = (lon) => margin + ((lon - lo0) / (lo1 - lo0)) * (W - 2 * margin);
     const Y = (lat) => H - 20 - ((lat - la0) / (la1 - la0)) * (H - 40);
     if (pts.length === 2) {
       w.append(svg("line", { x1: X(pts[0].ll[1]), y1: Y(pts[0].ll[0]), x2: X(pts[1].ll[1]), y2: Y(pts[1].ll[0]),
         stroke: "#8c959f", "stroke-dasharray": "4 3" }));
       parts.push(`home → merchant ${Math.round(haversine(pts[0].ll, pts[1].ll))} km`);
     }
-    for (const x of pts) {
-      w.append(svg("circle", { cx: X(x.ll[1]), cy: Y(x.ll[0]), r: 6, fill: x.color }));
-      const right = X(x.ll[1]) > W - 120;
-      w.append(svg("text", { x: X(x.ll[1]) + (right ? -9 : 9), y: Y(x.ll[0]) + 4, "text-anchor": right ? "end" : "start" }, x.name));
-    }
+    // Each label sits on the side of its dot away from the other dot (or away from the edge),
+    // so neither runs off the drawing nor over the other label.
+    const close = pts.length === 2 && Math.abs(Y(pts[0].ll[0]) - Y(pts[1].ll[0])) < 16;
+    pts.forEach((x, i) => {
+      const cx = X(x.ll[1]), cy = Y(x.ll[0]);
+      w.append(svg("circle", { cx, cy, r: 6, fill: x.color }));
+      const other = pts[1 - i];
+      const leftOfOther = other ? cx < X(other.ll[1]) || (cx === X(other.ll[1]) && i === 0) : cx > W / 2;
+      const toLeft = other ? leftOfOther : cx > W / 2;
+      const dy = close ? (i === 0 ? -10 : 16) : 4;
+      w.append(svg("text", { x: cx + (toLeft ? -10 : 10), y: Math.min(Math.max(cy + dy, 12), H - 4),
+        "text-anchor": toLeft ? "end" : "start", class: "map-label" }, x.name));
+    });
   } else {
     w.append(svg("text", { x: 10, y: 20 }, "no coordinates for this payment"));
   }

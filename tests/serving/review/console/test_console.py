@@ -6,6 +6,7 @@ pick their cases from the live queue, so they do not depend on running in a give
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -212,22 +213,63 @@ def test_open_top_case_with_enter_and_approve_with_a(
     expect(page.locator("#case-lock")).to_contain_text("Held by you")
     detail = case_of(server, top["id"])
 
-    # The explanation: one bar per factor (top 10 by size), in the server's order, with words.
+    # The explanation: one bar per factor (top 10 by size), in the server's order, with its
+    # whole sentence (never cut) and the plain reading in odds; no sentence twice.
     factors = detail["factors"][:10]
     assert factors, "the case has no SHAP factors"
-    bars = page.locator("#shap-chart g.factor")
+    bars = page.locator("#shap-chart .factor")
     expect(bars).to_have_count(len(factors))
     assert bars.evaluate_all("gs => gs.map(g => g.dataset.feature)") == [
         f["feature"] for f in factors
     ]
-    titles = page.locator("#shap-chart g.factor title").all_text_contents()
+    labels = page.locator("#shap-chart .factor .label").all_text_contents()
+    assert labels == [f["text"] for f in factors]
+    assert len(set(labels)) == len(labels), labels
+    titles = bars.evaluate_all("gs => gs.map(g => g.title)")
     for f, title in zip(factors, titles, strict=True):
         assert title.startswith(f["text"])
+        assert "odds of fraud" in title
+    odds = page.locator("#shap-chart .factor .odds").all_text_contents()
+    multiples = [math.exp(f["contribution"]) for f in factors]
+    assert odds == [f"×{x:.{0 if x >= 10 else 2}f} odds" for x in multiples]
     reasons = detail["reasons"]
     assert reasons, "the case has no reasons"
     assert reasons[0]["text"] == top["top_reason"]
     assert reasons[0]["feature"] in [f["feature"] for f in factors]
-    assert page.locator("#shap-chart rect").count() == len(factors)
+    assert "(s)" not in " ".join(r["text"] for r in reasons)
+    assert page.locator("#shap-chart .bar").count() == len(factors)
+
+    # The facts against the normal: a new card reads as a first payment, not "usual: 0.0".
+    normal = page.locator("#case-normal")
+    assert detail["features"]["card_count_30d"] == 0  # every seeded card is new
+    expect(normal).to_contain_text("first payment on this card in the last 30 days")
+    expect(normal).not_to_contain_text("0 earlier payments")
+    expect(normal).not_to_contain_text("0.0 an hour")
+
+    # At 1400x900: the decision buttons above the fold, no chart or map label cut off.
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.evaluate("window.scrollTo(0, 0)")
+    for name in ("approve", "decline", "decline_fraud"):
+        box = page.locator(f"[data-decision={name}]").bounding_box()
+        assert box is not None
+        assert box["y"] + box["height"] <= 900, f"{name} below the fold"
+    cut = page.evaluate(
+        """() => {
+          const out = [];
+          for (const e of document.querySelectorAll("#shap-chart .label, #shap-chart .odds"))
+            if (e.scrollWidth > e.clientWidth + 1) out.push(e.textContent);
+          for (const id of ["timeline", "where"]) {
+            const s = document.getElementById(id), vb = s.viewBox.baseVal;
+            for (const t of s.querySelectorAll("text")) {
+              const b = t.getBBox();
+              if (b.x < vb.x - 0.5 || b.y < vb.y - 0.5 || b.x + b.width > vb.x + vb.width + 0.5
+                  || b.y + b.height > vb.y + vb.height + 0.5) out.push(`${id}: ${t.textContent}`);
+            }
+          }
+          return out;
+        }"""
+    )
+    assert cut == [], cut
 
     # The card's timeline marks this payment; "where" names the countries.
     expect(page.locator("#timeline circle.this")).to_have_count(1)
@@ -240,6 +282,7 @@ def test_open_top_case_with_enter_and_approve_with_a(
         expect(where).not_to_contain_text("IP and billing differ")
     expect(page.locator("#case-payment")).to_contain_text(detail["transaction_id"])
     page.screenshot(path=str(artifacts / "console-case.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "console-case-1400x900.png"))  # what fits in one screen
 
     act.press("a")
     expect(page.locator("#decide-result")).to_have_text("approve: payment settled")
@@ -577,8 +620,9 @@ def test_links_panel_says_a_linked_confirmed_fraud_and_opens_the_links(
     expect(page.locator("#case-title")).to_contain_text("of 99")
     expect(page.locator("#case-why")).to_contain_text("Held because")
     normal = page.locator("#case-normal")  # the facts against the card's normal lead
-    expect(normal).to_contain_text("on this card in the last hour; this card's usual:")
-    expect(normal).to_contain_text("from this IP address in the last hour")
+    expect(normal).to_contain_text("first payment on this card in the last 30 days")  # new card
+    expect(normal).to_contain_text("first payment from this IP address in the last 24 hours")
+    expect(normal).to_contain_text("2 different cards on this device in 24 h (usual: 1)")
     box = page.locator("[data-decision=approve]").bounding_box()
     assert box is not None
     assert box["y"] + box["height"] < 900
@@ -627,3 +671,40 @@ def test_a_burst_sharing_a_device_is_declined_as_one_group(page: Page, server: S
         after = case_of(server, c["id"])
         assert (after["decision"], after["decided_by"]) == ("decline_fraud", "alice")
         assert len(decisions_in_audit(server, c["id"])) == 1
+
+
+def test_a_card_paying_again_within_the_hour_is_compared_with_its_usual(
+    page: Page, server: Server, artifacts: Any
+) -> None:
+    same = {"card_id": "card_velocity", "ip_hash": "ip_velocity", "device_id": "dev_velocity"}
+    cases = [score_own(server, 220 + k, 300.0 + 50 * k, **same) for k in range(3)]
+    last = cases[-1]
+    assert last["features"]["card_count_1h"] == 2
+    sign_in(page, ALICE_KEY)
+    page.locator(f"{ROWS}[data-case='{last['id']}']").click()
+    open_case_view(page, last["id"])
+    normal = page.locator("#case-normal")
+    expect(normal).to_contain_text(
+        "2 earlier payments on this card in the last hour; usual over the last 30 days: "
+        "0.1 a day (2 payments)"
+    )
+    # the timeline shows the card's three payments, each with its amount
+    expect(page.locator("#timeline circle")).to_have_count(3)
+    expect(page.locator("#timeline")).to_contain_text("€300")
+    overlapping = page.evaluate(
+        """() => {
+          const bs = [...document.querySelectorAll("#timeline text, #where text")]
+            .map((t) => [t.closest("svg").id, t.textContent, t.getBBox()]);
+          const out = [];
+          for (const [i, [s1, t1, a]] of bs.entries())
+            for (const [s2, t2, b] of bs.slice(i + 1))
+              if (s1 === s2 && a.x < b.x + b.width && b.x < a.x + a.width
+                  && a.y < b.y + b.height && b.y < a.y + a.height) out.push(`${t1} / ${t2}`);
+          return out;
+        }"""
+    )
+    assert overlapping == [], overlapping
+    labels = page.locator("#shap-chart .factor .label").all_text_contents()
+    assert len(set(labels)) == len(labels), labels
+    assert not [t for t in labels if "(s)" in t or " 1 earlier payments" in t]
+    page.screenshot(path=str(artifacts / "console-case-velocity.png"), full_page=True)
