@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -182,3 +184,27 @@ def open_case(
                 "reasons": reasons,
             },
         )
+
+
+@contextmanager
+def service_env_for(work: Path, model_dir: Path | str, **extra: str) -> Iterator[dict[str, str]]:
+    """RISKGATE_* for a module's own in-process service (its database and state under `work`,
+    nothing inherited from the shell), set for the block and restored after it. `extra` adds
+    or overrides settings: `service_env_for(work, model, RISKGATE_TEAM_SHIFTS="00-00:2")`."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith("RISKGATE_"):
+                mp.delenv(name)
+        env = {
+            "RISKGATE_API_KEYS": KEY_SPEC,
+            "RISKGATE_MODEL_DIR": str(model_dir),
+            "RISKGATE_DB_URL": f"sqlite:///{work / 'riskgate.db'}",
+            "RISKGATE_STATE_PATH": str(work / "state.db"),
+            "RISKGATE_MODEL_DEADLINE_MS": "5000",
+            **extra,
+        }
+        for name, value in env.items():
+            mp.setenv(name, value)
+        yield env

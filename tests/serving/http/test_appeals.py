@@ -4,7 +4,6 @@ shows in the merchant's own list. In-process service, one per module."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -15,13 +14,13 @@ from sqlalchemy import func, select
 from tests.serving.helpers import (
     ADMIN,
     BACKEND,
-    KEY_SPEC,
     MERCHANT,
     MERCHANT_ID,
     REVIEWER,
     high_risk,
     low_risk,
     running_service,
+    service_env_for,
 )
 
 OTHER = "merch_000342"
@@ -31,22 +30,11 @@ CARD = "4111 1111 1111 1111"
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory, model_dir) -> Iterator[Any]:
     work = tmp_path_factory.mktemp("appeals")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("RISKGATE_"):
-                mp.delenv(name)
-        env = {
-            "RISKGATE_API_KEYS": KEY_SPEC,
-            "RISKGATE_MODEL_DIR": str(model_dir),
-            "RISKGATE_DB_URL": f"sqlite:///{work / 'riskgate.db'}",
-            "RISKGATE_STATE_PATH": str(work / "state.db"),
-            "RISKGATE_MODEL_DEADLINE_MS": "5000",
-            "RISKGATE_APPEALS_SLA_MINUTES": "300",
-        }
-        for name, value in env.items():
-            mp.setenv(name, value)
-        with running_service() as client:
-            yield client
+    with (
+        service_env_for(work, model_dir, RISKGATE_APPEALS_SLA_MINUTES="300"),
+        running_service() as client,
+    ):
+        yield client
 
 
 def engine() -> Any:

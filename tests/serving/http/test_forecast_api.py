@@ -4,7 +4,6 @@ durable), the 24-hour forecast, and the delay webhooks sent once per payment and
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +15,6 @@ from serving.store import db
 from tests.serving.helpers import (
     ADMIN,
     BACKEND,
-    KEY_SPEC,
     MERCHANT,
     MERCHANT_ID,
     REVIEWER,
@@ -24,6 +22,7 @@ from tests.serving.helpers import (
     counts,
     high_risk,
     running_service,
+    service_env_for,
 )
 
 
@@ -65,20 +64,7 @@ STORED: dict[str, Any] = {}  # the calendar as the PUT answered it (defaults fil
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, model_dir) -> Iterator[dict[str, str]]:
     work = tmp_path_factory.mktemp("forecast")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("RISKGATE_"):
-                mp.delenv(name)
-        values = {
-            "RISKGATE_API_KEYS": KEY_SPEC,
-            "RISKGATE_MODEL_DIR": str(model_dir),
-            "RISKGATE_DB_URL": f"sqlite:///{work / 'riskgate.db'}",
-            "RISKGATE_STATE_PATH": str(work / "state.db"),
-            "RISKGATE_MODEL_DEADLINE_MS": "5000",
-            "RISKGATE_TEAM_SHIFTS": "00-00:2",
-        }
-        for name, value in values.items():
-            mp.setenv(name, value)
+    with service_env_for(work, model_dir, RISKGATE_TEAM_SHIFTS="00-00:2") as values:
         yield values
 
 

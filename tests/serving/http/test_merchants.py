@@ -3,7 +3,6 @@ expected settlement, and nobody else's (404, whatever the spelling of the other 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,13 +12,13 @@ import pytest
 from tests.serving.helpers import (
     ADMIN,
     BACKEND,
-    KEY_SPEC,
     MERCHANT,
     MERCHANT_ID,
     REVIEWER,
     high_risk,
     low_risk,
     running_service,
+    service_env_for,
 )
 
 OTHER = "merch_000342"
@@ -30,20 +29,7 @@ def shop_env(tmp_path_factory, model_dir) -> Iterator[dict[str, str]]:
     """One service for the module (the tests only read): its own database and state, and two
     reviewers around the clock (settlement times do not depend on the test's hour)."""
     work = tmp_path_factory.mktemp("merchants")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("RISKGATE_"):
-                mp.delenv(name)
-        env = {
-            "RISKGATE_API_KEYS": KEY_SPEC,
-            "RISKGATE_MODEL_DIR": str(model_dir),
-            "RISKGATE_DB_URL": f"sqlite:///{work / 'riskgate.db'}",
-            "RISKGATE_STATE_PATH": str(work / "state.db"),
-            "RISKGATE_MODEL_DEADLINE_MS": "5000",
-            "RISKGATE_TEAM_SHIFTS": "00-00:2",
-        }
-        for name, value in env.items():
-            mp.setenv(name, value)
+    with service_env_for(work, model_dir, RISKGATE_TEAM_SHIFTS="00-00:2") as env:
         yield env
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,13 @@ from serving.scoring import backtest, facts
 from serving.scoring.policy import parse_config
 from serving.store import db
 from tests.serving.conftest import DEADLINE_MS
-from tests.serving.helpers import ADMIN, BACKEND, KEY_SPEC, low_risk, running_service
+from tests.serving.helpers import (
+    ADMIN,
+    BACKEND,
+    low_risk,
+    running_service,
+    service_env_for,
+)
 
 ROWS, DAYS = 1_200, 30
 BIG = 600.0  # the amount rule in force
@@ -49,38 +54,28 @@ def _payloads(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def month(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[Any]:
     """A service with IN_FORCE in force that scored a simulated month; its chargebacks posted."""
     work = tmp_path_factory.mktemp("backtest")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("RISKGATE_"):
-                mp.delenv(name)
-        env = {
-            "RISKGATE_API_KEYS": KEY_SPEC,
-            "RISKGATE_MODEL_DIR": str(model_dir),
-            "RISKGATE_DB_URL": f"sqlite:///{work / 'riskgate.db'}",
-            "RISKGATE_STATE_PATH": str(work / "state.db"),
-            "RISKGATE_MODEL_DEADLINE_MS": DEADLINE_MS,
-        }
-        for name, value in env.items():
-            mp.setenv(name, value)
-        with running_service() as client:
-            from serving.http.service import http_app
+    with (
+        service_env_for(work, model_dir, RISKGATE_MODEL_DEADLINE_MS=DEADLINE_MS),
+        running_service() as client,
+    ):
+        from serving.http.service import http_app
 
-            rt = http_app.state.runtime
-            r = client.put("/admin/policy?force=true", json=IN_FORCE, headers=ADMIN)
+        rt = http_app.state.runtime
+        r = client.put("/admin/policy?force=true", json=IN_FORCE, headers=ADMIN)
+        assert r.status_code == 200, r.text
+        frame = simulate(SimulationConfig(rows=ROWS, days=DAYS, seed=3))
+        payloads = _payloads(frame)
+        for i in range(0, len(payloads), 400):
+            r = client.post(
+                "/score_batch", json={"payments": payloads[i : i + 400]}, headers=BACKEND
+            )
             assert r.status_code == 200, r.text
-            frame = simulate(SimulationConfig(rows=ROWS, days=DAYS, seed=3))
-            payloads = _payloads(frame)
-            for i in range(0, len(payloads), 400):
-                r = client.post(
-                    "/score_batch", json={"payments": payloads[i : i + 400]}, headers=BACKEND
-                )
-                assert r.status_code == 200, r.text
-            for row in frame[frame["is_fraud"] == 1].itertuples():
-                label = {"transaction_id": row.transaction_id, "is_fraud": True}
-                if not pd.isna(row.label_time):
-                    label["label_time"] = row.label_time.isoformat()
-                assert client.post("/labels", json=label, headers=BACKEND).status_code == 200
-            yield client, rt, frame
+        for row in frame[frame["is_fraud"] == 1].itertuples():
+            label = {"transaction_id": row.transaction_id, "is_fraud": True}
+            if not pd.isna(row.label_time):
+                label["label_time"] = row.label_time.isoformat()
+            assert client.post("/labels", json=label, headers=BACKEND).status_code == 200
+        yield client, rt, frame
 
 
 def _stored_decisions(rt: Any) -> pd.DataFrame:
