@@ -24,6 +24,7 @@ from features.transforms import (
     NS_PER_DAY,
     NS_PER_S,
     ROW_TRANSFORMS,
+    category_code,
     haversine_km,
 )
 
@@ -550,6 +551,12 @@ class _RowCodes:
             return self.mismatch(*MISMATCHES[name])
         if name in AUTH_IS:
             return self.equals("auth_result", AUTH_IS[name])
+        if name == "mcc_code":  # one code per distinct category, not per row
+            codes, uniques = self.factorized("mcc")
+            table = np.append(
+                np.array([category_code(u) for u in uniques], dtype=np.float64), np.nan
+            )
+            return table[codes]  # missing (-1) picks the NaN at the end
         return None
 
 

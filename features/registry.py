@@ -207,6 +207,14 @@ FEATURES: tuple[Feature, ...] = (
     ),
     *grid("merchant", ("mean_ratio",), WINDOWS[3:]),
     *grid("category", ("mean_ratio",), WINDOWS[3:]),
+    Feature(
+        "mcc_code",
+        "amount",
+        "payment",
+        "row",
+        ("mcc",),
+        "merchant category {mcc}",
+    ),
     # time
     Feature(
         "hour_of_day",

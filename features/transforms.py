@@ -7,6 +7,7 @@ same code runs in both executors. Timestamps arrive as int64 nanoseconds since t
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -56,6 +57,26 @@ def _auth_is(value: str) -> Callable[[Cols], Any]:
     return fn
 
 
+def category_code(value: Any) -> float:
+    """A merchant category as a number a tree can split on, the same in every executor and
+    every run: an ISO 18245 code keeps its value (its ranges group kindred trades, so numeric
+    splits mean something), any other text a stable 31-bit CRC-32; missing is NaN. The
+    category itself matters on top of its fraud rate: the amount that is normal depends on it."""
+    if value is None or (isinstance(value, float) and value != value):
+        return float("nan")
+    text = str(value).strip()
+    if text.isascii() and text.isdigit() and len(text) <= 6:
+        return float(int(text))
+    return float(zlib.crc32(text.encode()) & 0x7FFFFFFF)
+
+
+_category_codes = np.frompyfunc(category_code, 1, 1)
+
+
+def _category(values: Any) -> Any:
+    return np.asarray(_category_codes(np.asarray(values, dtype=object)), dtype=np.float64)
+
+
 # Comparisons of text fields, listed so that the batch executor can run them on integer codes
 # (same values: see features.batch); ROW_TRANSFORMS below is their definition.
 MISMATCHES: dict[str, tuple[str, str]] = {
@@ -88,6 +109,7 @@ ROW_TRANSFORMS: dict[str, Callable[[Cols], Any]] = {
     "log_city_population": lambda c: np.log1p(
         np.maximum(np.asarray(c["city_population"], dtype=np.float64), 0.0)
     ),
+    "mcc_code": lambda c: _category(c["mcc"]),
     "customer_age": lambda c: np.asarray(c["customer_age"], dtype=np.float64) + 0.0,
     **{name: _auth_is(value) for name, value in AUTH_IS.items()},
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -680,3 +681,28 @@ def test_text_comparisons_on_codes_equal_the_row_transforms(rows):
         np.testing.assert_array_equal(got[name].to_numpy(), _by_objects(frame, name), name)
     assert got["billing_shipping_mismatch"].isna().all()
     assert (got["auth_failed"].dropna() == 0.0).all()
+
+
+@pytest.mark.parametrize(
+    ("mcc", "code"),
+    [
+        pytest.param("5411", 5411.0, id="iso-code-keeps-its-value"),
+        pytest.param(" 0742 ", 742.0, id="iso-code-padded"),
+        pytest.param("grocery_pos", float(zlib.crc32(b"grocery_pos") & 0x7FFFFFFF), id="name"),
+    ],
+)
+def test_merchant_category_code_is_stable_in_both_executors(mcc, code):
+    from features.transforms import ROW_TRANSFORMS, category_code
+
+    frame = payments({"id": "a", "at": 0}, {"id": "b", "at": 1, "merchant": "m2"}, mcc={"m1": mcc})
+    assert math.isnan(values(frame, "mcc_code")["b"])  # a merchant without a category
+    assert values(frame, "mcc_code")["a"] == code  # batch (codes per distinct category)
+    assert float(ROW_TRANSFORMS["mcc_code"]({"mcc": mcc})) == code  # online (one payment)
+    assert category_code(mcc) == code
+
+
+def test_merchant_category_code_missing_is_nan_and_names_differ():
+    from features.transforms import category_code
+
+    assert math.isnan(category_code(None))
+    assert category_code("shopping_net") != category_code("shopping_pos")

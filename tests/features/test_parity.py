@@ -66,8 +66,8 @@ def test_online_replay_of_simulated_month_equals_batch(simulated):
     batch = compute(simulated)
     online = replay(simulated)
     compared = assert_parity(batch, online)
-    assert len(FEATURES) == 82
-    assert compared >= SIM_ROWS * 82
+    assert len(FEATURES) == 83
+    assert compared >= SIM_ROWS * 83
     # the comparison is only meaningful if the windowed features were actually exercised
     assert (batch["card_count_24h"] > 0).mean() > 0.5
     assert (batch["customer_mean_7d"] > 0).mean() > 0.5
