@@ -290,7 +290,7 @@ def get_model(
     result = train(frame, TrainConfig())
     if model_dir.exists():
         shutil.rmtree(model_dir)
-    result.model.save(model_dir)
+    result.model.save(model_dir, compile=True)
     stamp.write_text(json.dumps(key))
     return model_dir, "trained"
 

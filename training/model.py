@@ -8,6 +8,8 @@ another model's thresholds or another feature definition. Stored as a directory 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,10 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from training import compiled as compiled_mod
+
 TIE_BREAK = 1e-6
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,15 @@ class RiskModel:
     thresholds: Thresholds
     metadata: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] | None = None  # reference distributions for drift (training.drift)
+    # the booster compiled to C (training.compiled), checked equal to it on load; None: booster
+    compiled: compiled_mod.CompiledPredictor | None = field(default=None, repr=False)
 
     def raw(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
-        """One thread by default: serving scores one payment at a time; training passes more."""
+        """The booster's probability (before calibration). One thread by default: serving scores
+        one payment at a time; training passes more. Small inputs go to the compiled predictor
+        when the artifact carries one (same margins within 1e-9, ~10x less time per row)."""
+        if self.compiled is not None and len(X) <= COMPILED_MAX_ROWS:
+            return 1.0 / (1.0 + np.exp(-self.compiled.margin(X)))
         return np.asarray(self.booster.predict(X, num_threads=threads), dtype=np.float64)
 
     def predict_proba(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
@@ -94,10 +105,17 @@ class RiskModel:
         """
         return np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, compile: bool = False) -> Path:
+        """Write the artifact; `compile` (or a model loaded with one) adds the compiled
+        predictor (gcc, a few seconds per hundred trees)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         (d / "booster.txt").write_text(self.booster.model_to_string())
+        target = d / compiled_mod.LIBRARY
+        if self.compiled is not None and self.compiled.path.resolve() != target.resolve():
+            shutil.copyfile(self.compiled.path, target)
+        elif self.compiled is None and compile:
+            compiled_mod.compile_booster(self.booster, d)
         meta = {
             "features": list(self.features),
             "feature_set_version": self.feature_set_version,
@@ -112,11 +130,15 @@ class RiskModel:
 
     @classmethod
     def load(cls, directory: str | Path) -> RiskModel:
+        """The artifact; its compiled predictor, if any, must equal the booster
+        (CompiledMismatchError otherwise); without one, scoring uses the booster (logged)."""
         d = Path(directory)
         meta = json.loads((d / "riskmodel.json").read_text())
         cal = meta["calibration"]
+        booster = lgb.Booster(model_str=(d / "booster.txt").read_text())
         return cls(
-            booster=lgb.Booster(model_str=(d / "booster.txt").read_text()),
+            booster=booster,
+            compiled=load_compiled(booster, d),
             features=tuple(meta["features"]),
             feature_set_version=meta["feature_set_version"],
             calibration=Calibration(
@@ -132,3 +154,23 @@ class RiskModel:
             if (d / "profile.json").exists()
             else None,
         )
+
+
+COMPILED_MAX_ROWS = 64  # beyond this LightGBM's own batch predict is as fast per row
+
+
+def load_compiled(booster: lgb.Booster, d: Path) -> compiled_mod.CompiledPredictor | None:
+    """The artifact's compiled predictor after the parity check, or None (old artifact, or an
+    objective whose output is not the sigmoid of the margin): then the booster scores."""
+    path = d / compiled_mod.LIBRARY
+    if not path.exists():
+        log.info("no compiled predictor in %s: scoring with the LightGBM booster", d)
+        return None
+    predictor = compiled_mod.CompiledPredictor.load(path)
+    compiled_mod.check_parity(booster, predictor)  # raises: the two disagree
+    X = compiled_mod.probe_rows(predictor.n_features, 200, seed=1)
+    proba = np.asarray(booster.predict(X, num_threads=1), dtype=np.float64)
+    if not np.allclose(1.0 / (1.0 + np.exp(-predictor.margin(X))), proba, rtol=0, atol=1e-12):
+        log.info("compiled predictor in %s: output is not sigmoid(margin); using the booster", d)
+        return None
+    return predictor

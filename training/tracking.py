@@ -111,7 +111,7 @@ def log_training(
         (tables / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
         mlflow.log_artifacts(str(tables), artifact_path="tables")
 
-        model_dir = result.model.save(Path(tmp) / "riskmodel")
+        model_dir = result.model.save(Path(tmp) / "riskmodel", compile=True)
         names = list(result.model.features)
         example = result.features.loc[:4, names].astype("float64")
         signature = infer_signature(example, result.model.predict_proba(example.to_numpy()))
