@@ -5,6 +5,8 @@ RISKGATE_CAPACITY_PLAN=team plans the capacity from the team on shift, as `riskg
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,25 +14,73 @@ import pytest
 from serving.core.settings import Settings
 from serving.http.runtime import team_capacity
 from tests.serving.helpers import BACKEND, high_risk, low_risk, running_service
+from tests.small_model import probability_of
 
-N = 240  # the governor adapts after 200 recent payments
+WARMUP = 200  # the governor adapts after 200 recent payments
+N = 260
+CEILING = 0.5
 
 
-def _flood(monkeypatch: pytest.MonkeyPatch, budget: str | None) -> list[dict[str, Any]]:
+# what makes the reference high-risk payment risky, each one removable, so that the flood can
+# be made of payments whose probabilities spread over the raised band whatever the model
+_RISK_SIGNALS: dict[str, Any] = {
+    "timestamp": "2024-03-05T12:00:00Z",
+    "ip_country": "DE",
+    "shipping_country": None,
+    "auth_result": "passed",
+    "account_created_at": None,
+    "credential_changed_at": None,
+}
+_AMOUNTS = (40.0, 120.0, 400.0, 1200.0, 2500.0)
+
+
+def _variant(tag: str, mask: int, amount: float) -> dict[str, Any]:
+    """The high-risk payment with the risk signals in `mask` taken back, at `amount`."""
+    p = {**high_risk(tag), "amount": amount}
+    for bit, name in enumerate(_RISK_SIGNALS):
+        if mask >> bit & 1:
+            if _RISK_SIGNALS[name] is None:
+                p.pop(name, None)
+            else:
+                p[name] = _RISK_SIGNALS[name]
+    return p
+
+
+def _band_variants(model_dir: Path, base: float, ceiling: float) -> list[tuple[int, float]]:
+    """(mask, amount) of the variants the model puts inside [base, ceiling): the payments the
+    raised band lets through.
+
+    Chosen by the real model (every payment gets fresh identifiers, so the service sees the
+    features of an empty state, as here), most probable first."""
+    from training.model import RiskModel
+
+    model = RiskModel.load(model_dir)
+    specs = list(itertools.product(range(2 ** len(_RISK_SIGNALS)), _AMOUNTS))
+    scored = [(probability_of(model, _variant("probe", *spec)), spec) for spec in specs]
+    band = sorted(((prob, s) for prob, s in scored if base <= prob < ceiling), key=lambda t: -t[0])
+    if len(band) < 4:
+        pytest.fail(
+            f"the test model puts only {len(band)} of {len(specs)} risky variants inside the "
+            f"raised band [{base:.4f}, {ceiling}): the band would let nothing through"
+        )
+    return [s for _, s in band]
+
+
+def _flood(
+    monkeypatch: pytest.MonkeyPatch, model_dir: Path, base: float, budget: str | None
+) -> list[dict[str, Any]]:
     monkeypatch.setenv("RISKGATE_CAPACITY_ENABLED", "true")
     monkeypatch.setenv("RISKGATE_CAPACITY_REVIEWS_PER_HOUR", "1")
-    monkeypatch.setenv("RISKGATE_CAPACITY_MAX_REVIEW_PROBABILITY", "0.5")
+    monkeypatch.setenv("RISKGATE_CAPACITY_MAX_REVIEW_PROBABILITY", str(CEILING))
     if budget is not None:
         monkeypatch.setenv("RISKGATE_CAPACITY_MAX_SHED_LOSS_PER_DAY", budget)
-    # risky payments of many sizes, so their probabilities spread over the raised band (the
-    # governor adapts only after 200 payments: the ones within the band come last)
-    payments = [
-        {
-            **(high_risk if i % 2 else low_risk)(f"cap-{i}"),
-            "card_id": f"card-cap-{i}",
-            "amount": 40.0 + 5.0 * (N - i),  # the smaller, less risky ones last
-        }
-        for i in range(N)
+    # the governor adapts only after 200 recent payments: half of them reviews, far over the
+    # capacity of one review an hour; then payments within the raised band, among plain ones
+    band = _band_variants(model_dir, base, CEILING)
+    payments = [(high_risk if i % 2 else low_risk)(f"cap-{i}") for i in range(WARMUP)]
+    payments += [
+        _variant(f"cap-{i}", *band[i // 2 % len(band)]) if i % 2 else low_risk(f"cap-{i}")
+        for i in range(WARMUP, N)
     ]
     results: list[dict[str, Any]] = []
     with running_service() as client:
@@ -58,7 +108,7 @@ def test_without_a_budget_the_raised_band_keeps_letting_payments_through(
     from training.model import RiskModel
 
     base = RiskModel.load(model_dir).thresholds.review
-    results = _flood(monkeypatch, None)
+    results = _flood(monkeypatch, model_dir, base, None)
 
     assert len(_shed(results, base)) > 1
 
@@ -67,7 +117,8 @@ def test_the_daily_budget_stops_the_raised_band_once_spent(service_env, monkeypa
     from training.model import RiskModel
 
     base = RiskModel.load(model_dir).thresholds.review
-    results = _flood(monkeypatch, "1")  # less than any one high-risk payment's expected loss
+    # a budget of 1 is less than any one risky payment's expected loss
+    results = _flood(monkeypatch, model_dir, base, "1")
 
     shed = _shed(results, base)
     assert len(shed) == 1, shed
