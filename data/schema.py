@@ -195,6 +195,14 @@ def _present(raw: pd.Series) -> np.ndarray:
     return mask
 
 
+# A file with one identifier for the payer (a card or an account, not both) is common: say how
+# a mapping makes one stand for the other instead of leaving the user to find it.
+_MISSING_HINT = {
+    "customer_id": ' (a mapping can let the card stand for it: [defaults] customer_id = "card_id")',
+    "card_id": ' (a mapping can let the customer stand for it: [defaults] card_id = "customer_id")',
+}
+
+
 def validate(frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
     """Check `frame` against the contract and return a typed copy; raise ValidationError if not.
 
@@ -203,7 +211,8 @@ def validate(frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
     problems: list[Problem] = []
     for name in REQUIRED:
         if name not in frame.columns:
-            problems.append(Problem(source, None, name, "required column is missing"))
+            reason = "required column is missing" + _MISSING_HINT.get(name, "")
+            problems.append(Problem(source, None, name, reason))
     if "label_time" in frame.columns and "is_fraud" not in frame.columns:
         problems.append(Problem(source, None, "is_fraud", "label_time given without is_fraud"))
     if problems:

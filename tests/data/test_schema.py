@@ -67,6 +67,14 @@ def test_missing_required_column_is_named_as_a_whole_file_problem(column):
     assert_one_problem(frame, None, column, "required column is missing")
 
 
+@pytest.mark.parametrize(
+    ("column", "other"), [("customer_id", "card_id"), ("card_id", "customer_id")]
+)
+def test_a_missing_payer_identifier_names_the_default_that_fills_it(column, other):
+    frame = good().drop(columns=[column])
+    assert_one_problem(frame, None, column, f'[defaults] {column} = "{other}"')
+
+
 @pytest.mark.parametrize("column", REQUIRED)
 def test_empty_required_value_is_refused_with_row_and_column(column):
     frame = good()
