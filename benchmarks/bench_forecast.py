@@ -12,7 +12,7 @@ and p90 band vs the simulated p50/p90 hold (held -> decided) of the payments hel
 The target: the simulated p90 inside the band for >= 80% of hours (hours with reviews).
 
     .venv/bin/python benchmarks/bench_forecast.py [--rows 200000] [--runs 40] [--truth-days 1]
-        [--band 5 95]
+        [--band 5 95] [--seed 0]
 
 The forecast learns how a promotion's reviews grow with its volume from the promotions that
 ended in the week before (none before the first surge: elasticity 1 +- 0.5); the second surge
@@ -70,6 +70,7 @@ def replay_day(
     rolling: bool,
     truth_days: int = 1,
     band: tuple[float, float] = BAND,
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Forecast at day0 (00:00 UTC) and the simulated day, hour by hour."""
     t = arrivals["time"].to_numpy()
@@ -93,7 +94,9 @@ def replay_day(
         for h in range(24):
             at = day0 + h * 3600.0
             queued = ((c["time"] < at) & (c["start"] >= at)).to_numpy()
-            level, level_sd = nowcast_level(t[t < at], at, base, cal, elasticity=el.mean)
+            level, level_sd = nowcast_level(
+                t[t < at], at, base, cal, elasticity=el.mean, elasticity_sd=el.sd
+            )
             hours.append(
                 forecast(
                     datetime.fromtimestamp(at, tz=UTC),
@@ -108,10 +111,13 @@ def replay_day(
                     elasticity=el,
                     level_sd=level_sd,
                     band=band,
+                    seed=seed,
                 )[0]
             )
     else:
-        level, level_sd = nowcast_level(t[t < day0], day0, base, cal, elasticity=el.mean)
+        level, level_sd = nowcast_level(
+            t[t < day0], day0, base, cal, elasticity=el.mean, elasticity_sd=el.sd
+        )
         hours = forecast(
             now,
             team,
@@ -124,6 +130,7 @@ def replay_day(
             elasticity=el,
             level_sd=level_sd,
             band=band,
+            seed=seed,
         )
     day = c[(c["time"] >= day0) & (c["time"] < day0 + DAY_S)]
     hour_of = ((day["time"] - day0) // HOUR_S).astype(int)
@@ -200,6 +207,7 @@ def main() -> int:
         metavar=("LO", "HI"),
         help=f"percentiles of the p90 band (default {BAND[0]:g} {BAND[1]:g})",
     )
+    ap.add_argument("--seed", type=int, default=0, help="the forecast's seed (its runs)")
     args = ap.parse_args()
     from data.simulator import SimulationConfig, simulate
 
@@ -244,7 +252,15 @@ def main() -> int:
         for rolling in (False, True):
             label = f"{name}, {'rolling (each hour, 1 h ahead)' if rolling else '24 h ahead'}"
             rows = replay_day(
-                arrivals, day0, team, cal, args.runs, rolling, args.truth_days, tuple(args.band)
+                arrivals,
+                day0,
+                team,
+                cal,
+                args.runs,
+                rolling,
+                args.truth_days,
+                tuple(args.band),
+                args.seed,
             )
             results[label] = rows
             if "not a target" not in name:

@@ -130,7 +130,9 @@ def current_forecast(rt: Any, now: datetime) -> tuple[Calendar, list[Hour]]:
     el = promotion_elasticity(created, now_s, cal)
     base = baseline_inflow(created, now_s, cal, elasticity=el.mean)
     level, level_sd = (
-        nowcast_level(created, now_s, base, cal, elasticity=el.mean) if len(created) else (1.0, 0.0)
+        nowcast_level(created, now_s, base, cal, elasticity=el.mean, elasticity_sd=el.sd)
+        if len(created)
+        else (1.0, 0.0)
     )
     hours = forecast(
         now,

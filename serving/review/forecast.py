@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -229,23 +230,33 @@ def nowcast_level(
     window_s: float = 2 * HOUR_S,
     bounds: tuple[float, float] = (0.25, 10.0),
     elasticity: float = 1.0,
+    elasticity_sd: float | None = None,
 ) -> tuple[float, float]:
     """(the nowcast level, its log standard error): the level is a ratio of (seen + 1) to
-    (expected + 1) reviews, as uncertain as a Poisson count of seen + 1, 1 / sqrt(seen + 1)."""
+    (expected + 1) reviews, as uncertain as a Poisson count of seen + 1, 1 / sqrt(seen + 1).
+    Inside a running promotion, with `elasticity_sd` (how sure the elasticity is), the
+    measured log level is shrunk towards 0 (the promotion as expected) by precision: a few
+    night-time reviews do not overrule the promotions seen before, but a long day does."""
     t = np.asarray(created_s, dtype=np.float64)
     # inside a promotion running longer than the window, the ratio since it began (at most
     # 12 h): the promotion's own, steadier than its last two hours
+    running = False
     for e in calendar.events:
         if e.kind == "promotion" and e.start.timestamp() <= now_s - window_s < e.end.timestamp():
             window_s = min(max(window_s, now_s - e.start.timestamp()), 12 * HOUR_S)
+            running = True
     seen = int(((t >= now_s - window_s) & (t < now_s)).sum())
     slots = np.arange(now_s - window_s, now_s, SLOT_S) + SLOT_S / 2
     hod = (np.mod(slots, DAY_S) // HOUR_S).astype(np.int64)
     expected = float(
         (baseline[hod] * calendar.multiplier(slots, elasticity)).sum() * SLOT_S / HOUR_S
     )
-    level = float(np.clip((seen + 1.0) / (expected + 1.0), *bounds))
-    return level, 1.0 / math.sqrt(seen + 1.0)
+    log_level, var = math.log((seen + 1.0) / (expected + 1.0)), 1.0 / (seen + 1.0)
+    prior_sd = (elasticity_sd or 0.0) * float(np.abs(calendar.log_multiplier(slots)).mean())
+    if running and prior_sd > 0:
+        precision = 1.0 / var + 1.0 / prior_sd**2
+        log_level, var = log_level / var / precision, 1.0 / precision
+    return float(np.clip(math.exp(log_level), *bounds)), math.sqrt(var)
 
 
 def team_for(
@@ -378,12 +389,22 @@ def forecast(
     # a promotion the nowcast has not measured yet, in the simulated span
     uncertain = elasticity.sd > 0 and bool(((log_mult != 0) & ~watched & ~happened).any())
     rng = np.random.default_rng(seed)
+    # the runs' elasticities, stratified (one per 1 / runs quantile, in random order): the
+    # band's edges are the runs at the elasticity's tails, so the tails must be there every
+    # time, not when the draws happen to reach them
+    e_draws = (
+        elasticity.mean
+        + elasticity.sd
+        * np.array([NormalDist().inv_cdf((k + 0.5) / runs) for k in rng.permutation(runs)])
+        if uncertain
+        else np.zeros(0)
+    )
     sample = np.asarray(priority_sample, dtype=np.float64)
     holds: list[list[np.ndarray]] = [[] for _ in range(hours)]
     for r in range(runs if sim_team is not None else 0):
         assert sim_team is not None
         error = float(rng.lognormal(0.0, inflow_sigma)) if inflow_sigma > 0 else 1.0
-        e_run = float(rng.normal(elasticity.mean, elasticity.sd)) if uncertain else None
+        e_run = float(e_draws[r]) if uncertain else None
         # the level is a ratio of counts: as uncertain as the few reviews it was measured on
         lvl = level * float(rng.lognormal(0.0, level_sd)) if level_sd > 0 else None
         run_slot = (

@@ -280,3 +280,26 @@ def test_the_nowcast_level_is_as_uncertain_as_its_few_counts_and_the_band_says_s
     assert fixed[0].inflow == spread[0].inflow
     width = [h.p90_band[1] - h.p90_band[0] for h in (fixed[0], spread[0])]
     assert width[1] > width[0]
+
+
+def test_inside_a_promotion_a_sure_elasticity_is_not_overruled_by_a_few_reviews():
+    """Five hours into a 3x promotion with 3 reviews where 90 were expected: measured alone
+    the level is ~0.04 (bounded at 0.25); after promotions that made the elasticity sure, it
+    stays near 1; with the prior's doubt the counts win."""
+    base, cal = flat(6.0), Calendar((Event("promotion", at(-5), at(10), volume_multiplier=3.0),))
+    few = T0 - np.array([600.0, 5000.0, 12000.0])
+    alone, _ = nowcast_level(few, T0, base, cal)
+    sure, sure_sd = nowcast_level(few, T0, base, cal, elasticity_sd=0.05)
+    doubt, _ = nowcast_level(few, T0, base, cal, elasticity_sd=PRIOR_ELASTICITY.sd)
+    assert alone == 0.25
+    assert sure > 0.8
+    assert sure_sd < 0.06
+    assert doubt < 0.3
+    # many reviews overrule even a sure elasticity
+    many = T0 - np.linspace(10, 5 * 3600 - 10, 360)  # 4x the 90 expected
+    assert nowcast_level(many, T0, base, cal, elasticity_sd=0.05)[0] > 2.0
+    # outside a promotion nothing is shrunk: the level is the day's, not the promotion's
+    quiet = T0 - np.linspace(60, 7000, 4)
+    assert nowcast_level(quiet, T0, base, Calendar(), elasticity_sd=0.05) == nowcast_level(
+        quiet, T0, base, Calendar()
+    )
