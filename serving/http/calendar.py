@@ -17,7 +17,14 @@ from serving.core.auth import Principal
 from serving.core.schemas import now_utc, utc_in_range
 from serving.http.api import StrictJSONRoute, _r, role, runtime
 from serving.review import delays, queue
-from serving.review.forecast import Calendar, Hour, baseline_inflow, forecast, nowcast
+from serving.review.forecast import (
+    Calendar,
+    Hour,
+    baseline_inflow,
+    forecast,
+    nowcast_level,
+    promotion_elasticity,
+)
 from serving.review.merchant_view import z
 from serving.review.settlement import team_of
 from serving.review.team import TeamConfig
@@ -118,10 +125,27 @@ def current_forecast(rt: Any, now: datetime) -> tuple[Calendar, list[Hour]]:
             return cal, _cache["hours"]
     team = service_team(rt)
     created, open_p, recent = delays.forecast_inputs(rt.engine, now)
-    base = baseline_inflow(created, now.timestamp(), cal)
-    level = nowcast(created, now.timestamp(), base, cal) if len(created) else 1.0
+    now_s = now.timestamp()
+    # how the past week's promotions' reviews grew with their volume (none: 1 +- 0.5)
+    el = promotion_elasticity(created, now_s, cal)
+    base = baseline_inflow(created, now_s, cal, elasticity=el.mean)
+    level, level_sd = (
+        nowcast_level(created, now_s, base, cal, elasticity=el.mean, elasticity_sd=el.sd)
+        if len(created)
+        else (1.0, 0.0)
+    )
     hours = forecast(
-        now, team, cal, base, open_p, recent, hours=HORIZON_HOURS, runs=RUNS, level=level
+        now,
+        team,
+        cal,
+        base,
+        open_p,
+        recent,
+        hours=HORIZON_HOURS,
+        runs=RUNS,
+        level=level,
+        elasticity=el,
+        level_sd=level_sd,
     )
     with _cache_lock:
         _cache.update(key=key, hours=hours)

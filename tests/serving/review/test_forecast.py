@@ -11,12 +11,16 @@ import pandas as pd
 import pytest
 
 from serving.review.forecast import (
+    PRIOR_ELASTICITY,
     Calendar,
+    Elasticity,
     Event,
     baseline_inflow,
     forecast,
     nowcast,
+    nowcast_level,
     p90_of_few,
+    promotion_elasticity,
     team_for,
 )
 from serving.review.team import DAY_S, HOUR_S, Shift, TeamConfig, simulate_queue
@@ -179,3 +183,123 @@ def test_a_quiet_hours_band_is_the_spread_of_a_p90_of_a_few_waits():
     # population's p90 and the many-case band sits around it
     assert few[0] < np.percentile(waits, 90) * 0.7
     assert many[0] < np.percentile(waits, 90) < many[1]
+
+
+def even_history(rate: float, days: int, growth: dict[int, float] | None = None) -> np.ndarray:
+    """`days` days before NOW at `rate` reviews an hour, evenly spaced; on the days `growth`
+    names (days back) the rate times its value."""
+    out = []
+    for d in range(days, 0, -1):
+        n = round(rate * (growth or {}).get(d, 1.0) * 24)
+        out.append(T0 - d * DAY_S + (np.arange(n) + 0.5) * DAY_S / n)
+    return np.concatenate(out)
+
+
+def day_promotion(days_back: int, multiplier: float) -> Event:
+    return Event("promotion", at(-24 * days_back), at(-24 * days_back + 24), "sale", multiplier)
+
+
+def test_a_promotion_multiplies_reviews_by_its_volume_to_the_power_of_the_elasticity():
+    cal = Calendar((Event("promotion", at(1), at(2), volume_multiplier=3.0),))
+    t = np.array([at(0.5).timestamp(), at(1.5).timestamp()])
+    assert list(cal.multiplier(t)) == pytest.approx([1.0, 3.0])
+    assert list(cal.multiplier(t, elasticity=2.0)) == pytest.approx([1.0, 9.0])
+
+
+def test_elasticity_is_the_prior_until_a_promotion_has_ended_in_the_history():
+    hist = even_history(6.0, 7)
+    assert promotion_elasticity(hist, T0, Calendar()) == PRIOR_ELASTICITY
+    coming = Calendar((Event("promotion", at(2), at(10), volume_multiplier=3.0),))
+    assert promotion_elasticity(hist, T0, coming) == PRIOR_ELASTICITY
+    running = Calendar((Event("promotion", at(-2), at(10), volume_multiplier=3.0),))
+    assert promotion_elasticity(hist, T0, running) == PRIOR_ELASTICITY  # the nowcast's job
+    too_old = Calendar((day_promotion(9, 3.0),))
+    assert promotion_elasticity(hist, T0, too_old) == PRIOR_ELASTICITY
+
+
+@pytest.mark.parametrize(("growth", "elasticity"), [(2.0, 1.0), (4.0, 2.0), (1.0, 0.0)])
+def test_elasticity_is_learned_from_how_a_past_promotions_reviews_grew(growth, elasticity):
+    """Three days ago a 2x promotion brought `growth` x the reviews: elasticity log2(growth)."""
+    cal = Calendar((day_promotion(3, 2.0),))
+    el = promotion_elasticity(even_history(6.0, 7, {3: growth}), T0, cal)
+    assert el.promotions == 1
+    # near what the counts say, shrunk a little towards the prior's 1 (conjugate normal)
+    assert el.mean == pytest.approx(elasticity, abs=0.15)
+    assert min(elasticity, 1.0) - 0.02 <= el.mean <= max(elasticity, 1.0) + 0.02
+    assert el.sd < 0.2 < PRIOR_ELASTICITY.sd  # one promotion's day of counts says much more
+    # the baseline divides that day out by the reviews' growth, not the volume's
+    base = baseline_inflow(even_history(6.0, 7, {3: growth}), T0, cal, elasticity=el.mean)
+    assert base == pytest.approx(np.full(24, 6.0), rel=0.1)
+
+
+def test_a_small_promotion_says_little_and_two_say_more_than_one():
+    small = promotion_elasticity(
+        even_history(6.0, 7, {3: 1.2}), T0, Calendar((day_promotion(3, 1.1),))
+    )
+    big = promotion_elasticity(
+        even_history(6.0, 7, {3: 4.0}), T0, Calendar((day_promotion(3, 2.0),))
+    )
+    assert small.sd > big.sd  # log 1.1 is a short lever: the day's noise dominates
+    both = Calendar((day_promotion(3, 2.0), day_promotion(5, 2.0)))
+    two = promotion_elasticity(even_history(6.0, 7, {3: 4.0, 5: 4.0}), T0, both)
+    assert two.promotions == 2
+    assert two.sd < big.sd
+    assert two.mean == pytest.approx(2.0, abs=0.1)  # less shrunk than one: more evidence
+    assert abs(two.mean - 2.0) < abs(big.mean - 2.0)
+
+
+def test_an_unwatched_promotions_unknown_elasticity_widens_its_band():
+    """A promotion the forecast has not seen yet: its runs draw the elasticity, so the band
+    spans a promotion whose reviews grow slower or faster than its volume."""
+    team = TeamConfig(shifts=(Shift(0, 0, 2),))
+    cal = Calendar((Event("promotion", at(2), at(12), "sale", volume_multiplier=3.0),))
+    sure = forecast(NOW, team, cal, flat(6.0), runs=30, elasticity=Elasticity(1.0, 0.0))
+    unsure = forecast(NOW, team, cal, flat(6.0), runs=30, elasticity=PRIOR_ELASTICITY)
+    assert unsure[6].inflow == sure[6].inflow == pytest.approx(18.0)  # central: elasticity 1
+    assert unsure[10].p90_band[1] > 2 * sure[10].p90_band[1]
+    learned = forecast(NOW, team, cal, flat(6.0), runs=2, elasticity=Elasticity(2.0, 0.1))
+    assert learned[6].inflow == pytest.approx(6.0 * 9.0)
+    # once watched (the nowcast measured it), the elasticity is the level's, not a draw
+    watched = Calendar((Event("promotion", at(-2), at(12), volume_multiplier=3.0),))
+    a = forecast(NOW, team, watched, flat(6.0), runs=10, elasticity=Elasticity(1.0, 0.0))
+    b = forecast(NOW, team, watched, flat(6.0), runs=10, elasticity=Elasticity(1.0, 0.5))
+    assert a == b
+
+
+def test_the_nowcast_level_is_as_uncertain_as_its_few_counts_and_the_band_says_so():
+    base = flat(6.0)
+    recent = T0 - np.linspace(60, 7000, 8)
+    level, sd = nowcast_level(recent, T0, base, Calendar())
+    assert level == pytest.approx(9 / 13)
+    assert sd == pytest.approx(1 / 3)
+    many = T0 - np.linspace(10, 7190, 99)
+    assert nowcast_level(many, T0, base, Calendar())[1] == pytest.approx(0.1)
+    team = TeamConfig(shifts=(Shift(0, 0, 1),))
+    fixed = forecast(NOW, team, Calendar(), flat(9.0), runs=40, level=1.3)
+    spread = forecast(NOW, team, Calendar(), flat(9.0), runs=40, level=1.3, level_sd=0.6)
+    assert fixed[0].inflow == spread[0].inflow
+    width = [h.p90_band[1] - h.p90_band[0] for h in (fixed[0], spread[0])]
+    assert width[1] > width[0]
+
+
+def test_inside_a_promotion_a_sure_elasticity_is_not_overruled_by_a_few_reviews():
+    """Five hours into a 3x promotion with 3 reviews where 90 were expected: measured alone
+    the level is ~0.04 (bounded at 0.25); after promotions that made the elasticity sure, it
+    stays near 1; with the prior's doubt the counts win."""
+    base, cal = flat(6.0), Calendar((Event("promotion", at(-5), at(10), volume_multiplier=3.0),))
+    few = T0 - np.array([600.0, 5000.0, 12000.0])
+    alone, _ = nowcast_level(few, T0, base, cal)
+    sure, sure_sd = nowcast_level(few, T0, base, cal, elasticity_sd=0.05)
+    doubt, _ = nowcast_level(few, T0, base, cal, elasticity_sd=PRIOR_ELASTICITY.sd)
+    assert alone == 0.25
+    assert sure > 0.8
+    assert sure_sd < 0.06
+    assert doubt < 0.3
+    # many reviews overrule even a sure elasticity
+    many = T0 - np.linspace(10, 5 * 3600 - 10, 360)  # 4x the 90 expected
+    assert nowcast_level(many, T0, base, cal, elasticity_sd=0.05)[0] > 2.0
+    # outside a promotion nothing is shrunk: the level is the day's, not the promotion's
+    quiet = T0 - np.linspace(60, 7000, 4)
+    assert nowcast_level(quiet, T0, base, Calendar(), elasticity_sd=0.05) == nowcast_level(
+        quiet, T0, base, Calendar()
+    )
