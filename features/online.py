@@ -24,7 +24,7 @@ import pandas as pd
 
 from data.schema import COLUMNS
 from features.registry import FEATURES, Feature
-from features.state import EMPTY, History, PaymentEvent, StateStore
+from features.state import EMPTY, PaymentEvent, StateStore
 from features.transforms import NS_PER_DAY, NS_PER_S, ROW_SCALARS, haversine_km_one
 
 _NAN = math.nan
@@ -126,6 +126,9 @@ _WINDOWED = frozenset(
 )
 
 
+_PREVIOUS = {"since_prev": 0, "prev_distance": 1, "prev_speed": 2}
+
+
 @dataclass(frozen=True)
 class _EntityPlan:
     """What one payment reads from one entity's history, worked out once from the registry.
@@ -179,6 +182,10 @@ def _plan(
                 fhi = slot(fraud_offsets, f.label_delay)
                 flo = slot(fraud_offsets, f.label_delay + f.window)
                 ops.setdefault("labels", []).append((i, hi, lo, fhi, flo, agg == "label_rate"))
+            elif agg in _PREVIOUS:
+                ops.setdefault("previous", []).append((i, slot(offsets, f.window), _PREVIOUS[agg]))
+            elif agg in ("zscore", "median_ratio"):
+                ops.setdefault("amounts", []).append((i, slot(offsets, f.window), agg == "zscore"))
             else:
                 ops.setdefault(agg, []).append((i, slot(offsets, f.window)))
         plans.append(
@@ -290,13 +297,27 @@ class OnlineFeatures:
                         seen.add(card)
                         seen.discard(None)
                         out[i] = float(len(seen))
-                elif agg in ("since_prev", "prev_distance", "prev_speed"):
-                    for i, k in items:
-                        out[i] = _previous(h, starts[k], t, p, agg)
-                else:
-                    for i, k in items:
+                elif agg == "previous":  # the entity's previous payment, if in the window
+                    if not n_all:
+                        continue
+                    dt_s = (t - ts[-1]) / NS_PER_S
+                    dist = haversine_km_one(
+                        h.lat[-1],
+                        h.lon[-1],
+                        p.get("merchant_lat", _NAN),
+                        p.get("merchant_lon", _NAN),
+                    )
+                    speed = dist / (max(dt_s, 60.0) / 3600)
+                    for i, k, what in items:
+                        if starts[k] < n_all:
+                            out[i] = dt_s if what == 0 else dist if what == 1 else speed
+                elif agg == "amounts":  # statistics that need the window's amounts themselves
+                    for i, k, zscore in items:
                         s = starts[k]
-                        out[i] = _amount_stat(agg, h.cents[s:], n_all - s, cents)
+                        window = h.cents[s:]
+                        out[i] = (_zscore if zscore else _median_ratio)(window, n_all - s, cents)
+                else:
+                    raise AssertionError(agg)
         return np.array(out, dtype=np.float64)
 
     def update(self, payment: Mapping[str, Any]) -> None:
@@ -325,28 +346,16 @@ _ENTITY_FIELD: dict[str, str] = {
 }
 
 
-def _amount_stat(agg: str, window: list[int], n: int, cents: int) -> float:
-    s = sum(window)
-    if agg == "zscore":
-        if n < 2:
-            return _NAN
-        var_n2 = n * sum(v * v for v in window) - s * s
-        return (n * cents - s) / math.sqrt(var_n2) if var_n2 > 0 else _NAN
-    if agg == "median_ratio":
-        if n == 0:
-            return _NAN
-        med = _median(window)
-        return cents / med if med > 0 else _NAN
-    raise ValueError(f"unknown aggregation {agg}")
-
-
-def _previous(h: History, s: int, t: int, p: Mapping[str, Any], agg: str) -> float:
-    if s >= len(h.ts):
+def _zscore(window: list[int], n: int, cents: int) -> float:
+    if n < 2:
         return _NAN
-    dt_s = (t - h.ts[-1]) / NS_PER_S
-    if agg == "since_prev":
-        return dt_s
-    dist = haversine_km_one(
-        h.lat[-1], h.lon[-1], p.get("merchant_lat", _NAN), p.get("merchant_lon", _NAN)
-    )
-    return dist if agg == "prev_distance" else dist / (max(dt_s, 60.0) / 3600)
+    s = sum(window)
+    var_n2 = n * sum(v * v for v in window) - s * s
+    return (n * cents - s) / math.sqrt(var_n2) if var_n2 > 0 else _NAN
+
+
+def _median_ratio(window: list[int], n: int, cents: int) -> float:
+    if n == 0:
+        return _NAN
+    med = _median(window)
+    return cents / med if med > 0 else _NAN
