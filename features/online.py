@@ -17,6 +17,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,13 @@ from features.state import EMPTY, PaymentEvent, StateStore
 from features.transforms import NS_PER_DAY, NS_PER_S, ROW_SCALARS, haversine_km_one
 
 _NAN = math.nan
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)  # a naive time is read as UTC (as pandas does here)
+_US = timedelta(microseconds=1)
 _ROW_TIMESTAMPS = ("account_created_at", "credential_changed_at")
 _NUMERIC = tuple(c.name for c in COLUMNS if c.kind == "float")
+_IS_ROW_TIMESTAMP = frozenset(_ROW_TIMESTAMPS)
+_IS_NUMERIC = frozenset(_NUMERIC)
 _TEXT_DEFAULTS = tuple(
     c.name for c in COLUMNS if c.kind in ("str", "category") and c.name != "transaction_id"
 )
@@ -40,6 +46,9 @@ def timestamp_ns(value: Any) -> int:
     """datetime / pandas Timestamp / ISO string / int ns -> int ns since the epoch (UTC)."""
     if isinstance(value, (int, np.integer)):
         return int(value)
+    if type(value) is datetime:  # the API's payments: exact integer arithmetic, no pandas
+        # (a pd.Timestamp, a datetime subclass, may carry nanoseconds: it takes the path below)
+        return (value - (_EPOCH if value.tzinfo is not None else _EPOCH_NAIVE)) // _US * 1000
     ts = pd.Timestamp(value)
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
@@ -70,9 +79,9 @@ def prepare(payment: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in payment.items():
         if key == "timestamp":
             out[key] = timestamp_ns(value)
-        elif key in _ROW_TIMESTAMPS:
+        elif key in _IS_ROW_TIMESTAMP:
             out[key] = _opt_ns(value)
-        elif key in _NUMERIC:
+        elif key in _IS_NUMERIC:
             out[key] = _opt_float(value)
         elif key in _TEXT_FIELDS:
             out[key] = _opt_str(value)

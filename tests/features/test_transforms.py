@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from features.online import timestamp_ns
 from features.transforms import NS_PER_DAY, NS_PER_HOUR, ROW_SCALARS, ROW_TRANSFORMS
 
 NAN = math.nan
@@ -66,3 +69,20 @@ def test_one_payment_form_equals_the_numpy_definition(name):
     want = np.array([float(ROW_TRANSFORMS[name](p)) for p in payments], dtype=np.float64)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0.0, equal_nan=True, err_msg=name)
     assert all(type(v) is float for v in (ROW_SCALARS[name](p) for p in payments))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2024, 3, 1, 12, 30, 45, 123456, tzinfo=UTC),
+        datetime(2024, 3, 1, 12, 30, 45, 123456),  # naive: read as UTC
+        datetime(2024, 3, 31, 2, 30, tzinfo=timezone(timedelta(hours=-7, minutes=-30))),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # before the epoch
+    ],
+)
+def test_timestamp_ns_of_a_datetime_equals_pandas(value):
+    """The API's datetimes take an integer path of their own: the same ns as pandas gives."""
+    ts = pd.Timestamp(value)
+    expected = int((ts if ts.tzinfo is not None else ts.tz_localize("UTC")).value)
+    assert timestamp_ns(value) == expected
+    assert timestamp_ns(pd.Timestamp(value) + pd.Timedelta(1, "ns")) == expected + 1
