@@ -204,9 +204,10 @@ def inprocess(
 
 
 def what_if_db(payments: list[dict[str, Any]], work: Path, n: int = 1_500) -> dict[str, Any]:
-    """The durable write and the replay check as serving/scoring/scorer.py does them (a statement
-    built per call) against prebuilt statements and against the bare sqlite3 driver, same rows.
-    A diagnostic for where the write time goes, not riskgate's code path."""
+    """The durable write and the replay check with a statement built per call, with prebuilt
+    statements and on the bare sqlite3 driver, same rows: a diagnostic for what SQLAlchemy costs
+    per statement. The scorer itself runs its hot inserts and its replay probe on the driver's
+    cursor (serving/store/driver.py); its own figures are the stage rows above."""
     from datetime import UTC, datetime
 
     from sqlalchemy import bindparam, insert, select
@@ -239,7 +240,7 @@ def what_if_db(payments: list[dict[str, Any]], work: Path, n: int = 1_500) -> di
         db.create_schema(e)
         return e
 
-    # 1. as the scorer does it: statements built per call
+    # 1. statements built per call
     e = engine_at("per_call.db")
     w, rd = [], []
     for r in recs:

@@ -4,13 +4,20 @@ The window rules are the registry's: a prior payment is in a window when its tim
 greater than (t - window); history holds only payments already seen, which is "strictly
 before" when payments arrive in (timestamp, transaction_id) order. Amount statistics use exact
 integer cents, as in batch. Call `compute` before `update` for each payment.
+
+The registry is turned into a plan once, at construction: per entity history, the distinct
+window starts its features need and, per aggregation, (output index, window slot) lists. A
+payment then costs one bisect per distinct window and a tight loop per aggregation, not a
+dispatch per feature; row features use the one-payment forms (`transforms.ROW_SCALARS`).
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -18,12 +25,17 @@ import pandas as pd
 
 from data.schema import COLUMNS
 from features.registry import FEATURES, Feature
-from features.state import EMPTY, History, PaymentEvent, StateStore, entity_keys
-from features.transforms import NS_PER_DAY, NS_PER_S, ROW_TRANSFORMS, haversine_km
+from features.state import EMPTY, PaymentEvent, StateStore
+from features.transforms import NS_PER_DAY, NS_PER_S, ROW_SCALARS, haversine_km_one
 
 _NAN = math.nan
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)  # a naive time is read as UTC (as pandas does here)
+_US = timedelta(microseconds=1)
 _ROW_TIMESTAMPS = ("account_created_at", "credential_changed_at")
 _NUMERIC = tuple(c.name for c in COLUMNS if c.kind == "float")
+_IS_ROW_TIMESTAMP = frozenset(_ROW_TIMESTAMPS)
+_IS_NUMERIC = frozenset(_NUMERIC)
 _TEXT_DEFAULTS = tuple(
     c.name for c in COLUMNS if c.kind in ("str", "category") and c.name != "transaction_id"
 )
@@ -34,6 +46,9 @@ def timestamp_ns(value: Any) -> int:
     """datetime / pandas Timestamp / ISO string / int ns -> int ns since the epoch (UTC)."""
     if isinstance(value, (int, np.integer)):
         return int(value)
+    if type(value) is datetime:  # the API's payments: exact integer arithmetic, no pandas
+        # (a pd.Timestamp, a datetime subclass, may carry nanoseconds: it takes the path below)
+        return (value - (_EPOCH if value.tzinfo is not None else _EPOCH_NAIVE)) // _US * 1000
     ts = pd.Timestamp(value)
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
@@ -64,9 +79,9 @@ def prepare(payment: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in payment.items():
         if key == "timestamp":
             out[key] = timestamp_ns(value)
-        elif key in _ROW_TIMESTAMPS:
+        elif key in _IS_ROW_TIMESTAMP:
             out[key] = _opt_ns(value)
-        elif key in _NUMERIC:
+        elif key in _IS_NUMERIC:
             out[key] = _opt_float(value)
         elif key in _TEXT_FIELDS:
             out[key] = _opt_str(value)
@@ -99,6 +114,102 @@ def _median(values: list[int]) -> float:
     return (s[(n - 1) // 2] + s[n // 2]) / 2
 
 
+# Aggregations read from an entity's history, by how the plan computes them.
+_WINDOWED = frozenset(
+    {
+        "count",
+        "sum",
+        "mean",
+        "mean_ratio",
+        "median_ratio",
+        "zscore",
+        "since_prev",
+        "since_first",
+        "prev_distance",
+        "prev_speed",
+        "distinct_cards",
+        "pair_new",
+        "label_rate",
+        "label_count",
+    }
+)
+
+
+_PREVIOUS = {"since_prev": 0, "prev_distance": 1, "prev_speed": 2}
+
+
+@dataclass(frozen=True)
+class _EntityPlan:
+    """What one payment reads from one entity's history, worked out once from the registry.
+
+    `offsets` are the distinct window starts (ns before the payment) that its features need and
+    `fraud_offsets` the distinct label-window ends; each feature is then an output index and
+    slot numbers into those lists, grouped by aggregation, so `compute` runs one bisect per
+    distinct window and a tight loop per aggregation instead of dispatching feature by feature.
+    """
+
+    entity: str  # the history's name in the state ("customer_device": the pair)
+    field: str | None  # the payment field that keys it (None: the customer/device pair)
+    offsets: tuple[int, ...]
+    fraud_offsets: tuple[int, ...]
+    ops: tuple[tuple[str, tuple[tuple[int, ...], ...]], ...]  # (aggregation, (index, slots...))
+    sums: bool  # some feature needs a window's sum of cents
+
+
+def _plan(
+    features: Sequence[Feature],
+) -> tuple[list[tuple[int, Callable[[Mapping[str, Any]], float]]], list[_EntityPlan]]:
+    """(row features as (index, transform), one plan per entity history) for `features`."""
+    rows: list[tuple[int, Callable[[Mapping[str, Any]], float]]] = []
+    by_entity: dict[str, list[tuple[int, Feature]]] = {}
+    for i, f in enumerate(features):
+        if f.aggregation == "row":
+            rows.append((i, ROW_SCALARS[f.name]))
+        elif f.aggregation in _WINDOWED:
+            entity: str = "customer_device" if f.aggregation == "pair_new" else f.entity
+            by_entity.setdefault(entity, []).append((i, f))
+        else:
+            raise ValueError(f"unknown aggregation {f.aggregation}")
+    plans = []
+    for entity, members in by_entity.items():
+        offsets: list[int] = []
+        fraud_offsets: list[int] = []
+
+        def slot(values: list[int], seconds: int) -> int:
+            ns = seconds * NS_PER_S
+            if ns not in values:
+                values.append(ns)
+            return values.index(ns)
+
+        ops: dict[str, list[tuple[int, ...]]] = {}
+        for i, f in members:
+            agg = f.aggregation
+            if agg in ("label_rate", "label_count"):
+                # the window (t - delay - window, t - delay]: both ends are window starts
+                hi = slot(offsets, f.label_delay)
+                lo = slot(offsets, f.label_delay + f.window)
+                fhi = slot(fraud_offsets, f.label_delay)
+                flo = slot(fraud_offsets, f.label_delay + f.window)
+                ops.setdefault("labels", []).append((i, hi, lo, fhi, flo, agg == "label_rate"))
+            elif agg in _PREVIOUS:
+                ops.setdefault("previous", []).append((i, slot(offsets, f.window), _PREVIOUS[agg]))
+            elif agg in ("zscore", "median_ratio"):
+                ops.setdefault("amounts", []).append((i, slot(offsets, f.window), agg == "zscore"))
+            else:
+                ops.setdefault(agg, []).append((i, slot(offsets, f.window)))
+        plans.append(
+            _EntityPlan(
+                entity=entity,
+                field=None if entity == "customer_device" else _ENTITY_FIELD[entity],
+                offsets=tuple(offsets),
+                fraud_offsets=tuple(fraud_offsets),
+                ops=tuple((agg, tuple(items)) for agg, items in ops.items()),
+                sums=bool(ops.keys() & {"sum", "mean", "mean_ratio"}),
+            )
+        )
+    return rows, plans
+
+
 class OnlineFeatures:
     """Computes a model's features for one payment at a time from a `StateStore`."""
 
@@ -106,94 +217,117 @@ class OnlineFeatures:
         self.store = store
         self.features = tuple(features)
         self.names = [f.name for f in self.features]
+        self._rows, self._plans = _plan(self.features)
+
+    def _key(self, plan: _EntityPlan, p: Mapping[str, Any]) -> str | None:
+        if plan.field is not None:
+            return p.get(plan.field)
+        cust, dev = p.get("customer_id"), p.get("device_id")
+        return None if cust is None or dev is None else f"{cust}\x1f{dev}"
 
     def compute(self, payment: Mapping[str, Any]) -> np.ndarray:
         """Feature vector (float64, registry order) for a prepared payment; state unchanged."""
         p = payment
         t: int = p["timestamp"]
-        cents = round(float(p["amount"]) * 100.0)
-        hist_cache: dict[str, History] = {}
-        start_cache: dict[tuple[str, int], int] = {}
-        fraud_cache: dict[tuple[str, int], int] = {}
+        out = [_NAN] * len(self.features)
+        for i, fn in self._rows:
+            out[i] = fn(p)
+        if not self._plans:
+            return np.array(out, dtype=np.float64)
+        keys = [self._key(plan, p) for plan in self._plans]
         many = getattr(self.store, "histories", None)
         if callable(many):  # a remote store: every history this payment needs in one round trip
-            wanted = list(entity_keys(event_of(p)).items())
-            for (entity, _), h in zip(wanted, many(wanted), strict=True):
-                hist_cache[entity] = h
-        out = np.empty(len(self.features))
-
-        def hist(entity: str) -> History:
-            h = hist_cache.get(entity)
-            if h is None:
-                if entity == "customer_device":
-                    cust, dev = p.get("customer_id"), p.get("device_id")
-                    key = None if cust is None or dev is None else f"{cust}\x1f{dev}"
+            wanted = [(plan.entity, k) for plan, k in zip(self._plans, keys, strict=True) if k]
+            fetched = iter(many(wanted)) if wanted else iter(())
+            hists = [EMPTY if k is None else next(fetched) for k in keys]
+        else:
+            history = self.store.history
+            hists = [
+                EMPTY if k is None else history(plan.entity, k)
+                for plan, k in zip(self._plans, keys, strict=True)
+            ]
+        cents = round(float(p["amount"]) * 100.0)
+        card = p.get("card_id")
+        for plan, key, h in zip(self._plans, keys, hists, strict=True):
+            if key is None:
+                continue  # the entity is unknown for this payment: its features stay NaN
+            ts = h.ts
+            n_all = len(ts)
+            starts = [bisect_right(ts, t - off) for off in plan.offsets]
+            if plan.sums:  # each window's exact sum of cents, from the running totals
+                csum = h.csum
+                origin = csum[0] - h.cents[0] if n_all else 0
+                sums = [
+                    csum[-1] - (csum[s - 1] if s > 0 else origin) if s < n_all else 0
+                    for s in starts
+                ]
+            for agg, items in plan.ops:
+                if agg == "count":
+                    for i, k in items:
+                        out[i] = float(n_all - starts[k])
+                elif agg == "sum":
+                    for i, k in items:
+                        out[i] = sums[k] / 100.0
+                elif agg == "mean":
+                    for i, k in items:
+                        n = n_all - starts[k]
+                        out[i] = sums[k] / (100.0 * n) if n > 0 else _NAN
+                elif agg == "mean_ratio":
+                    for i, k in items:
+                        n = n_all - starts[k]
+                        total = sums[k]
+                        out[i] = (cents * n) / total if n > 0 and total > 0 else _NAN
+                elif agg == "labels":
+                    fraud_ts = h.fraud_ts
+                    fraud = (
+                        [bisect_right(fraud_ts, t - off) for off in plan.fraud_offsets]
+                        if fraud_ts
+                        else [0] * len(plan.fraud_offsets)
+                    )
+                    for i, hi, lo, fhi, flo, rate in items:
+                        frauds = fraud[fhi] - fraud[flo]
+                        if not rate:
+                            out[i] = float(frauds)
+                        else:
+                            paid = starts[hi] - starts[lo]
+                            out[i] = frauds / paid if paid > 0 else _NAN
+                elif agg == "since_first":
+                    for i, k in items:
+                        s = starts[k]
+                        out[i] = (t - ts[s]) / NS_PER_DAY if s < n_all else _NAN
+                elif agg == "pair_new":
+                    for i, k in items:
+                        out[i] = 1.0 if starts[k] == n_all else 0.0
+                elif agg == "distinct_cards":
+                    if card is None:
+                        continue
+                    for i, k in items:
+                        seen = set(h.cards[starts[k] :])
+                        seen.add(card)
+                        seen.discard(None)
+                        out[i] = float(len(seen))
+                elif agg == "previous":  # the entity's previous payment, if in the window
+                    if not n_all:
+                        continue
+                    dt_s = (t - ts[-1]) / NS_PER_S
+                    dist = haversine_km_one(
+                        h.lat[-1],
+                        h.lon[-1],
+                        p.get("merchant_lat", _NAN),
+                        p.get("merchant_lon", _NAN),
+                    )
+                    speed = dist / (max(dt_s, 60.0) / 3600)
+                    for i, k, what in items:
+                        if starts[k] < n_all:
+                            out[i] = dt_s if what == 0 else dist if what == 1 else speed
+                elif agg == "amounts":  # statistics that need the window's amounts themselves
+                    for i, k, zscore in items:
+                        s = starts[k]
+                        window = h.cents[s:]
+                        out[i] = (_zscore if zscore else _median_ratio)(window, n_all - s, cents)
                 else:
-                    key = p.get(_ENTITY_FIELD[entity])
-                h = EMPTY if key is None else self.store.history(entity, key)
-                hist_cache[entity] = h
-            return h
-
-        def start(entity: str, window: int) -> int:
-            k = (entity, window)
-            s = start_cache.get(k)
-            if s is None:
-                s = start_cache[k] = bisect_right(hist(entity).ts, t - window * NS_PER_S)
-            return s
-
-        def fraud_since(entity: str, back: int) -> int:
-            """Known fraud with payment time > t - back."""
-            k = (entity, back)
-            c = fraud_cache.get(k)
-            if c is None:
-                fraud_ts = hist(entity).fraud_ts
-                c = fraud_cache[k] = len(fraud_ts) - bisect_right(fraud_ts, t - back * NS_PER_S)
-            return c
-
-        for i, f in enumerate(self.features):
-            agg = f.aggregation
-            if agg == "row":
-                out[i] = float(ROW_TRANSFORMS[f.name](p))
-                continue
-            key_field = "device_id" if agg == "pair_new" else _ENTITY_FIELD[f.entity]
-            if p.get(key_field) is None or (agg == "pair_new" and p.get("customer_id") is None):
-                out[i] = _NAN
-                continue
-            if agg == "pair_new":
-                h = hist("customer_device")
-                out[i] = 1.0 if start("customer_device", f.window) == len(h.ts) else 0.0
-                continue
-            if agg == "label_rate" or agg == "label_count":
-                # the window (t - delay - window, t - delay]: both ends are window starts
-                hi = start(f.entity, f.label_delay)
-                lo = start(f.entity, f.label_delay + f.window)
-                frauds = fraud_since(f.entity, f.label_delay + f.window) - fraud_since(
-                    f.entity, f.label_delay
-                )
-                if agg == "label_count":
-                    out[i] = float(frauds)
-                else:
-                    out[i] = frauds / (hi - lo) if hi > lo else _NAN
-                continue
-            h = hist(f.entity)
-            s = start(f.entity, f.window)
-            n = len(h.ts) - s
-            if agg == "count":
-                out[i] = float(n)
-            elif agg == "since_first":
-                out[i] = (t - h.ts[s]) / NS_PER_DAY if n > 0 else _NAN
-            elif agg == "distinct_cards":
-                seen = set(h.cards[s:])
-                seen.add(p.get("card_id"))
-                seen.discard(None)
-                out[i] = float(len(seen)) if p.get("card_id") is not None else _NAN
-            elif agg in ("since_prev", "prev_distance", "prev_speed"):
-                out[i] = _previous(h, s, t, p, agg)
-            elif agg in ("sum", "mean", "mean_ratio"):
-                out[i] = _amount_sum_stat(agg, h.cents_since(s), n, cents)
-            else:
-                out[i] = _amount_stat(agg, h.cents[s:], n, cents)
-        return out
+                    raise AssertionError(agg)
+        return np.array(out, dtype=np.float64)
 
     def update(self, payment: Mapping[str, Any]) -> None:
         """Remember a scored payment (after `compute`)."""
@@ -221,39 +355,16 @@ _ENTITY_FIELD: dict[str, str] = {
 }
 
 
-def _amount_sum_stat(agg: str, s: int, n: int, cents: int) -> float:
-    """Statistics of a window that need only its size and exact sum (in cents)."""
-    if agg == "sum":
-        return s / 100.0
-    if agg == "mean":
-        return s / (100.0 * n) if n > 0 else _NAN
-    if agg == "mean_ratio":
-        return (cents * n) / s if n > 0 and s > 0 else _NAN
-    raise ValueError(f"unknown aggregation {agg}")
-
-
-def _amount_stat(agg: str, window: list[int], n: int, cents: int) -> float:
-    s = sum(window)
-    if agg == "zscore":
-        if n < 2:
-            return _NAN
-        var_n2 = n * sum(v * v for v in window) - s * s
-        return (n * cents - s) / math.sqrt(var_n2) if var_n2 > 0 else _NAN
-    if agg == "median_ratio":
-        if n == 0:
-            return _NAN
-        med = _median(window)
-        return cents / med if med > 0 else _NAN
-    raise ValueError(f"unknown aggregation {agg}")
-
-
-def _previous(h: History, s: int, t: int, p: Mapping[str, Any], agg: str) -> float:
-    if s >= len(h.ts):
+def _zscore(window: list[int], n: int, cents: int) -> float:
+    if n < 2:
         return _NAN
-    dt_s = (t - h.ts[-1]) / NS_PER_S
-    if agg == "since_prev":
-        return dt_s
-    dist = float(
-        haversine_km(h.lat[-1], h.lon[-1], p.get("merchant_lat", _NAN), p.get("merchant_lon", _NAN))
-    )
-    return dist if agg == "prev_distance" else dist / (max(dt_s, 60.0) / 3600)
+    s = sum(window)
+    var_n2 = n * sum(v * v for v in window) - s * s
+    return (n * cents - s) / math.sqrt(var_n2) if var_n2 > 0 else _NAN
+
+
+def _median_ratio(window: list[int], n: int, cents: int) -> float:
+    if n == 0:
+        return _NAN
+    med = _median(window)
+    return cents / med if med > 0 else _NAN

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, Text, and_, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
 from serving.store import db
+from serving.store.driver import DriverInsert
 from training.model import Thresholds
 
 DATE_FIELDS = ("timestamp", "account_created_at", "credential_changed_at")
@@ -40,7 +41,10 @@ def thresholds_doc(t: Thresholds | None) -> dict[str, Any] | None:
 class FactsWriter:
     """Rows for `payment_facts`; registers each feature set the first time it is written."""
 
-    def __init__(self) -> None:
+    def __init__(self, insert: DriverInsert | None = None) -> None:
+        """`insert`: how the rows go in (the driver's cursor on the scoring path; by default
+        SQLAlchemy's own insert)."""
+        self._insert = insert
         self._digests: dict[tuple[str, ...], str] = {}
         self._stored: set[str] = set()
 
@@ -87,7 +91,9 @@ class FactsWriter:
                 digest=digest, names=list(names), created_at=now
             )
             conn.execute(ins.on_conflict_do_nothing())
-        if rows:
+        if rows and self._insert is not None:
+            self._insert.execute(conn, rows)
+        elif rows:
             conn.execute(db.payment_facts.insert(), rows)
         return set(new)
 

@@ -234,7 +234,7 @@ class FreshScorer:
     ) -> dict[str, Any]:
         """Capacity band, policy, explanation and the response body for one scored payment."""
         names = loaded.online.names
-        features = dict(zip(names, (float(v) for v in values), strict=True))
+        features = dict(zip(names, values.tolist(), strict=True))  # Python floats, same values
         model = loaded.model
         if model is not None and probability is not None:
             self._watch_drift(model, probability)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from serving.core.metrics import m
 from serving.store import db
+from serving.store.driver import DriverProbe
 
 # Statements built once: per request only the parameters change (SQLAlchemy's compiled cache
 # then skips re-coercing the expression on the hot path).
@@ -24,6 +25,10 @@ _SEL_DECISION = select(db.decisions.c.response, db.decisions.c.status).where(
     db.decisions.c.transaction_id == bindparam("t")
 )
 _INS_IDEMPOTENCY = db.idempotency.insert()
+_SEL_KEY_USED = select(db.idempotency.c.key).where(db.idempotency.c.key == bindparam("k"))
+_SEL_DECIDED = select(db.decisions.c.transaction_id).where(
+    db.decisions.c.transaction_id == bindparam("t")
+)
 
 
 def body_hash(payload: Mapping[str, Any]) -> str:
@@ -37,6 +42,9 @@ class Replays:
     def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
         self.engine = engine
         self.clock = clock
+        # the question almost every payment gets "no" to, asked of the driver directly
+        self._key_used = DriverProbe(_SEL_KEY_USED, engine.dialect)
+        self._decided = DriverProbe(_SEL_DECIDED, engine.dialect)
 
     def replay(
         self, transaction_id: str, key: str | None, digest: str
@@ -44,6 +52,10 @@ class Replays:
         """(status, body) of the earlier answer, None for a payment not seen before. A key
         reused with another body gets 422; a known payment under a new key records the key."""
         with self.engine.connect() as conn:
+            if not self._decided.exists(conn, transaction_id) and (
+                key is None or not self._key_used.exists(conn, key)
+            ):
+                return None  # a payment not seen before, under a key not used before
             if key is not None:
                 row = conn.execute(_SEL_IDEMPOTENCY, {"k": key}).first()
                 if row is not None:

@@ -13,13 +13,11 @@ from serving.core.auth import Principal
 from serving.core.schemas import rfc3339
 from serving.scoring import facts as payment_facts
 from serving.store import db
+from serving.store.driver import DriverInsert
 
 # (contract record, response body, idempotency key, body hash, HTTP status, who asked)
 WriteItem = tuple[dict[str, Any], dict[str, Any], str | None, str, int, Principal]
 
-_INS_DECISION = db.decisions.insert()
-_INS_IDEMPOTENCY = db.idempotency.insert()
-_INS_AUDIT = db.audit_log.insert()
 _UPD_RESPONSE = (
     db.decisions.update()
     .where(db.decisions.c.transaction_id == bindparam("t_id"))
@@ -69,7 +67,11 @@ class DecisionWriter:
         self.engine = engine
         self.sla_minutes = sla_minutes
         self.clock = clock
-        self._facts = payment_facts.FactsWriter()
+        # the inserts every payment makes go to the driver directly (serving/store/driver.py)
+        self._ins_decision = DriverInsert(db.decisions, engine.dialect)
+        self._ins_key = DriverInsert(db.idempotency, engine.dialect)
+        self._ins_audit = DriverInsert(db.audit_log, engine.dialect)
+        self._facts = payment_facts.FactsWriter(DriverInsert(db.payment_facts, engine.dialect))
 
     def write(self, items: list[WriteItem]) -> None:
         """Decisions (+ cases, keys, audit) of one or many payments in ONE transaction, with
@@ -107,14 +109,13 @@ class DecisionWriter:
                 }
             )
         with self.engine.begin() as conn:
-            conn.execute(_INS_DECISION, decisions)
+            self._ins_decision.execute(conn, decisions)
             new_sets = self._facts.write(conn, facts, now)
             for record, body, features, factors in reviewed:
                 body["case_id"] = self._open_case(conn, now, record, body, features, factors)
                 conn.execute(_UPD_RESPONSE, {"t_id": record["transaction_id"], "response": body})
-            if keys:
-                conn.execute(_INS_IDEMPOTENCY, keys)
-            conn.execute(_INS_AUDIT, audits)
+            self._ins_key.execute(conn, keys)
+            self._ins_audit.execute(conn, audits)
         self._facts.committed(new_sets)
 
     def _open_case(

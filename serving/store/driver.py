@@ -1,0 +1,126 @@
+"""The scoring path's hot statements on the DBAPI cursor of a SQLAlchemy connection.
+
+SQLAlchemy's per-execution work (compiled-cache lookup, parameter construction, the execution
+context and result objects) cost about 20-40 us a statement, several times what SQLite itself
+takes for a one-row insert. A `DriverInsert` is rendered once for the engine's dialect (the very
+SQL string SQLAlchemy would send, casts included) and run on the connection's own DBAPI cursor,
+so it is part of the caller's transaction (`engine.begin()`: same commit, same rollback). Values
+go through the columns' own bind processors, so the stored bytes are what
+`conn.execute(table.insert(), rows)` stores; driver errors are raised as SQLAlchemy's
+(`IntegrityError`, `OperationalError`: what the callers catch), a dropped connection invalidated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from sqlalchemy import Table, insert
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Select
+
+
+@contextmanager
+def cursor(conn: Connection) -> Iterator[Any]:
+    """The DBAPI cursor of `conn` (inside its transaction); driver errors as SQLAlchemy's."""
+    dbapi = conn.dialect.loaded_dbapi
+    proxied = conn.connection
+    cur = proxied.cursor()
+    try:
+        yield cur
+    except dbapi.Error as err:
+        gone = conn.dialect.is_disconnect(err, proxied.dbapi_connection, cur)
+        wrapped = DBAPIError.instance(
+            None, None, err, dbapi.Error, connection_invalidated=gone, dialect=conn.dialect
+        )
+        if gone:
+            conn.invalidate(wrapped)
+        raise wrapped from err
+    finally:
+        with suppress(dbapi.Error):  # the connection is gone already: nothing left to close
+            cur.close()
+
+
+def run(conn: Connection, cur: Any, sql: str, params: Any, *, many: bool) -> None:
+    """Execute on the cursor, with the engine's cursor events around it as SQLAlchemy fires
+    them (instrumentation and fault injection see these statements too; no context object)."""
+    dispatch = conn.dispatch
+    for fn in dispatch.before_cursor_execute:
+        sql, params = fn(conn, cur, sql, params, None, many)
+    if many:
+        cur.executemany(sql, params)
+    else:
+        cur.execute(sql, params)
+    for fn in dispatch.after_cursor_execute:
+        fn(conn, cur, sql, params, None, many)
+
+
+Processor = Callable[[Any], Any] | None
+
+
+class DriverInsert:
+    """INSERT rows of one table on the DBAPI cursor; the SQL rendered once per column set."""
+
+    def __init__(self, table: Table, dialect: Dialect) -> None:
+        self.table = table
+        self.dialect = dialect
+        self._rendered: dict[tuple[str, ...], tuple[str, tuple[tuple[str, Processor], ...], bool]]
+        self._rendered = {}
+
+    def _render(self, keys: tuple[str, ...]) -> tuple[str, tuple[tuple[str, Processor], ...], bool]:
+        # as for an executemany: no RETURNING of generated keys nobody reads
+        compiled = insert(self.table).compile(
+            dialect=self.dialect, column_keys=list(keys), for_executemany=True
+        )
+        order = compiled.positiontup if compiled.positional else list(compiled.binds)
+        if order is None or set(order) != set(keys):
+            raise ValueError(f"{self.table.name}: cannot bind {keys} as {order}")
+        procs = tuple(
+            (
+                name,
+                self.table.c[name].type.dialect_impl(self.dialect).bind_processor(self.dialect),
+            )
+            for name in order
+        )
+        return compiled.string, procs, compiled.positional
+
+    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert `rows` (every row with the same keys) in `conn`'s transaction."""
+        if not rows:
+            return
+        keys = tuple(rows[0])
+        rendered = self._rendered.get(keys)
+        if rendered is None:
+            rendered = self._rendered[keys] = self._render(keys)
+        sql, procs, positional = rendered
+        params: list[Any]
+        if positional:
+            params = [tuple(r[k] if p is None else p(r[k]) for k, p in procs) for r in rows]
+        else:
+            params = [{k: (r[k] if p is None else p(r[k])) for k, p in procs} for r in rows]
+        with cursor(conn) as cur:
+            if len(params) == 1:
+                run(conn, cur, sql, params[0], many=False)
+            else:
+                run(conn, cur, sql, params, many=True)
+
+
+class DriverProbe:
+    """A one-parameter SELECT that only asks whether a row exists (no result types needed)."""
+
+    def __init__(self, query: Select[Any], dialect: Dialect) -> None:
+        compiled = query.compile(dialect=dialect)
+        names = compiled.positiontup if compiled.positional else list(compiled.binds)
+        if names is None or len(names) != 1:
+            raise ValueError(f"a probe takes exactly one parameter, not {names}")
+        self.name = names[0]
+        self.sql = compiled.string
+        self.positional = compiled.positional
+
+    def exists(self, conn: Connection, value: Any) -> bool:
+        params: Any = (value,) if self.positional else {self.name: value}
+        with cursor(conn) as cur:
+            run(conn, cur, self.sql, params, many=False)
+            return cur.fetchone() is not None
