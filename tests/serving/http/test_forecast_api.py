@@ -114,9 +114,16 @@ def seed_history(engine: Any, per_hour: int = 4) -> None:
         conn.execute(db.cases.insert(), rows_c)
 
 
+def clock_within_now_hour() -> datetime:
+    """The real clock, held at the last second of NOW's hour once it has passed: the calendar
+    above is laid out from NOW, so a run that crosses the hour would shift every hour index."""
+    return min(datetime.now(UTC), NOW + timedelta(minutes=59, seconds=59))
+
+
 @pytest.fixture(scope="module")
 def svc(env) -> Iterator[Any]:
-    with running_service() as client:
+    with pytest.MonkeyPatch.context() as mp, running_service() as client:
+        mp.setattr("serving.http.calendar.now_utc", clock_within_now_hour)
         seed_history(rt().engine)
         r = client.put("/admin/calendar", json=CALENDAR, headers=ADMIN)
         assert r.status_code == 200, r.text
