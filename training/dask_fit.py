@@ -164,7 +164,10 @@ def _spread(
 ) -> tuple[Any, Any]:
     """Shuffled rows in one part per worker, each part pinned there: (dask X, dask y).
 
-    A worker without rows would fail the fit: never more workers than rows.
+    A worker without rows would fail the fit: never more workers than rows. Scattered with
+    fresh keys (`hash=False`): hashed keys are the same for the same rows, so a second fit of
+    the same data could reuse a key the scheduler is still releasing from the first and wait
+    for it forever (dask/distributed#8576, #3703; seen once in CI as a 600 s hang).
     """
     import dask.array as da
 
@@ -174,8 +177,8 @@ def _spread(
     xs, ys = [], []
     for w, lo, hi in zip(workers, bounds[:-1], bounds[1:], strict=True):
         rows = np.sort(order[lo:hi])
-        fx = client.scatter(np.ascontiguousarray(X[rows]), workers=[w])
-        fy = client.scatter(np.ascontiguousarray(y[rows]), workers=[w])
+        fx = client.scatter(np.ascontiguousarray(X[rows]), workers=[w], hash=False)
+        fy = client.scatter(np.ascontiguousarray(y[rows]), workers=[w], hash=False)
         xs.append(da.from_delayed(fx, shape=(hi - lo, X.shape[1]), dtype=X.dtype))
         ys.append(da.from_delayed(fy, shape=(hi - lo,), dtype=y.dtype))
     return da.concatenate(xs, axis=0), da.concatenate(ys, axis=0)
