@@ -28,7 +28,7 @@ from training.model import RiskModel
     # BentoML's default tracing (spans on every request), unless BARE_NO_TRACING is set: then
     # /predict is left out, as riskgate leaves /score out by default (the framework's floor)
     tracing={"excluded_urls": "/predict" if os.environ.get("BARE_NO_TRACING") else ""},
-    workers=1,
+    workers=int(os.environ.get("BARE_WORKERS", "1")),
 )
 class Bare:
     def __init__(self) -> None:

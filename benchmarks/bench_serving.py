@@ -21,6 +21,8 @@
    --workers 2`), or the what-ifs "no_hops" / "tuned" (model inline, gc.freeze()). Errors,
    503s, server CPU per request, the workers' gen-2 GC pauses and the CPU other processes took
    are reported with every run (the machine is shared: read latencies with that column).
+   The floor also runs in two worker processes (`--no-bare-two-workers` skips it): what a
+   second worker adds to BentoML's own cost here, the ceiling for what it adds to riskgate.
    The load generator is benchmarks/loadgen.py (asyncio, pre-encoded keep-alive requests). A
    sitecustomize hook (written to a temporary folder on the servers' PYTHONPATH, active only in
    BentoML worker processes) logs GC pauses and takes the profiler / freeze signals.
@@ -82,6 +84,7 @@ def run(
     retrain: bool = False,
     workers: int = 1,
     bare_floor: bool = True,
+    bare_two_workers: bool = True,
 ) -> dict[str, Any]:
     """Every figure, as a dict (see the module docstring)."""
     unknown = set(variants) - set(VARIANT_WORKERS)
@@ -150,6 +153,11 @@ def run(
             if bare_floor:
                 say("HTTP: bare service without OpenTelemetry spans (the floor) ...")
                 http["bare_no_tracing"] = run_bare(mdir, work, vectors, cfg, tracing=False)
+                if bare_two_workers:
+                    say("HTTP: the floor in two workers (what a second worker can add) ...")
+                    http["bare_no_tracing_two_workers"] = run_bare(
+                        mdir, work, vectors, cfg, tracing=False, workers=2
+                    )
             say("HTTP: riskgate ...")
             http["riskgate"] = run_riskgate(mdir, state_src, work, stream, cfg)
             for variant in variants:
@@ -235,6 +243,15 @@ def verdict(r: dict[str, Any]) -> dict[str, Any]:
         if two:
             tr2 = two["closed"]["throughput_rps"] / b["closed"]["throughput_rps"]
             v["throughput_ratio_two_workers"] = [round(tr2, 2), tr2 >= 1.0]
+            gain = two["closed"]["throughput_rps"] / g["closed"]["throughput_rps"] - 1
+            v["second_worker_gain (riskgate 2 workers / 1)"] = [f"{gain:+.0%}", gain >= 0.30]
+        floor2 = h.get("bare_no_tracing_two_workers")
+        if floor and floor2:  # the ceiling on this machine: the framework's own second worker
+            fgain = floor2["closed"]["throughput_rps"] / floor["closed"]["throughput_rps"] - 1
+            v["second_worker_gain of the floor, bare no tracing 2 / 1 (info)"] = [
+                f"{fgain:+.0%}",
+                fgain >= 0.30,
+            ]
         v["batch_payments_per_s"] = [
             g["batch"]["payments_per_s"],
             g["batch"]["payments_per_s"] >= 2000,
@@ -312,7 +329,7 @@ def report(r: dict[str, Any]) -> str:
         extra = [
             (k.removeprefix("riskgate_"), v)
             for k, v in h.items()
-            if k.startswith("riskgate_") or k == "bare_no_tracing"
+            if k.startswith(("riskgate_", "bare_no_tracing"))
         ]
 
         def ratio(x: Any, y: Any) -> str:
@@ -419,10 +436,17 @@ def report(r: dict[str, Any]) -> str:
             "one_worker": "riskgate serve --workers 1",
             "bare_no_tracing": "the bare service with /predict left out of OpenTelemetry, as "
             "riskgate leaves /score out by default (the floor of BentoML's cost)",
+            "bare_no_tracing_two_workers": "the floor in two worker processes (BARE_WORKERS=2): "
+            "what a second worker adds to BentoML's own cost on this machine",
         }
         for name, v in extra:
             frozen = v.get("frozen_objects")
-            shipped = name in ("two_workers", "one_worker", "bare_no_tracing")
+            shipped = name in (
+                "two_workers",
+                "one_worker",
+                "bare_no_tracing",
+                "bare_no_tracing_two_workers",
+            )
             lines.append(
                 f"  {name.replace('_', ' ')} = {notes.get(name, name)}"
                 + (f" ({frozen} objects frozen)" if frozen else "")
@@ -489,6 +513,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-bare-floor", action="store_true", help="skip the bare service without tracing"
     )
+    ap.add_argument(
+        "--no-bare-two-workers",
+        action="store_true",
+        help="skip the floor in two worker processes (the second worker's ceiling)",
+    )
     ap.add_argument("--retrain", action="store_true", help="ignore the cached model")
     args = ap.parse_args(argv)
     result = run(
@@ -509,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         retrain=args.retrain,
         workers=args.workers,
         bare_floor=not args.no_bare_floor,
+        bare_two_workers=not args.no_bare_two_workers,
     )
     print(report(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)

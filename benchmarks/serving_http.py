@@ -132,12 +132,15 @@ def run_bare(
     cfg: dict,
     *,
     tracing: bool = True,
+    workers: int = 1,
 ) -> dict:
-    """The bare service; `tracing=False` leaves /predict out of OpenTelemetry (the floor)."""
+    """The bare service; `tracing=False` leaves /predict out of OpenTelemetry (the floor);
+    `workers=2` is that service in two worker processes (what a second worker can add)."""
     port = free_port()
-    name = "bare" if tracing else "bare-no-tracing"
+    name = ("bare" if tracing else "bare-no-tracing") + (f"-{workers}w" if workers > 1 else "")
     env = base_env(work, name)
     env["BARE_MODEL_DIR"] = str(model_dir)
+    env["BARE_WORKERS"] = str(workers)
     if not tracing:
         env["BARE_NO_TRACING"] = "1"
     argv = [str(BIN / "bentoml"), "serve", "bare_service:Bare", "--working-dir",
