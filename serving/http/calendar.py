@@ -35,7 +35,6 @@ ForecastReader = Depends(role("backend", "merchant", "supervisor", "admin"))
 MAX_EVENTS = 500
 MAX_WINDOW = timedelta(days=31)
 HORIZON_HOURS = 24
-RUNS = 20
 CACHE_S = 60.0  # one forecast per worker per minute (and per calendar)
 
 
@@ -117,7 +116,7 @@ _cache_lock = threading.Lock()
 
 def current_forecast(rt: Any, now: datetime) -> tuple[Calendar, list[Hour]]:
     """The forecast from now, computed at most once a minute per calendar (it runs the team
-    model RUNS times)."""
+    model `forecast_runs` times)."""
     doc, cal = delays.read_calendar(rt.engine)
     key = f"{int(now.timestamp() // CACHE_S)}:{json.dumps(doc, sort_keys=True)}"
     with _cache_lock:
@@ -142,7 +141,7 @@ def current_forecast(rt: Any, now: datetime) -> tuple[Calendar, list[Hour]]:
         open_p,
         recent,
         hours=HORIZON_HOURS,
-        runs=RUNS,
+        runs=rt.settings.forecast_runs,
         level=level,
         elasticity=el,
         level_sd=level_sd,

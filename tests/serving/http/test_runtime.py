@@ -123,3 +123,44 @@ def test_the_scoring_path_is_left_out_of_tracing_unless_asked(monkeypatch) -> No
     for value, want in (("true", True), ("1", True), ("yes", True), ("false", False), ("", False)):
         monkeypatch.setenv("RISKGATE_TRACE_SCORING", value)
         assert service._trace_scoring() is want
+
+
+def test_the_wait_forecast_runs_as_many_simulations_as_configured(
+    tmp_path: Path, model_dir: Path, monkeypatch
+) -> None:
+    """RISKGATE_FORECAST_RUNS reaches the forecast (its band is the runs' 5th-95th percentile:
+    too few runs and its edges are the two most extreme runs)."""
+    from datetime import UTC, datetime
+
+    from serving.http import calendar
+
+    seen: list[int] = []
+    real = calendar.forecast
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["runs"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(calendar, "forecast", spy)
+    monkeypatch.setattr(calendar, "_cache", {})
+    s = Settings(
+        model_dir=str(model_dir),
+        db_url=f"sqlite:///{tmp_path}/rg.db",
+        state_path=str(tmp_path / "state.db"),
+        api_keys=KEYS,
+        forecast_runs=3,
+    )
+    rt = build(s, KeyRing.parse(KEYS))
+    try:
+        _, hours = calendar.current_forecast(rt, datetime(2026, 3, 1, 9, tzinfo=UTC))
+    finally:
+        rt.close()
+    assert seen == [3]
+    assert len(hours) == calendar.HORIZON_HOURS
+    assert Settings().forecast_runs == 200  # what bench_forecast.py checks
+
+
+@pytest.mark.parametrize("runs", [0, 201])
+def test_forecast_runs_out_of_range_are_refused(runs: int) -> None:
+    with pytest.raises(ValueError, match="forecast_runs"):
+        Settings(forecast_runs=runs)
