@@ -219,6 +219,45 @@ def _snapshot() -> tracemalloc.Snapshot:
     return tracemalloc.take_snapshot().filter_traces(_NOT_MEASURED)
 
 
+_CALIBRATION = compile(
+    "def _leaf(c):\n"
+    "    return c\n"
+    "def _mid(c):\n"
+    "    return _leaf(c)\n"
+    "def run(out, fns, p):\n"
+    "    for i, fn in fns:\n"
+    "        out[i] = fn(p)\n",
+    "<bench_alloc calibration>",
+    "exec",
+)
+
+
+def tracer_floor(calls: int = 64) -> float:
+    """Bytes the line tracer charges per traced Python call on a call chain that allocates
+    nothing (the part of tracing's own frame and f_locals churn it does not subtract)."""
+    space: dict[str, Any] = {}
+    exec(_CALIBRATION, space)
+    fns = [(i % 8, space["_mid"]) for i in range(calls)]
+    out = [None] * 8
+    meter = Meter(["calibration"])
+    was = tracemalloc.is_tracing()
+    if not was:
+        tracemalloc.start(1)
+    try:
+        for rep in range(6):
+            meter.enter(0)
+            meter.lines_on()
+            space["run"](out, fns, "p")
+            meter.lines_off()
+            meter.exit()
+            if rep == 0:
+                meter.gross = [0]
+    finally:
+        if not was:
+            tracemalloc.stop()
+    return meter.gross[0] / 5 / (2 * calls)
+
+
 def _short(path: str) -> str:
     p = Path(path)
     try:
@@ -381,6 +420,7 @@ def run(
                 gc.enable()
         finally:
             rt.close()
+        floor = tracer_floor()
         n_lined = max(len(lined) - 1, 1)
         table = []
         for i, label in enumerate(LABELS):
@@ -434,6 +474,7 @@ def run(
                 else 0,
                 "plain_pass_s": round(plain_s, 2),
                 "python": sys.version.split()[0],
+                "tracer_floor_bytes_per_call": round(floor, 1),
             },
             "stages": table,
             "total": {
@@ -482,7 +523,10 @@ def report(r: dict[str, Any]) -> str:
         f"retained after the payment (gc.collect, snapshot diff): {t['retained_bytes']:,.0f} B, "
         f"{t['retained_blocks']:.1f} blocks",
         "",
-        "alloc: line-traced increases of traced memory, charged to the innermost stage (exclusive)",
+        "alloc: line-traced increases of traced memory, charged to the innermost stage",
+        f"  (exclusive); tracer floor {m['tracer_floor_bytes_per_call']:,.0f} B per traced Python "
+        "call on a chain that allocates",
+        "  nothing: a line that only calls Python functions shows about that per call",
         "peak: high-water above the stage's start (inclusive); out: allocated in the stage and",
         "alive at its end (inclusive of nested stages: what it hands on)",
         "",
