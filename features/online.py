@@ -14,6 +14,8 @@ dispatch per feature; row features use the one-payment forms (`transforms.ROW_SC
 from __future__ import annotations
 
 import math
+import operator
+from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ import pandas as pd
 
 from data.schema import COLUMNS
 from features.registry import FEATURES, Feature
-from features.state import EMPTY, PaymentEvent, StateStore
+from features.state import EMPTY, History, PaymentEvent, StateStore
 from features.transforms import NS_PER_DAY, NS_PER_S, ROW_SCALARS, haversine_km_one
 
 _NAN = math.nan
@@ -71,11 +73,18 @@ def _opt_str(value: Any) -> str | None:
     return str(value)
 
 
+# What a prepared payment holds before its fields are read: text fields None, numbers and the
+# row timestamps NaN (in that order, as before).
+_PREPARED: dict[str, Any] = {
+    **dict.fromkeys(_TEXT_DEFAULTS),
+    **dict.fromkeys(_NUMERIC, _NAN),
+    **dict.fromkeys(_ROW_TIMESTAMPS, _NAN),
+}
+
+
 def prepare(payment: Mapping[str, Any]) -> dict[str, Any]:
     """Contract fields as features read them: ns ints, floats with NaN, str or None."""
-    out: dict[str, Any] = dict.fromkeys(_TEXT_DEFAULTS)
-    out.update(dict.fromkeys(_NUMERIC, _NAN))
-    out.update(dict.fromkeys(_ROW_TIMESTAMPS, _NAN))
+    out: dict[str, Any] = _PREPARED.copy()  # one allocation, sized for the contract
     for key, value in payment.items():
         if key == "timestamp":
             out[key] = timestamp_ns(value)
@@ -106,12 +115,6 @@ def event_of(p: Mapping[str, Any]) -> PaymentEvent:
         merchant_lon=_opt_float(p.get("merchant_lon")),
         mcc=p.get("mcc"),
     )
-
-
-def _median(values: list[int]) -> float:
-    s = sorted(values)
-    n = len(s)
-    return (s[(n - 1) // 2] + s[n // 2]) / 2
 
 
 # Aggregations read from an entity's history, by how the plan computes them.
@@ -210,14 +213,40 @@ def _plan(
     return rows, plans
 
 
+class _Scratch:
+    """What one `compute` writes before the result leaves: the feature values (an array the
+    result is copied from) and the per-entity look-ups, sized once from the plan and reused
+    call after call, so a payment allocates its result and little else."""
+
+    __slots__ = ("fraud", "hists", "keys", "seen", "starts", "sums", "values", "view")
+
+    def __init__(self, n_features: int, plans: Sequence[_EntityPlan]) -> None:
+        self.values = array("d", bytes(8 * n_features))
+        self.view = np.frombuffer(self.values, dtype=np.float64)  # shares `values`' memory
+        self.keys: list[str | None] = [None] * len(plans)
+        self.hists: list[History] = [EMPTY] * len(plans)
+        self.starts = [[0] * len(plan.offsets) for plan in plans]
+        self.sums = [[0] * len(plan.offsets) for plan in plans]
+        self.fraud = [[0] * len(plan.fraud_offsets) for plan in plans]
+        self.seen: set[str | None] = set()
+
+
 class OnlineFeatures:
-    """Computes a model's features for one payment at a time from a `StateStore`."""
+    """Computes a model's features for one payment at a time from a `StateStore`.
+
+    `compute` returns a new array the caller owns (kept, stacked, mutated: as it likes);
+    `compute_into` writes into the caller's own. The work in between uses scratch buffers
+    reused across calls (one per concurrent caller: a call takes one from a free list and puts
+    it back), so neither a later call nor another thread changes a result already returned.
+    """
 
     def __init__(self, store: StateStore, features: Sequence[Feature] = FEATURES) -> None:
         self.store = store
         self.features = tuple(features)
         self.names = [f.name for f in self.features]
         self._rows, self._plans = _plan(self.features)
+        self._nans = array("d", [_NAN]) * len(self.features)
+        self._free: list[_Scratch] = []  # scratch not in use (list.pop/append: thread-safe)
 
     def _key(self, plan: _EntityPlan, p: Mapping[str, Any]) -> str | None:
         if plan.field is not None:
@@ -226,41 +255,77 @@ class OnlineFeatures:
         return None if cust is None or dev is None else f"{cust}\x1f{dev}"
 
     def compute(self, payment: Mapping[str, Any]) -> np.ndarray:
-        """Feature vector (float64, registry order) for a prepared payment; state unchanged."""
-        p = payment
+        """Feature vector (float64, registry order) for a prepared payment; state unchanged.
+        A new array each call: later calls never change it."""
+        free = self._free
+        s = free.pop() if free else _Scratch(len(self.features), self._plans)
+        try:
+            self._fill(payment, s)
+            return s.view.copy()
+        finally:
+            free.append(s)
+
+    def compute_into(self, payment: Mapping[str, Any], out: np.ndarray) -> np.ndarray:
+        """`compute` written into `out` (float64, one value per feature), which is returned:
+        for a caller that reuses its own buffer (nothing is allocated for the result)."""
+        if out.shape != (len(self.features),) or out.dtype != np.float64:
+            raise ValueError(
+                f"out must be float64 of shape ({len(self.features)},), got {out.dtype} {out.shape}"
+            )
+        free = self._free
+        s = free.pop() if free else _Scratch(len(self.features), self._plans)
+        try:
+            self._fill(payment, s)
+            np.copyto(out, s.view)
+            return out
+        finally:
+            free.append(s)
+
+    def _fill(self, p: Mapping[str, Any], s: _Scratch) -> None:
+        """The feature values of prepared payment `p`, into `s.values`."""
         t: int = p["timestamp"]
-        out = [_NAN] * len(self.features)
+        out = s.values
+        out[:] = self._nans
         for i, fn in self._rows:
             out[i] = fn(p)
-        if not self._plans:
-            return np.array(out, dtype=np.float64)
-        keys = [self._key(plan, p) for plan in self._plans]
+        plans = self._plans
+        if not plans:
+            return
+        keys, hists = s.keys, s.hists
+        for j, plan in enumerate(plans):
+            keys[j] = self._key(plan, p)
         many = getattr(self.store, "histories", None)
         if callable(many):  # a remote store: every history this payment needs in one round trip
-            wanted = [(plan.entity, k) for plan, k in zip(self._plans, keys, strict=True) if k]
+            wanted = [(plan.entity, key) for plan, key in zip(plans, keys, strict=True) if key]
             fetched = iter(many(wanted)) if wanted else iter(())
-            hists = [EMPTY if k is None else next(fetched) for k in keys]
+            for j, key in enumerate(keys):
+                hists[j] = EMPTY if key is None else next(fetched)
         else:
             history = self.store.history
-            hists = [
-                EMPTY if k is None else history(plan.entity, k)
-                for plan, k in zip(self._plans, keys, strict=True)
-            ]
+            for j, plan in enumerate(plans):
+                key = keys[j]
+                hists[j] = EMPTY if key is None else history(plan.entity, key)
         cents = round(float(p["amount"]) * 100.0)
         card = p.get("card_id")
-        for plan, key, h in zip(self._plans, keys, hists, strict=True):
-            if key is None:
+        for j, plan in enumerate(plans):
+            if keys[j] is None:
                 continue  # the entity is unknown for this payment: its features stay NaN
+            h = hists[j]
             ts = h.ts
             n_all = len(ts)
-            starts = [bisect_right(ts, t - off) for off in plan.offsets]
+            starts = s.starts[j]
+            for w, off in enumerate(plan.offsets):
+                starts[w] = bisect_right(ts, t - off)
+            sums = s.sums[j]
             if plan.sums:  # each window's exact sum of cents, from the running totals
                 csum = h.csum
                 origin = csum[0] - h.cents[0] if n_all else 0
-                sums = [
-                    csum[-1] - (csum[s - 1] if s > 0 else origin) if s < n_all else 0
-                    for s in starts
-                ]
+                for w, start in enumerate(starts):
+                    sums[w] = (
+                        csum[-1] - (csum[start - 1] if start > 0 else origin)
+                        if start < n_all
+                        else 0
+                    )
             for agg, items in plan.ops:
                 if agg == "count":
                     for i, k in items:
@@ -279,11 +344,9 @@ class OnlineFeatures:
                         out[i] = (cents * n) / total if n > 0 and total > 0 else _NAN
                 elif agg == "labels":
                     fraud_ts = h.fraud_ts
-                    fraud = (
-                        [bisect_right(fraud_ts, t - off) for off in plan.fraud_offsets]
-                        if fraud_ts
-                        else [0] * len(plan.fraud_offsets)
-                    )
+                    fraud = s.fraud[j]
+                    for w, off in enumerate(plan.fraud_offsets):
+                        fraud[w] = bisect_right(fraud_ts, t - off) if fraud_ts else 0
                     for i, hi, lo, fhi, flo, rate in items:
                         frauds = fraud[fhi] - fraud[flo]
                         if not rate:
@@ -293,19 +356,22 @@ class OnlineFeatures:
                             out[i] = frauds / paid if paid > 0 else _NAN
                 elif agg == "since_first":
                     for i, k in items:
-                        s = starts[k]
-                        out[i] = (t - ts[s]) / NS_PER_DAY if s < n_all else _NAN
+                        first = starts[k]
+                        out[i] = (t - ts[first]) / NS_PER_DAY if first < n_all else _NAN
                 elif agg == "pair_new":
                     for i, k in items:
                         out[i] = 1.0 if starts[k] == n_all else 0.0
                 elif agg == "distinct_cards":
                     if card is None:
                         continue
+                    seen, cards = s.seen, h.cards
                     for i, k in items:
-                        seen = set(h.cards[starts[k] :])
                         seen.add(card)
+                        for c in range(starts[k], n_all):
+                            seen.add(cards[c])
                         seen.discard(None)
                         out[i] = float(len(seen))
+                        seen.clear()  # holds no card id between calls
                 elif agg == "previous":  # the entity's previous payment, if in the window
                     if not n_all:
                         continue
@@ -322,12 +388,13 @@ class OnlineFeatures:
                             out[i] = dt_s if what == 0 else dist if what == 1 else speed
                 elif agg == "amounts":  # statistics that need the window's amounts themselves
                     for i, k, zscore in items:
-                        s = starts[k]
-                        window = h.cents[s:]
-                        out[i] = (_zscore if zscore else _median_ratio)(window, n_all - s, cents)
+                        first = starts[k]
+                        window = h.cents[first:]
+                        out[i] = (_zscore if zscore else _median_ratio)(
+                            window, n_all - first, cents
+                        )
                 else:
                     raise AssertionError(agg)
-        return np.array(out, dtype=np.float64)
 
     def update(self, payment: Mapping[str, Any]) -> None:
         """Remember a scored payment (after `compute`)."""
@@ -359,12 +426,14 @@ def _zscore(window: list[int], n: int, cents: int) -> float:
     if n < 2:
         return _NAN
     s = sum(window)
-    var_n2 = n * sum(v * v for v in window) - s * s
+    var_n2 = n * sum(map(operator.mul, window, window)) - s * s
     return (n * cents - s) / math.sqrt(var_n2) if var_n2 > 0 else _NAN
 
 
 def _median_ratio(window: list[int], n: int, cents: int) -> float:
+    """`window` is the caller's own copy: sorted in place (no second list)."""
     if n == 0:
         return _NAN
-    med = _median(window)
+    window.sort()
+    med = (window[(n - 1) // 2] + window[n // 2]) / 2
     return cents / med if med > 0 else _NAN

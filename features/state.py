@@ -128,6 +128,10 @@ def entity_keys(e: PaymentEvent) -> dict[str, str]:
     return keys
 
 
+_ENTITY_COLUMNS = tuple(ENTITY_OF.items())
+_NO_TABLE: dict[str, History] = {}  # an entity kind never seen (read, never written)
+
+
 class StateStore(Protocol):
     """What the online executor needs from a state backend."""
 
@@ -152,7 +156,7 @@ class MemoryState:
         self._now = 0
 
     def history(self, entity: str, key: str) -> History:
-        return self._hist.get(entity, {}).get(key, EMPTY)
+        return self._hist.get(entity, _NO_TABLE).get(key, EMPTY)
 
     def _touch(self, entity: str, key: str) -> History:
         table = self._hist.setdefault(entity, {})
@@ -172,8 +176,14 @@ class MemoryState:
         if event.transaction_id in self._payments:
             return
         bound = event.ts - LOOKBACK_NS
-        for entity, key in entity_keys(event).items():
-            h = self._touch(entity, key)
+        for entity, col in _ENTITY_COLUMNS:  # entity_keys(event), without building its dict
+            key = getattr(event, col)
+            if key is not None:
+                h = self._touch(entity, key)
+                h.forget_before(bound)
+                h.append(event)
+        if event.customer_id is not None and event.device_id is not None:
+            h = self._touch("customer_device", f"{event.customer_id}\x1f{event.device_id}")
             h.forget_before(bound)
             h.append(event)
         self._payments[event.transaction_id] = (labelled_keys(event), event.ts)

@@ -48,15 +48,39 @@ def compile_booster(booster: lgb.Booster, directory: Path) -> Path:
     return target
 
 
+class _Buffers:
+    """One caller's C-call buffers, made once: the Entry row, the output, the missing mask,
+    the row's int words (a view), and the pointer arguments as ctypes objects (passed as they
+    are, where a Python int would be converted to a new one per call)."""
+
+    __slots__ = ("args", "buf", "missing", "res", "words")
+
+    def __init__(self, n_features: int) -> None:
+        self.buf = np.empty(n_features, dtype=np.float64)
+        # LightGBM binary: one output; room for a few in case of a multi-output build
+        self.res = np.zeros(4, dtype=np.float64)
+        self.missing = np.empty(n_features, dtype=np.bool_)
+        self.words = self.buf.view(np.int32)[0::2]  # the Entry's int member (low word, LE)
+        self.args = (
+            ctypes.c_void_p(self.buf.ctypes.data),
+            ctypes.c_int(1),
+            ctypes.c_void_p(self.res.ctypes.data),
+        )
+
+
+_MISSING_WORD = np.array(-1, dtype=np.int32)
+
+
 @dataclass
 class CompiledPredictor:
-    """Raw margins from the compiled library, one row per C call, no allocation per row."""
+    """Raw margins from the compiled library, one row per C call, no allocation per row but
+    the result. The buffers are reused across calls (one set per concurrent caller, from a
+    free list), so concurrent calls never share them."""
 
     path: Path
     n_features: int
     _lib: ctypes.CDLL = field(repr=False)
-    _buf: np.ndarray = field(repr=False)
-    _out: np.ndarray = field(repr=False)
+    _free: list[_Buffers] = field(default_factory=list, repr=False)
 
     @classmethod
     def load(cls, path: Path) -> CompiledPredictor:
@@ -65,26 +89,30 @@ class CompiledPredictor:
         lib.predict.restype = None
         lib.get_num_feature.restype = ctypes.c_int32
         n = int(lib.get_num_feature())
-        # LightGBM binary: one output; room for a few in case of a multi-output build
-        return cls(path, n, lib, np.empty(n, dtype=np.float64), np.zeros(4, dtype=np.float64))
+        return cls(path, n, lib, [_Buffers(n)])
 
     def margin(self, X: np.ndarray) -> np.ndarray:
-        """Raw margins (log-odds) of the rows of X (n x n_features, float64)."""
+        """Raw margins (log-odds) of the rows of X (n x n_features, float64): a new array."""
         X = np.asarray(X, dtype=np.float64)
         out = np.empty(X.shape[0], dtype=np.float64)
-        buf, res = self._buf, self._out
-        words = buf.view(np.int32)[0::2]  # the Entry's int member (little-endian low word)
-        bp, rp = buf.ctypes.data, res.ctypes.data
-        predict = self._lib.predict
-        for i in range(X.shape[0]):
-            row = X[i]
-            buf[:] = row
-            missing = np.isnan(row)
-            if missing.any():
-                words[missing] = -1
-            res[0] = 0.0  # the generated code adds to its output
-            predict(bp, 1, rp)
-            out[i] = res[0]
+        free = self._free
+        b = free.pop() if free else _Buffers(self.n_features)
+        try:
+            buf, res, missing, words = b.buf, b.res, b.missing, b.words
+            bp, one, rp = b.args
+            predict = self._lib.predict
+            isnan, copyto = np.isnan, np.copyto
+            for i in range(X.shape[0]):
+                row = X[i]
+                copyto(buf, row)
+                isnan(row, out=missing)
+                # always (no missing.any() first: a reduction costs more than this copy)
+                copyto(words, _MISSING_WORD, where=missing)
+                res[0] = 0.0  # the generated code adds to its output
+                predict(bp, one, rp)
+                out[i] = res.item(0)
+        finally:
+            free.append(b)
         return out
 
 

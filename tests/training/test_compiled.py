@@ -98,3 +98,22 @@ def test_saving_a_loaded_model_keeps_its_compiled_predictor(trained: TrainResult
     assert (again / compiled.LIBRARY).exists()
     shutil.rmtree(first)
     assert RiskModel.load(again).compiled is not None
+
+
+def test_reused_buffers_give_each_row_its_own_margin(tmp_path: Path):
+    """One row at a time (the serving path, buffers reused call after call) equals the rows in
+    one call, whatever was missing in the row before; a kept result is not changed later."""
+    booster = _small_booster(1)
+    predictor = compiled.CompiledPredictor.load(compiled.compile_booster(booster, tmp_path))
+    X = _rows(booster)[:300]
+    X[:, 5] = np.where(np.isnan(X[:, 5]), np.nan, np.abs(X[:, 5]) % 9)  # valid categories
+    X[::2, :3] = np.nan  # alternate rows with and without missing values
+    want = booster.predict(X, raw_score=True)
+    kept = [predictor.margin(X[i : i + 1]) for i in range(len(X))]
+    copies = [k.copy() for k in kept]
+    for _ in range(3):
+        predictor.margin(X[::-1])
+    got = np.concatenate(kept)
+    assert np.max(np.abs(got - want)) <= 1e-9
+    for k, c in zip(kept, copies, strict=True):
+        np.testing.assert_array_equal(k, c)
