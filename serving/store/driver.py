@@ -61,15 +61,35 @@ Processor = Callable[[Any], Any] | None
 
 
 class DriverInsert:
-    """INSERT rows of one table on the DBAPI cursor; the SQL rendered once per column set."""
+    """INSERT rows of one table on the DBAPI cursor; the SQL rendered once per column set.
+
+    A value many rows share (the transaction's time) or that two tables store (a response)
+    can go through its column's bind processor once (`process`) and be passed as processed:
+    `execute(..., ready={column, ...})` sends those columns' values as they are. The bytes
+    stored are the same: it is the same processor, called fewer times."""
 
     def __init__(self, table: Table, dialect: Dialect) -> None:
         self.table = table
         self.dialect = dialect
-        self._rendered: dict[tuple[str, ...], tuple[str, tuple[tuple[str, Processor], ...], bool]]
-        self._rendered = {}
+        Rendered = tuple[str, tuple[tuple[str, Processor], ...], bool]
+        self._rendered: dict[tuple[tuple[str, ...], frozenset[str]], Rendered] = {}
+        self._procs: dict[str, Processor] = {}
 
-    def _render(self, keys: tuple[str, ...]) -> tuple[str, tuple[tuple[str, Processor], ...], bool]:
+    def processor(self, column: str) -> Processor:
+        """The column's bind processor for this dialect (None: the value goes as it is)."""
+        if column not in self._procs:
+            impl = self.table.c[column].type.dialect_impl(self.dialect)
+            self._procs[column] = impl.bind_processor(self.dialect)
+        return self._procs[column]
+
+    def process(self, column: str, value: Any) -> Any:
+        """`value` as the column's bind processor hands it to the driver (see `ready`)."""
+        proc = self.processor(column)
+        return value if proc is None else proc(value)
+
+    def _render(
+        self, keys: tuple[str, ...], ready: frozenset[str]
+    ) -> tuple[str, tuple[tuple[str, Processor], ...], bool]:
         # as for an executemany: no RETURNING of generated keys nobody reads
         compiled = insert(self.table).compile(
             dialect=self.dialect, column_keys=list(keys), for_executemany=True
@@ -77,27 +97,27 @@ class DriverInsert:
         order = compiled.positiontup if compiled.positional else list(compiled.binds)
         if order is None or set(order) != set(keys):
             raise ValueError(f"{self.table.name}: cannot bind {keys} as {order}")
-        procs = tuple(
-            (
-                name,
-                self.table.c[name].type.dialect_impl(self.dialect).bind_processor(self.dialect),
-            )
-            for name in order
-        )
+        procs = tuple((name, None if name in ready else self.processor(name)) for name in order)
         return compiled.string, procs, compiled.positional
 
-    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert `rows` (every row with the same keys) in `conn`'s transaction."""
+    def execute(
+        self,
+        conn: Connection,
+        rows: Sequence[Mapping[str, Any]],
+        ready: frozenset[str] = frozenset(),
+    ) -> None:
+        """Insert `rows` (every row with the same keys) in `conn`'s transaction. `ready`: the
+        columns whose values are already processed (`process`)."""
         if not rows:
             return
         keys = tuple(rows[0])
-        rendered = self._rendered.get(keys)
+        rendered = self._rendered.get((keys, ready))
         if rendered is None:
-            rendered = self._rendered[keys] = self._render(keys)
+            rendered = self._rendered[(keys, ready)] = self._render(keys, ready)
         sql, procs, positional = rendered
         params: list[Any]
         if positional:
-            params = [tuple(r[k] if p is None else p(r[k]) for k, p in procs) for r in rows]
+            params = [tuple([r[k] if p is None else p(r[k]) for k, p in procs]) for r in rows]
         else:
             params = [{k: (r[k] if p is None else p(r[k])) for k, p in procs} for r in rows]
         with cursor(conn) as cur:
