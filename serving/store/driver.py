@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Column, Table, bindparam, insert, select
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
@@ -144,3 +144,44 @@ class DriverProbe:
         with cursor(conn) as cur:
             run(conn, cur, self.sql, params, many=False)
             return cur.fetchone() is not None
+
+
+class DriverPresent:
+    """Which of many values a column holds: `SELECT col FROM t WHERE col IN (...)` on the DBAPI
+    cursor, rendered once per list size (sizes rounded up to a power of two, the list padded
+    with its last value), asked `chunk` values at a time."""
+
+    def __init__(self, column: Column[Any], dialect: Dialect, chunk: int = 512) -> None:
+        self.column = column
+        self.dialect = dialect
+        self.chunk = chunk
+        self._rendered: dict[int, tuple[str, list[str] | None]] = {}
+
+    def _render(self, size: int) -> tuple[str, list[str] | None]:
+        names = [f"v{i}" for i in range(size)]
+        query = select(self.column).where(self.column.in_([bindparam(n) for n in names]))
+        compiled = query.compile(dialect=self.dialect)
+        order = compiled.positiontup if compiled.positional else list(compiled.binds)
+        if order is None or sorted(order) != sorted(names):
+            raise ValueError(f"{self.column}: cannot bind {size} values as {order}")
+        return compiled.string, (list(order) if compiled.positional else None)
+
+    def present(self, conn: Connection, values: Sequence[Any]) -> set[Any]:
+        found: set[Any] = set()
+        for start in range(0, len(values), self.chunk):
+            part = list(values[start : start + self.chunk])
+            size = 1 << (len(part) - 1).bit_length()
+            part += [part[-1]] * (size - len(part))
+            rendered = self._rendered.get(size)
+            if rendered is None:
+                rendered = self._rendered[size] = self._render(size)
+            sql, order = rendered
+            params: Any
+            if order is not None:  # positional: the values in the order the SQL binds them
+                params = tuple(part[int(n[1:])] for n in order)
+            else:
+                params = {f"v{i}": v for i, v in enumerate(part)}
+            with cursor(conn) as cur:
+                run(conn, cur, sql, params, many=False)
+                found.update(row[0] for row in cur.fetchall())
+        return found
