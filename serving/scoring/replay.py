@@ -30,8 +30,12 @@ _SEL_DECIDED = select(db.decisions.c.transaction_id).where(
 )
 
 
+# what json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str) builds per call
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def body_hash(payload: Mapping[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    text = _CANONICAL.encode(payload)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
