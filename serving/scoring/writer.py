@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert
+from sqlalchemy import Column, Engine, bindparam, insert
 
 from serving.core.auth import Principal
 from serving.core.schemas import rfc3339
@@ -72,6 +72,12 @@ _AUDIT_READY = frozenset({"at", "detail"})
 _FACTS_READY = frozenset({"payment_time", "thresholds"})
 
 
+def _same_type(a: Column[Any], b: Column[Any]) -> bool:
+    """Two columns whose values go through the same bind processor (same type, same zone)."""
+    ta, tb = a.type, b.type
+    return type(ta) is type(tb) and getattr(ta, "timezone", None) == getattr(tb, "timezone", None)
+
+
 class DecisionWriter:
     """Writes decided payments; a held one gets its review case (SLA from `sla_minutes`)."""
 
@@ -89,9 +95,9 @@ class DecisionWriter:
         self._facts = payment_facts.FactsWriter(self._ins_facts)
         # a response stored in decisions and under its key: encoded once when both columns
         # are of one type (the same processor), else once per table
-        self._one_response = type(db.decisions.c.response.type) is type(
-            db.idempotency.c.response.type
-        )
+        self._one_response = _same_type(db.decisions.c.response, db.idempotency.c.response)
+        # and a payment time stored with its decision and its facts
+        self._one_time = _same_type(db.decisions.c.payment_time, db.payment_facts.c.payment_time)
 
     def write(self, items: list[WriteItem]) -> None:
         """Decisions (+ cases, keys, audit) of one or many payments in ONE transaction, with
@@ -119,7 +125,9 @@ class DecisionWriter:
             decisions.append(
                 _decision_row(record, body, dec_now, dec_status_at, payment_time, response)
             )
-            frow["payment_time"] = fac.process("payment_time", record["timestamp"])
+            frow["payment_time"] = (
+                payment_time if self._one_time else fac.process("payment_time", record["timestamp"])
+            )
             doc = frow["thresholds"]
             ready_doc = doc_of.get(id(doc))
             if ready_doc is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Column, Table, bindparam, insert, select
@@ -117,7 +118,7 @@ class DriverInsert:
         sql, procs, positional = rendered
         params: list[Any]
         if positional:
-            params = [tuple([r[k] if p is None else p(r[k]) for k, p in procs]) for r in rows]
+            params = _positional(procs, rows)
         else:
             params = [{k: (r[k] if p is None else p(r[k])) for k, p in procs} for r in rows]
         with cursor(conn) as cur:
@@ -125,6 +126,28 @@ class DriverInsert:
                 run(conn, cur, sql, params[0], many=False)
             else:
                 run(conn, cur, sql, params, many=True)
+
+
+def _positional(
+    procs: tuple[tuple[str, Processor], ...], rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Each row's values in the SQL's order (one C-level itemgetter call a row), then the
+    columns that still have a processor through it."""
+    names = [k for k, _ in procs]
+    if len(names) == 1:
+        only = names[0]
+        return [(r[only] if procs[0][1] is None else procs[0][1](r[only]),) for r in rows]
+    get = itemgetter(*names)
+    todo = [(i, p) for i, (_, p) in enumerate(procs) if p is not None]
+    if not todo:
+        return [get(r) for r in rows]
+    out = []
+    for r in rows:
+        values = list(get(r))
+        for i, p in todo:
+            values[i] = p(values[i])
+        out.append(tuple(values))
+    return out
 
 
 class DriverProbe:
