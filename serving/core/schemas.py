@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from data import pan
 from data.schema import CURRENCIES, looks_like_card_number
 
 MAX_BATCH = 1_000
@@ -102,7 +103,8 @@ class PaymentIn(BaseModel):
     @field_validator(*_TEXT_FIELDS)
     @classmethod
     def _no_card_number(cls, v: str | None) -> str | None:
-        if v is not None and looks_like_card_number(v):
+        # shorter than a card number's digits cannot hold one (most ids and codes): no scan
+        if v is not None and len(v) >= pan.MIN_DIGITS and looks_like_card_number(v):
             raise ValueError("looks like a raw card number (refused: send a token or keyed hash)")
         return v
 

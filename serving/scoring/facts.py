@@ -77,9 +77,19 @@ class FactsWriter:
             "_names": names,
         }
 
-    def write(self, conn: Any, rows: list[dict[str, Any]], now: datetime) -> set[str]:
+    def write(
+        self,
+        conn: Any,
+        rows: list[dict[str, Any]],
+        now: datetime,
+        ready: frozenset[str] = frozenset(),
+    ) -> set[str]:
         """Insert the rows (and any feature set not stored yet) in the caller's transaction;
-        the feature sets it added, for `committed` once the transaction has committed."""
+        the feature sets it added, for `committed` once the transaction has committed.
+        `ready`: columns whose values already went through the driver insert's processors
+        (`DriverInsert.process`; only with a driver insert)."""
+        if ready and self._insert is None:
+            raise ValueError("processed values need the driver insert")
         new = {}
         for r in rows:
             names = r.pop("_names")
@@ -92,7 +102,7 @@ class FactsWriter:
             )
             conn.execute(ins.on_conflict_do_nothing())
         if rows and self._insert is not None:
-            self._insert.execute(conn, rows)
+            self._insert.execute(conn, rows, ready)
         elif rows:
             conn.execute(db.payment_facts.insert(), rows)
         return set(new)

@@ -120,6 +120,8 @@ def decide(
         base = thresholds.decide(probability, amount)  # type: ignore[assignment]
         source = "model"
 
+    if not config.rules:  # the usual case: nothing to evaluate, no facts to gather
+        return Outcome(base, source)
     facts = {**features, **payment}
     hits = [r for r in config.rules if r.matches(facts)]
     if not hits:

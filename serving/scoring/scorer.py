@@ -15,9 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -34,11 +33,10 @@ from serving.scoring.replay import Replays, body_hash
 from serving.scoring.writer import DecisionWriter
 
 
-@dataclass(frozen=True)
-class _Todo:
+class _Todo(NamedTuple):
     """A payment to score fresh: its place in the request, contract record, key, body hash."""
 
-    index: int
+    place: int
     record: dict[str, Any]
     key: str | None
     digest: str
@@ -154,7 +152,7 @@ class Scorer:
             if todo:
                 bodies = self._score_fresh(todo, started)
                 for item, body in zip(todo, bodies, strict=True):
-                    results[item.index] = body
+                    results[item.place] = body
         m().latency.observe((time.perf_counter() - started) / max(len(payments), 1))
         return 200, [r for r in results if r is not None]
 
@@ -200,11 +198,11 @@ class Scorer:
                     bodies = None
                 if bodies is None:
                     for item in todo:
-                        p, who, key = requests[item.index]
-                        out[item.index] = self.score(p, who, key, arrived)
+                        p, who, key = requests[item.place]
+                        out[item.place] = self.score(p, who, key, arrived)
                 else:
                     for item, body in zip(todo, bodies, strict=True):
-                        out[item.index] = (200, body)
+                        out[item.place] = (200, body)
             for i in later:
                 p, who, key = requests[i]
                 out[i] = self.replays.replay(p.transaction_id, key, digests[i]) or self.score(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert
+from sqlalchemy import Column, Engine, bindparam, insert
 
 from serving.core.auth import Principal
 from serving.core.schemas import rfc3339
@@ -38,15 +38,23 @@ def masked_payment(payment: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _decision_row(record: dict[str, Any], body: dict[str, Any], now: datetime) -> dict[str, Any]:
+def _decision_row(
+    record: dict[str, Any],
+    body: dict[str, Any],
+    created_at: Any,
+    status_at: Any,
+    payment_time: Any,
+    response: Any,
+) -> dict[str, Any]:
+    """The times and the response already through their columns' processors."""
     return {
         "transaction_id": record["transaction_id"],
-        "created_at": now,
-        "payment_time": record["timestamp"],
+        "created_at": created_at,
+        "payment_time": payment_time,
         "decision": body["decision"],
         "source": body["decision_source"],
         "status": body["status"],
-        "status_at": now,
+        "status_at": status_at,
         "probability": body["probability"],
         "score": body["score"],
         "model_version": body["model_version"],
@@ -54,8 +62,20 @@ def _decision_row(record: dict[str, Any], body: dict[str, Any], now: datetime) -
         "currency": record["currency"],
         "merchant_id": record["merchant_id"],
         "card_id": record["card_id"],
-        "response": body,
+        "response": response,
     }
+
+
+_DECISION_READY = frozenset({"created_at", "status_at", "payment_time", "response"})
+_KEY_READY = frozenset({"created_at", "response"})
+_AUDIT_READY = frozenset({"at", "detail"})
+_FACTS_READY = frozenset({"payment_time", "thresholds"})
+
+
+def _same_type(a: Column[Any], b: Column[Any]) -> bool:
+    """Two columns whose values go through the same bind processor (same type, same zone)."""
+    ta, tb = a.type, b.type
+    return type(ta) is type(tb) and getattr(ta, "timezone", None) == getattr(tb, "timezone", None)
 
 
 class DecisionWriter:
@@ -71,51 +91,95 @@ class DecisionWriter:
         self._ins_decision = DriverInsert(db.decisions, engine.dialect)
         self._ins_key = DriverInsert(db.idempotency, engine.dialect)
         self._ins_audit = DriverInsert(db.audit_log, engine.dialect)
-        self._facts = payment_facts.FactsWriter(DriverInsert(db.payment_facts, engine.dialect))
+        self._ins_facts = DriverInsert(db.payment_facts, engine.dialect)
+        self._facts = payment_facts.FactsWriter(self._ins_facts)
+        # a response stored in decisions and under its key: encoded once when both columns
+        # are of one type (the same processor), else once per table
+        self._one_response = _same_type(db.decisions.c.response, db.idempotency.c.response)
+        # and a payment time stored with its decision and its facts
+        self._one_time = _same_type(db.decisions.c.payment_time, db.payment_facts.c.payment_time)
 
     def write(self, items: list[WriteItem]) -> None:
         """Decisions (+ cases, keys, audit) of one or many payments in ONE transaction, with
         one multi-row INSERT per table (a case needs its id back, so cases go one by one).
-        Pops the bodies' private `_features` / `_factors` and sets `case_id` on held ones."""
+        Pops the bodies' private `_features` / `_factors` and sets `case_id` on held ones.
+        What rows share (the time, a response in two tables, the thresholds in force, the
+        audit detail) goes through its column's bind processor once (DriverInsert.process)."""
         now = self.clock()
-        decisions, keys, audits, reviewed, facts = [], [], [], [], []
-        for record, body, key, digest, status, principal in items:
+        dec, key_ins, aud, fac = self._ins_decision, self._ins_key, self._ins_audit, self._ins_facts
+        dec_now = dec.process("created_at", now)
+        dec_status_at = dec.process("status_at", now)
+        key_now = key_ins.process("created_at", now)
+        aud_now = aud.process("at", now)
+        details: dict[tuple[str, str], Any] = {}
+        doc_of: dict[int, Any] = {}  # id(thresholds doc) -> processed: one doc for most rows
+        decisions, audits, reviewed, facts = [], [], [], []
+        responses: list[Any] = []
+        for record, body, _key, _digest, _status, principal in items:
             features = body.pop("_features")
             factors = body.pop("_factors")
-            decisions.append(_decision_row(record, body, now))
-            facts.append(self._facts.row(record, body, features))
+            frow = self._facts.row(record, body, features)  # pops the other private keys
+            response = dec.process("response", body)
+            responses.append(response)
+            payment_time = dec.process("payment_time", record["timestamp"])
+            decisions.append(
+                _decision_row(record, body, dec_now, dec_status_at, payment_time, response)
+            )
+            frow["payment_time"] = (
+                payment_time if self._one_time else fac.process("payment_time", record["timestamp"])
+            )
+            doc = frow["thresholds"]
+            ready_doc = doc_of.get(id(doc))
+            if ready_doc is None:
+                ready_doc = doc_of[id(doc)] = fac.process("thresholds", doc)
+            frow["thresholds"] = ready_doc
+            facts.append(frow)
             if body["decision"] == "review":
                 reviewed.append((record, body, features, factors))
-            if key is not None:
-                keys.append(
-                    {
-                        "key": key,
-                        "endpoint": "score",
-                        "body_hash": digest,
-                        "status_code": status,
-                        "response": body,  # the same dict: a case id set below is stored too
-                        "created_at": now,
-                    }
+            pair = (body["decision"], body["decision_source"])
+            detail = details.get(pair)
+            if detail is None:
+                detail = details[pair] = aud.process(
+                    "detail", {"decision": pair[0], "source": pair[1]}
                 )
             audits.append(
                 {
-                    "at": now,
+                    "at": aud_now,
                     "actor": principal.name,
                     "role": principal.role,
                     "key_id": principal.key_id,
                     "action": "score",
                     "target": record["transaction_id"],
-                    "detail": {"decision": body["decision"], "source": body["decision_source"]},
+                    "detail": detail,
                 }
             )
         with self.engine.begin() as conn:
-            self._ins_decision.execute(conn, decisions)
-            new_sets = self._facts.write(conn, facts, now)
+            dec.execute(conn, decisions, _DECISION_READY)
+            new_sets = self._facts.write(conn, facts, now, _FACTS_READY)
+            held: set[int] = set()
             for record, body, features, factors in reviewed:
                 body["case_id"] = self._open_case(conn, now, record, body, features, factors)
                 conn.execute(_UPD_RESPONSE, {"t_id": record["transaction_id"], "response": body})
-            self._ins_key.execute(conn, keys)
-            self._ins_audit.execute(conn, audits)
+                held.add(id(body))
+            keys = [
+                {
+                    "key": key,
+                    "endpoint": "score",
+                    "body_hash": digest,
+                    "status_code": status,
+                    # as answered: a case id set above is stored too
+                    "response": response
+                    if self._one_response and id(body) not in held
+                    else key_ins.process("response", body),
+                    "created_at": key_now,
+                }
+                for (_record, body, key, digest, status, _who), response in zip(
+                    items, responses, strict=True
+                )
+                if key is not None
+            ]
+            key_ins.execute(conn, keys, _KEY_READY)
+            aud.execute(conn, audits, _AUDIT_READY)
         self._facts.committed(new_sets)
 
     def _open_case(

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Column, Table, bindparam, insert, select
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
@@ -61,15 +62,35 @@ Processor = Callable[[Any], Any] | None
 
 
 class DriverInsert:
-    """INSERT rows of one table on the DBAPI cursor; the SQL rendered once per column set."""
+    """INSERT rows of one table on the DBAPI cursor; the SQL rendered once per column set.
+
+    A value many rows share (the transaction's time) or that two tables store (a response)
+    can go through its column's bind processor once (`process`) and be passed as processed:
+    `execute(..., ready={column, ...})` sends those columns' values as they are. The bytes
+    stored are the same: it is the same processor, called fewer times."""
 
     def __init__(self, table: Table, dialect: Dialect) -> None:
         self.table = table
         self.dialect = dialect
-        self._rendered: dict[tuple[str, ...], tuple[str, tuple[tuple[str, Processor], ...], bool]]
-        self._rendered = {}
+        Rendered = tuple[str, tuple[tuple[str, Processor], ...], bool]
+        self._rendered: dict[tuple[tuple[str, ...], frozenset[str]], Rendered] = {}
+        self._procs: dict[str, Processor] = {}
 
-    def _render(self, keys: tuple[str, ...]) -> tuple[str, tuple[tuple[str, Processor], ...], bool]:
+    def processor(self, column: str) -> Processor:
+        """The column's bind processor for this dialect (None: the value goes as it is)."""
+        if column not in self._procs:
+            impl = self.table.c[column].type.dialect_impl(self.dialect)
+            self._procs[column] = impl.bind_processor(self.dialect)
+        return self._procs[column]
+
+    def process(self, column: str, value: Any) -> Any:
+        """`value` as the column's bind processor hands it to the driver (see `ready`)."""
+        proc = self.processor(column)
+        return value if proc is None else proc(value)
+
+    def _render(
+        self, keys: tuple[str, ...], ready: frozenset[str]
+    ) -> tuple[str, tuple[tuple[str, Processor], ...], bool]:
         # as for an executemany: no RETURNING of generated keys nobody reads
         compiled = insert(self.table).compile(
             dialect=self.dialect, column_keys=list(keys), for_executemany=True
@@ -77,27 +98,27 @@ class DriverInsert:
         order = compiled.positiontup if compiled.positional else list(compiled.binds)
         if order is None or set(order) != set(keys):
             raise ValueError(f"{self.table.name}: cannot bind {keys} as {order}")
-        procs = tuple(
-            (
-                name,
-                self.table.c[name].type.dialect_impl(self.dialect).bind_processor(self.dialect),
-            )
-            for name in order
-        )
+        procs = tuple((name, None if name in ready else self.processor(name)) for name in order)
         return compiled.string, procs, compiled.positional
 
-    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert `rows` (every row with the same keys) in `conn`'s transaction."""
+    def execute(
+        self,
+        conn: Connection,
+        rows: Sequence[Mapping[str, Any]],
+        ready: frozenset[str] = frozenset(),
+    ) -> None:
+        """Insert `rows` (every row with the same keys) in `conn`'s transaction. `ready`: the
+        columns whose values are already processed (`process`)."""
         if not rows:
             return
         keys = tuple(rows[0])
-        rendered = self._rendered.get(keys)
+        rendered = self._rendered.get((keys, ready))
         if rendered is None:
-            rendered = self._rendered[keys] = self._render(keys)
+            rendered = self._rendered[(keys, ready)] = self._render(keys, ready)
         sql, procs, positional = rendered
         params: list[Any]
         if positional:
-            params = [tuple(r[k] if p is None else p(r[k]) for k, p in procs) for r in rows]
+            params = _positional(procs, rows)
         else:
             params = [{k: (r[k] if p is None else p(r[k])) for k, p in procs} for r in rows]
         with cursor(conn) as cur:
@@ -105,6 +126,28 @@ class DriverInsert:
                 run(conn, cur, sql, params[0], many=False)
             else:
                 run(conn, cur, sql, params, many=True)
+
+
+def _positional(
+    procs: tuple[tuple[str, Processor], ...], rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Each row's values in the SQL's order (one C-level itemgetter call a row), then the
+    columns that still have a processor through it."""
+    names = [k for k, _ in procs]
+    if len(names) == 1:
+        only = names[0]
+        return [(r[only] if procs[0][1] is None else procs[0][1](r[only]),) for r in rows]
+    get = itemgetter(*names)
+    todo = [(i, p) for i, (_, p) in enumerate(procs) if p is not None]
+    if not todo:
+        return [get(r) for r in rows]
+    out = []
+    for r in rows:
+        values = list(get(r))
+        for i, p in todo:
+            values[i] = p(values[i])
+        out.append(tuple(values))
+    return out
 
 
 class DriverProbe:
@@ -124,3 +167,44 @@ class DriverProbe:
         with cursor(conn) as cur:
             run(conn, cur, self.sql, params, many=False)
             return cur.fetchone() is not None
+
+
+class DriverPresent:
+    """Which of many values a column holds: `SELECT col FROM t WHERE col IN (...)` on the DBAPI
+    cursor, rendered once per list size (sizes rounded up to a power of two, the list padded
+    with its last value), asked `chunk` values at a time."""
+
+    def __init__(self, column: Column[Any], dialect: Dialect, chunk: int = 512) -> None:
+        self.column = column
+        self.dialect = dialect
+        self.chunk = chunk
+        self._rendered: dict[int, tuple[str, list[str] | None]] = {}
+
+    def _render(self, size: int) -> tuple[str, list[str] | None]:
+        names = [f"v{i}" for i in range(size)]
+        query = select(self.column).where(self.column.in_([bindparam(n) for n in names]))
+        compiled = query.compile(dialect=self.dialect)
+        order = compiled.positiontup if compiled.positional else list(compiled.binds)
+        if order is None or sorted(order) != sorted(names):
+            raise ValueError(f"{self.column}: cannot bind {size} values as {order}")
+        return compiled.string, (list(order) if compiled.positional else None)
+
+    def present(self, conn: Connection, values: Sequence[Any]) -> set[Any]:
+        found: set[Any] = set()
+        for start in range(0, len(values), self.chunk):
+            part = list(values[start : start + self.chunk])
+            size = 1 << (len(part) - 1).bit_length()
+            part += [part[-1]] * (size - len(part))
+            rendered = self._rendered.get(size)
+            if rendered is None:
+                rendered = self._rendered[size] = self._render(size)
+            sql, order = rendered
+            params: Any
+            if order is not None:  # positional: the values in the order the SQL binds them
+                params = tuple(part[int(n[1:])] for n in order)
+            else:
+                params = {f"v{i}": v for i, v in enumerate(part)}
+            with cursor(conn) as cur:
+                run(conn, cur, sql, params, many=False)
+                found.update(row[0] for row in cur.fetchall())
+        return found

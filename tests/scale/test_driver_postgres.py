@@ -17,3 +17,11 @@ def test_driver_insert_many_rows_and_a_duplicate_rolls_everything_back(pg_engine
 
 def test_driver_probe_answers_whether_the_row_exists(pg_engine):
     driver_checks.check_probe(pg_engine, new_tag())
+
+
+def test_driver_insert_of_values_processed_ahead_stores_the_same(pg_engine):
+    driver_checks.check_processed_ahead_store_the_same(pg_engine, new_tag())
+
+
+def test_driver_present_finds_exactly_the_stored_values(pg_engine):
+    driver_checks.check_present(pg_engine, new_tag())

@@ -1,6 +1,8 @@
 """What `serving/store/driver.py` must keep, as checks both databases run (SQLite here,
 PostgreSQL in tests/scale): the stored values equal SQLAlchemy's own insert's, a duplicate is
-SQLAlchemy's IntegrityError and rolls the whole transaction back, the probe answers exactly."""
+SQLAlchemy's IntegrityError and rolls the whole transaction back, the probe answers exactly;
+values processed ahead (`DriverInsert.process`, passed as `ready`) store the same bytes; the
+IN query (`DriverPresent`) finds exactly the values present, at any list size."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from sqlalchemy import Engine, Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from serving.store import db
-from serving.store.driver import DriverInsert, DriverProbe
+from serving.store.driver import DriverInsert, DriverPresent, DriverProbe
 
 NOW = datetime(2024, 3, 1, 12, 30, 45, 123456, tzinfo=UTC)
 
@@ -128,3 +130,35 @@ def check_probe(engine: Engine, tag: str) -> None:
     with engine.connect() as conn:
         assert probe.exists(conn, row["transaction_id"])
         assert not probe.exists(conn, row["transaction_id"] + "-absent")
+
+
+def check_processed_ahead_store_the_same(engine: Engine, tag: str) -> None:
+    """Every column processed ahead (as the durable write does for what rows share) stores
+    what SQLAlchemy's own insert stores."""
+    core, driver = _rows(f"core-{tag}"), _rows(f"ready-{tag}")
+    with engine.begin() as conn:
+        for table, row in core.items():
+            conn.execute(table.insert(), [row])
+    with engine.begin() as conn:
+        for table, row in driver.items():
+            ins = DriverInsert(table, engine.dialect)
+            ready = {k: ins.process(k, v) for k, v in row.items()}
+            ins.execute(conn, [ready], frozenset(row))
+    for table, column in [*KEYS.items(), (db.audit_log, "target")]:
+        a, b = core[table][column], driver[table][column]
+        assert _stored(engine, table, column, b) == _stored(engine, table, column, a), table.name
+
+
+def check_present(engine: Engine, tag: str) -> None:
+    rows = [_rows(f"in-{tag}-{i}")[db.decisions] for i in range(40)]
+    with engine.begin() as conn:
+        DriverInsert(db.decisions, engine.dialect).execute(conn, rows)
+    ids = [r["transaction_id"] for r in rows]
+    present = DriverPresent(db.decisions.c.transaction_id, engine.dialect, chunk=16)
+    with engine.connect() as conn:
+        assert present.present(conn, []) == set()
+        assert present.present(conn, ids[:1]) == set(ids[:1])
+        for n in (3, 5, 16, 17, 40):  # padded sizes, one chunk and several
+            asked = [f"absent-{tag}-{i}" for i in range(n)] + ids[:n]
+            assert present.present(conn, asked) == set(ids[:n])
+        assert present.present(conn, [ids[7]] * 3 + ["absent"]) == {ids[7]}

@@ -27,3 +27,11 @@ def test_driver_insert_many_rows_and_a_duplicate_rolls_everything_back(engine):
 
 def test_driver_probe_answers_whether_the_row_exists(engine):
     driver_checks.check_probe(engine, "sqlite")
+
+
+def test_driver_insert_of_values_processed_ahead_stores_the_same(engine):
+    driver_checks.check_processed_ahead_store_the_same(engine, "sqlite")
+
+
+def test_driver_present_finds_exactly_the_stored_values(engine):
+    driver_checks.check_present(engine, "sqlite")
