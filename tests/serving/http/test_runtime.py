@@ -20,15 +20,20 @@ from serving.http.runtime import build
 KEYS = "backend:backend-key-0123456789,admin:admin-key-0123456789"
 
 
-@pytest.fixture
-def two(tmp_path: Path, model_dir: Path) -> Iterator[tuple[Any, Any]]:
-    s = Settings(
+def local(tmp_path: Path, model_dir: Path, **overrides: Any) -> Settings:
+    """A runtime's settings on a database and state log in tmp_path."""
+    return Settings(
         model_dir=str(model_dir),
         db_url=f"sqlite:///{tmp_path}/rg.db",
         state_path=str(tmp_path / "state.db"),
         api_keys=KEYS,
-        config_poll_seconds=3600,  # the tests call sync_config themselves
+        **overrides,
     )
+
+
+@pytest.fixture
+def two(tmp_path: Path, model_dir: Path) -> Iterator[tuple[Any, Any]]:
+    s = local(tmp_path, model_dir, config_poll_seconds=3600)  # the tests call sync_config
     a = build(s, KeyRing.parse(KEYS))
     b = build(s, KeyRing.parse(KEYS))
     try:
@@ -92,13 +97,7 @@ def test_a_worker_started_after_a_reload_does_not_reload_again(
 
 def test_each_worker_applies_its_gc_thresholds(tmp_path: Path, model_dir: Path) -> None:
     saved = gc.get_threshold()
-    s = Settings(
-        model_dir=str(model_dir),
-        db_url=f"sqlite:///{tmp_path}/rg.db",
-        state_path=str(tmp_path / "state.db"),
-        api_keys=KEYS,
-        gc_threshold=(12_345, 21, 43),
-    )
+    s = local(tmp_path, model_dir, gc_threshold=(12_345, 21, 43))
     try:
         rt = build(s, KeyRing.parse(KEYS))
         rt.close()
@@ -143,13 +142,7 @@ def test_the_wait_forecast_runs_as_many_simulations_as_configured(
 
     monkeypatch.setattr(calendar, "forecast", spy)
     monkeypatch.setattr(calendar, "_cache", {})
-    s = Settings(
-        model_dir=str(model_dir),
-        db_url=f"sqlite:///{tmp_path}/rg.db",
-        state_path=str(tmp_path / "state.db"),
-        api_keys=KEYS,
-        forecast_runs=3,
-    )
+    s = local(tmp_path, model_dir, forecast_runs=3)
     rt = build(s, KeyRing.parse(KEYS))
     try:
         _, hours = calendar.current_forecast(rt, datetime(2026, 3, 1, 9, tzinfo=UTC))
