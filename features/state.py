@@ -87,10 +87,18 @@ class History:
         del self.ts[:k], self.cents[:k], self.csum[:k], self.cards[:k], self.lat[:k]
         del self.lon[:k]
 
-    def forget_before(self, bound: int) -> None:
-        """Drop events with ts <= bound (cheap when nothing is due)."""
-        if self.ts and self.ts[0] <= bound:
-            self.drop_first(bisect_right(self.ts, bound))
+    def forget_before(self, bound: int, *, lazy: bool = False) -> None:
+        """Drop events with ts <= bound (cheap when nothing is due).
+
+        `lazy`: only once they are more than a sixteenth of the list. Deleting a prefix moves
+        the whole list, so dropping one event per payment costs a busy merchant's or
+        category's history O(n) each time; in batches it is O(1) amortised, for at most 1/15
+        more memory. What stays is older than every window (all end within the look-back),
+        so no feature reads it.
+        """
+        ts = self.ts
+        if ts and ts[len(ts) >> 4 if lazy else 0] <= bound:
+            self.drop_first(bisect_right(ts, bound))
         if self.fraud_ts and self.fraud_ts[0] <= bound:
             del self.fraud_ts[: bisect_right(self.fraud_ts, bound)]
 
@@ -180,11 +188,11 @@ class MemoryState:
             key = getattr(event, col)
             if key is not None:
                 h = self._touch(entity, key)
-                h.forget_before(bound)
+                h.forget_before(bound, lazy=True)
                 h.append(event)
         if event.customer_id is not None and event.device_id is not None:
             h = self._touch("customer_device", f"{event.customer_id}\x1f{event.device_id}")
-            h.forget_before(bound)
+            h.forget_before(bound, lazy=True)
             h.append(event)
         self._payments[event.transaction_id] = (labelled_keys(event), event.ts)
         self._expiry.append((event.ts, event.transaction_id))
@@ -219,6 +227,17 @@ class MemoryState:
         return {k: len(v) for k, v in self._hist.items()}
 
     def events_held(self) -> int:
+        """Entity events within the look-back of the latest payment: what features can read
+        (the same however lazily older ones were dropped, e.g. live vs replayed)."""
+        bound = self._now - LOOKBACK_NS
+        return sum(
+            len(h.ts) - bisect_right(h.ts, bound)
+            for table in self._hist.values()
+            for h in table.values()
+        )
+
+    def events_stored(self) -> int:
+        """Entity events in memory, stale ones not yet dropped included (the memory bound)."""
         return sum(len(h) for table in self._hist.values() for h in table.values())
 
     def prune(self, now: int) -> None:
