@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +65,18 @@ class Calibration:
     a: float = 1.0
     b: float = 0.0
 
+    @cached_property
+    def _knots(self) -> tuple[np.ndarray, np.ndarray]:
+        """x and y as arrays, made once: np.interp converted the tuples on every call, which
+        was most of a one-row prediction (22 of 30 us)."""
+        return np.asarray(self.x, dtype=np.float64), np.asarray(self.y, dtype=np.float64)
+
     def apply(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
         if self.method == "isotonic":
             # A sliver of the raw score breaks isotonic plateaus, so thresholds can cut anywhere.
-            return np.interp(raw, self.x, self.y) * (1 - TIE_BREAK) + TIE_BREAK * raw
+            x, y = self._knots
+            return np.interp(raw, x, y) * (1 - TIE_BREAK) + TIE_BREAK * raw
         logit = np.log(np.clip(raw, 1e-12, 1 - 1e-12) / np.clip(1 - raw, 1e-12, 1.0))
         return 1.0 / (1.0 + np.exp(-(self.a * logit + self.b)))
 
