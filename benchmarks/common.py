@@ -314,12 +314,22 @@ def payment_dicts(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def warm_state(frame: pd.DataFrame, cut: int, path: Path) -> dict[str, Any]:
+WARM_CARDS = 100_000  # issue 19: the in-process figures hold with this many cards in the state
+
+
+def warm_state(
+    frame: pd.DataFrame, cut: int, path: Path, *, cards: int = WARM_CARDS
+) -> dict[str, Any]:
     """SQLite state holding every payment before row `cut` (within the look-back) and the labels
-    known by then: what a service that had been running all along would hold."""
+    known by then: what a service that had been running all along would hold.
+
+    Then, if it holds fewer than `cards` cards, filler cards up to that many (one payment each,
+    on their own customer, device, IP and merchant, spread over the look-back before the
+    stream): the size of a bigger platform's state, which a dict look-up, the process's memory
+    and the caches feel, without changing any feature of the stream's payments."""
     from features.online import event_of, prepare
     from features.replay import event_stream
-    from features.state import LOOKBACK_NS, SQLiteState
+    from features.state import LOOKBACK_NS, PaymentEvent, SQLiteState
 
     started = time.perf_counter()
     cut_ts = int(frame["timestamp"].iloc[cut].value)
@@ -340,10 +350,33 @@ def warm_state(frame: pd.DataFrame, cut: int, path: Path) -> dict[str, Any]:
             payments += 1
         elif fraud[row] == fraud[row]:
             labels += store.record_label(str(ids[row]), bool(fraud[row] == 1), int(t))
+    filler = max(0, cards - store.sizes().get("card", 0))
+    rng = np.random.default_rng(len(frame))
+    times = np.sort(rng.integers(cut_ts - LOOKBACK_NS // 2, cut_ts - 10**9, size=filler))
+    amounts = rng.choice(frame["amount"].to_numpy(dtype=np.float64), size=filler)
+    for i, (t, amount) in enumerate(zip(times.tolist(), amounts.tolist(), strict=True)):
+        store.record_payment(
+            PaymentEvent(
+                transaction_id=f"warm_{i:07d}",
+                ts=t,
+                cents=round(amount * 100.0),
+                card_id=f"tok_warm_{i:07d}",
+                customer_id=f"cust_warm_{i:07d}",
+                merchant_id=f"merch_warm_{i % 5_000:05d}",
+                device_id=f"dev_warm_{i:07d}",
+                ip_hash=f"ip_warm_{i:07d}",
+                email_domain=None,
+                merchant_lat=math.nan,
+                merchant_lon=math.nan,
+            )
+        )
+    held = store.sizes().get("card", 0)
     store.close()
     return {
         "payments": payments,
         "labels": labels,
+        "filler_cards": filler,
+        "cards": held,
         "seconds": round(time.perf_counter() - started, 2),
     }
 

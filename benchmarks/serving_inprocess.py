@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from common import BACKEND_KEY, KEY_SPEC, copy_state, ms_stats, profile_rows
 
+DECIDE_ONLY = "  decide without the explanation (issue 19)"
+
 
 @contextlib.contextmanager
 def stage_timers(rt: Any) -> Iterator[tuple[dict[str, list[float]], list[np.ndarray]]]:
@@ -32,19 +34,29 @@ def stage_timers(rt: Any) -> Iterator[tuple[dict[str, list[float]], list[np.ndar
     undo: list[Callable[[], None]] = []
     missing: list[str] = []
 
-    def wrap(obj: Any, name: str, label: str, capture: bool = False) -> None:
+    explaining = [0.0]  # seconds spent explaining inside the current `one` call
+
+    def wrap(obj: Any, name: str, label: str, capture: bool = False, explain: bool = False) -> None:
         orig = getattr(obj, name, None)
         if orig is None:  # the code moved on: time what is still there
             missing.append(name)
             return
         had = name in getattr(obj, "__dict__", {})
+        decide = name == "one"
 
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if decide:
+                explaining[0] = 0.0
             t = time.perf_counter()
             try:
                 out = orig(*args, **kwargs)
             finally:
-                times[label].append(time.perf_counter() - t)
+                took = time.perf_counter() - t
+                times[label].append(took)
+                if explain:
+                    explaining[0] += took
+                elif decide:  # the issue's measure: features + model + policy, no explanation
+                    times[DECIDE_ONLY].append(took - explaining[0])
             if capture:
                 rows.append(np.array(out, dtype=np.float64))
             return out
@@ -63,9 +75,9 @@ def stage_timers(rt: Any) -> Iterator[tuple[dict[str, list[float]], list[np.ndar
     wrap(scorer.fresh, "_predict", "  model via deadline pool (_predict)")
     wrap(scorer.fresh, "finish", "  policy+capacity+explain+body (finish)")
     wrap(fresh_mod, "decide", "  policy")
-    wrap(model, "contributions", "  explain: contributions (reviewed only)")
-    wrap(explain_mod, "all_factors", "  explain: all_factors text (reviewed only)")
-    wrap(explain_mod, "reasons", "  explain: reasons text (reviewed only)")
+    wrap(model, "contributions", "  explain: contributions (reviewed only)", explain=True)
+    wrap(explain_mod, "all_factors", "  explain: all_factors text (reviewed only)", explain=True)
+    wrap(explain_mod, "reasons", "  explain: reasons text (reviewed only)", explain=True)
     wrap(scorer.writer, "write", "durable write (decision+audit[+case])")
     wrap(online, "update", "state update (SQLite event log)")
     try:
