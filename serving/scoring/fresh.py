@@ -201,7 +201,7 @@ class FreshScorer:
         prepared = prepare(record)
         t_feat = time.perf_counter()
         values = loaded.online.compute(prepared)
-        m().stage.labels(stage="features").observe(time.perf_counter() - t_feat)
+        m().stage_of["features"].observe(time.perf_counter() - t_feat)
         model = loaded.model
         probability: float | None = None
         cause: str | None = "no_model"
@@ -209,7 +209,7 @@ class FreshScorer:
         if model is not None:
             t_model = time.perf_counter()
             probability, cause = self._predict(model, X, started)
-            m().stage.labels(stage="model").observe(time.perf_counter() - t_model)
+            m().stage_of["model"].observe(time.perf_counter() - t_model)
         body = self.finish(
             record, loaded, values, probability, cause, lambda: model_contrib(loaded, X), started
         )
@@ -312,7 +312,10 @@ class FreshScorer:
         if tally is None:
             if outcome.source == "fallback":
                 m().fallbacks.labels(cause=cause or "unknown").inc()
-            m().decisions.labels(decision=outcome.decision, source=outcome.source).inc()
+            metrics = m()
+            key = (outcome.decision, outcome.source)
+            child = metrics.decision_of.get(key)
+            (child or metrics.decisions.labels(decision=key[0], source=key[1])).inc()
         else:
             if outcome.source == "fallback":
                 tally.fallbacks[cause or "unknown"] += 1
@@ -326,7 +329,7 @@ class FreshScorer:
             vals = values.tolist()
             factors = explain.all_factors(names, vals, contrib, record)
             reasons = explain.towards_fraud(factors, top=self.settings.explain_top)
-            m().stage.labels(stage="explain").observe(time.perf_counter() - t_exp)
+            m().stage_of["explain"].observe(time.perf_counter() - t_exp)
         if not reasons and outcome.rules:
             reasons = [
                 {"feature": "rule", "value": None, "contribution": 0.0, "text": r}
