@@ -312,9 +312,13 @@ class SQLiteState(MemoryState):
 
     transactional = True  # `deferred()` rolls a failed batch back (see Scorer.score_group)
 
-    def __init__(self, path: str | Path, *, commit_every: int = 1) -> None:
+    def __init__(
+        self, path: str | Path, *, commit_every: int = 1, wal_autocheckpoint: int = 1_000
+    ) -> None:
         """`commit_every > 1` keeps a write transaction open between calls: for one writer
-        replaying history in bulk, not for a log shared by running workers."""
+        replaying history in bulk, not for a log shared by running workers.
+        `wal_autocheckpoint`: log pages past which a commit checkpoints (the service raises it
+        and checkpoints on a thread of its own: serving/store/checkpoint.py)."""
         super().__init__()
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -324,11 +328,13 @@ class SQLiteState(MemoryState):
         self._mutex = threading.RLock()
         self._depth = 0
         self._seq = 0  # the last logged event this process has applied
+        self._data_version: int | None = None  # PRAGMA data_version at the last catch-up
         self._commit_every = commit_every
         self._pending = 0
         with self.exclusive(catch_up=False):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
             self._db.executescript(_SCHEMA)
             self._replay()
 
@@ -370,7 +376,14 @@ class SQLiteState(MemoryState):
         )
 
     def _catch_up(self) -> None:
-        """Apply what other processes logged since this one last looked (usually nothing)."""
+        """Apply what other processes logged since this one last looked (usually nothing).
+
+        SQLite's data_version changes only when another connection commits: when it has not,
+        there is nothing to read, and the look-up (a query per payment) is skipped."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        self._data_version = version
         self._apply(
             self._db.execute(
                 "SELECT seq, kind, body FROM state_events WHERE seq > ? ORDER BY seq", (self._seq,)
@@ -422,6 +435,7 @@ class SQLiteState(MemoryState):
             self._pending = 0
         MemoryState.__init__(self)
         self._seq = 0
+        self._data_version = None
         self._replay()
 
     def record_payment(self, event: PaymentEvent) -> None:

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=2_000_000, ge=1_000, description="larger request bodies get 413 before parsing"
     )
+    wal_checkpoint_seconds: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=3600.0,
+        description="SQLite WAL checkpoints on a thread of their own this often (0: inside "
+        "commits, SQLite's default)",
+    )
     score_group_max: int = Field(
         default=64, ge=1, description="/score requests scored together at most (1: one by one)"
     )

@@ -27,6 +27,7 @@ from serving.scoring.holder import ModelHolder, check_artifact
 from serving.scoring.policy import PolicyConfig, parse_config, to_doc
 from serving.scoring.scorer import Scorer
 from serving.store import db
+from serving.store.checkpoint import BACKSTOP_PAGES, DEFAULT_PAGES, WalCheckpointer, sqlite_path
 from training.model import RiskModel
 
 log = logging.getLogger("riskgate")
@@ -66,6 +67,7 @@ class Runtime:
     deliverer: Deliverer | None = None
     watchers: list[Every] = field(default_factory=list)
     groups: GroupScorer | None = None  # /score's group commit (None: scored on the caller)
+    checkpointer: WalCheckpointer | None = None  # SQLite WAL checkpoints off the request path
     _policy_at: datetime | None = None  # updated_at of the stored policy in force here
     _model_generation: int = 0  # reloads (through any process) this process has followed
     _probe: tuple[Any, float, bool] | None = None  # (loaded model, when, finite) for ready()
@@ -181,6 +183,8 @@ class Runtime:
     def close(self) -> None:
         for watcher in self.watchers:
             watcher.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         if self.groups is not None:
             self.groups.close()
         if self.deliverer is not None:
@@ -194,7 +198,7 @@ class Every:
     """Runs `task` every `every_s` seconds on a daemon thread until stopped; a failure is
     logged and retried at the next tick (a transient database error must not end it)."""
 
-    def __init__(self, name: str, every_s: float, task: Callable[[], None]) -> None:
+    def __init__(self, name: str, every_s: float, task: Callable[[], object]) -> None:
         self.name, self.every_s, self.task = name, every_s, task
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -280,7 +284,23 @@ def open_state(settings: Settings) -> StateStore:
         from features.redis_state import RedisState
 
         return RedisState.from_url(settings.state_url, prefix=settings.state_prefix)
-    return SQLiteState(settings.state_path)
+    return SQLiteState(settings.state_path, wal_autocheckpoint=_autocheckpoint(settings))
+
+
+def _autocheckpoint(settings: Settings) -> int:
+    """Commits checkpoint past SQLite's default, or only past the backstop when this process
+    checkpoints on a thread of its own."""
+    return BACKSTOP_PAGES if settings.wal_checkpoint_seconds > 0 else DEFAULT_PAGES
+
+
+def _checkpointer(settings: Settings, store: StateStore) -> WalCheckpointer | None:
+    """The WAL checkpointer of this process's SQLite files (None: none, or disabled)."""
+    if settings.wal_checkpoint_seconds <= 0:
+        return None
+    paths = [p for p in (sqlite_path(settings.db_url),) if p is not None]
+    if isinstance(store, SQLiteState):
+        paths.append(Path(settings.state_path))
+    return WalCheckpointer(paths) if paths else None
 
 
 def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None) -> Runtime:
@@ -288,7 +308,11 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
     from serving.core.metrics import m
 
     m()  # every metric and its bounded series at 0 from start-up, before the first event
-    engine = db.make_engine(settings.db_url, synchronous=settings.sqlite_synchronous)
+    engine = db.make_engine(
+        settings.db_url,
+        synchronous=settings.sqlite_synchronous,
+        wal_autocheckpoint=_autocheckpoint(settings),
+    )
     db.create_schema(engine)
     store = state if state is not None else open_state(settings)
     try:  # both stores from one deployment, else no start (serving/http/deployment.py)
@@ -352,6 +376,13 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
         Every("config-sync", settings.config_poll_seconds, runtime.sync_config).start(),
         Every("delay-notices", 60.0, lambda: _check_delays(runtime)).start(),
     ]
+    runtime.checkpointer = _checkpointer(settings, store)
+    if runtime.checkpointer is not None:
+        runtime.watchers.append(
+            Every(
+                "wal-checkpoint", settings.wal_checkpoint_seconds, runtime.checkpointer.run
+            ).start()
+        )
     if settings.webhook_url:
         runtime.deliverer = Deliverer(engine, settings.webhook_url, settings.webhook_secret)
         runtime.deliverer.start()

@@ -239,8 +239,12 @@ appeals = Table(
 )
 
 
-def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
-    """Engine with SQLite in WAL mode (readers never block the writer) and foreign keys on."""
+def make_engine(
+    url: str, *, synchronous: str = "NORMAL", wal_autocheckpoint: int = 1_000
+) -> Engine:
+    """Engine with SQLite in WAL mode (readers never block the writer) and foreign keys on.
+    `wal_autocheckpoint`: log pages past which a commit checkpoints (serving/store/checkpoint.py
+    raises it when a thread of its own checkpoints)."""
     kwargs: dict[str, Any] = {"future": True}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -264,6 +268,7 @@ def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
             cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
             cur.close()
 
     return engine

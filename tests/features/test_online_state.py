@@ -259,6 +259,31 @@ def test_sqlite_log_applies_a_transaction_once_across_workers_and_replays(tmp_pa
     reopened.close()
 
 
+def test_a_worker_reads_the_log_only_when_another_one_wrote(tmp_path):
+    path = tmp_path / "state.db"
+    one, two = SQLiteState(path), SQLiteState(path)
+    reads: list[str] = []
+    two._db.set_trace_callback(
+        lambda sql: reads.append(sql) if sql.startswith("SELECT seq") else None
+    )
+    a, b = OnlineFeatures(one), OnlineFeatures(two)
+    payments = stream(6, every=HOUR)
+    b.update(payments[0])  # the first look reads the log
+    reads.clear()
+    for p in payments[1:3]:
+        b.update(p)  # only this worker writes: nothing to catch up with, no read
+    assert reads == []
+    a.update(payments[3])  # the other worker writes: the next payment here reads it first
+    b.update(payments[4])
+    assert len(reads) == 1
+    b.update(payments[5])
+    assert len(reads) == 1
+    nxt = payment("next", 7 * HOUR, card="c1")
+    np.testing.assert_array_equal(b.compute(nxt), OnlineFeatures(SQLiteState(path)).compute(nxt))
+    one.close()
+    two.close()
+
+
 # --- labels ----------------------------------------------------------------------------------
 
 

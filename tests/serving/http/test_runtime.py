@@ -157,3 +157,40 @@ def test_the_wait_forecast_runs_as_many_simulations_as_configured(
 def test_forecast_runs_out_of_range_are_refused(runs: int) -> None:
     with pytest.raises(ValueError, match="forecast_runs"):
         Settings(forecast_runs=runs)
+
+
+def _autocheckpoint(rt: Any) -> tuple[int, int]:
+    """wal_autocheckpoint of the runtime's decisions engine and of its state log."""
+    with rt.engine.connect() as conn:
+        engine_pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+    state_pages = rt.state._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    return int(engine_pages), int(state_pages)
+
+
+def test_wal_checkpoints_run_on_a_thread_of_their_own(tmp_path: Path, model_dir: Path) -> None:
+    from serving.store.checkpoint import BACKSTOP_PAGES
+
+    rt = build(local(tmp_path, model_dir), KeyRing.parse(KEYS))
+    try:
+        assert _autocheckpoint(rt) == (BACKSTOP_PAGES, BACKSTOP_PAGES)
+        assert "wal-checkpoint" in [w.name for w in rt.watchers]
+        assert rt.checkpointer is not None
+        assert rt.checkpointer.paths == (tmp_path / "rg.db", tmp_path / "state.db")
+        assert all(busy == 0 for busy, _, _ in rt.checkpointer.run())
+    finally:
+        rt.close()
+
+
+def test_wal_checkpoints_off_leaves_them_to_sqlite(tmp_path: Path, model_dir: Path) -> None:
+    rt = build(local(tmp_path, model_dir, wal_checkpoint_seconds=0), KeyRing.parse(KEYS))
+    try:
+        assert _autocheckpoint(rt) == (1_000, 1_000)
+        assert rt.checkpointer is None
+        assert "wal-checkpoint" not in [w.name for w in rt.watchers]
+    finally:
+        rt.close()
+
+
+def test_a_negative_checkpoint_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="wal_checkpoint_seconds"):
+        Settings(wal_checkpoint_seconds=-1)
