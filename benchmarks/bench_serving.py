@@ -449,6 +449,8 @@ def report(r: dict[str, Any]) -> str:
             "tuned": "no_hops + gc.collect() + gc.freeze() in the worker once ready",
             "two_workers": "riskgate serve --workers 2 (shared SQLite database and state log)",
             "one_worker": "riskgate serve --workers 1",
+            "checkpoint_in_commits": "riskgate with RISKGATE_WAL_CHECKPOINT_SECONDS=0 "
+            "(SQLite checkpoints inside the commits, its default)",
             "bare_no_tracing": "the bare service with /predict left out of OpenTelemetry, as "
             "riskgate leaves /score out by default (the floor of BentoML's cost)",
             "bare_no_tracing_two_workers": "the floor in two worker processes (BARE_WORKERS=2): "

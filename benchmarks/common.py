@@ -109,10 +109,10 @@ if os.environ.get("BENCH_WORKER_HOOK"):
 
         def _waiting(frame):
             # A Python frame blocked in a C call that waits: `with <lock>:`, .acquire(), .result()
-            k = (frame.f_code, frame.f_lineno)
+            k = (frame.f_code, frame.f_lineno or 0)  # None in a frame not yet started
             w = _waits.get(k)
             if w is None:
-                line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+                line = linecache.getline(frame.f_code.co_filename, k[1]) if k[1] else ""
                 w = _waits[k] = (
                     ("with " in line and "lock" in line.lower())
                     or ".acquire(" in line

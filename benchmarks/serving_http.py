@@ -175,7 +175,13 @@ def run_bare(
 
 
 # what-if runs after the real one, and their worker processes
-VARIANT_WORKERS = {"two_workers": 2, "one_worker": 1, "no_hops": 1, "tuned": 1}
+VARIANT_WORKERS = {
+    "two_workers": 2,
+    "one_worker": 1,
+    "no_hops": 1,
+    "tuned": 1,
+    "checkpoint_in_commits": 1,
+}
 
 
 def run_riskgate(
@@ -206,6 +212,8 @@ def run_riskgate(
         RISKGATE_DB_URL=f"sqlite:///{d / 'riskgate.db'}",
         RISKGATE_STATE_PATH=str(d / "state.db"),
     )
+    if variant == "checkpoint_in_commits":  # what-if: SQLite's own checkpoints, in the commits
+        env["RISKGATE_WAL_CHECKPOINT_SECONDS"] = "0"
     if variant in ("no_hops", "tuned"):
         env["RISKGATE_MODEL_DEADLINE_MS"] = "0"
         env["BENCH_INLINE_THREADS"] = "1"

@@ -264,6 +264,7 @@ CREATE TABLE IF NOT EXISTS state_events (
 CREATE INDEX IF NOT EXISTS state_events_ts ON state_events (ts);
 CREATE TABLE IF NOT EXISTS state_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_INSERT_EVENT = "INSERT INTO state_events (kind, ts, body) VALUES (?, ?, ?)"
 DEPLOYMENT = "deployment"  # state_meta row: the deployment id this log belongs to
 
 
@@ -331,6 +332,7 @@ class SQLiteState(MemoryState):
         self._data_version: int | None = None  # PRAGMA data_version at the last catch-up
         self._commit_every = commit_every
         self._pending = 0
+        self._rows: list[tuple[str, int, str]] = []  # a batch's events, written at flush
         with self.exclusive(catch_up=False):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -391,22 +393,36 @@ class SQLiteState(MemoryState):
         )
 
     def _log(self, kind: str, ts: int, body: dict[str, object]) -> None:
-        if self._pending == 0:
-            self._db.execute("BEGIN IMMEDIATE")
-        cur = self._db.execute(
-            "INSERT INTO state_events (kind, ts, body) VALUES (?, ?, ?)",
-            (kind, ts, json.dumps(body, separators=(",", ":"))),
-        )
-        assert cur.lastrowid is not None
-        self._seq = cur.lastrowid  # under the lock: every event before it is applied here
+        """Append an event. Alone (commit_every 1, no batch open): one INSERT in autocommit,
+        its own transaction. In a batch the rows wait in `_rows` and go in one executemany
+        at `flush`: every sqlite3 call releases the GIL, and in the server the scoring thread
+        must then win it back from the busy event loop, so fewer calls is less waiting."""
+        row = (kind, ts, json.dumps(body, separators=(",", ":")))
+        if self._pending == 0 and self._commit_every == 1:
+            cur = self._db.execute(_INSERT_EVENT, row)
+            assert cur.lastrowid is not None
+            self._seq = cur.lastrowid  # under the lock: every event before it is applied here
+            return
+        self._rows.append(row)
         self._pending += 1
         if self._pending >= self._commit_every:
             self.flush()
 
     def flush(self) -> None:
         if self._pending:
-            self._db.execute("COMMIT")
-            self._pending = 0
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(_INSERT_EVENT, self._rows)
+                (last,) = self._db.execute("SELECT last_insert_rowid()").fetchone()
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._rows.clear()
+                self._pending = 0
+            self._seq = int(last)  # under the lock: every event before it is applied here
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
@@ -430,9 +446,8 @@ class SQLiteState(MemoryState):
     def _rollback(self) -> None:
         """Drop the uncommitted events and rebuild the memory from the log (rare: a failed
         batch), which is simpler and safer than undoing each entity's lists."""
-        if self._pending:
-            self._db.execute("ROLLBACK")
-            self._pending = 0
+        self._rows.clear()  # not yet written: dropped
+        self._pending = 0
         MemoryState.__init__(self)
         self._seq = 0
         self._data_version = None

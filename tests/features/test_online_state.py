@@ -12,7 +12,7 @@ import pytest
 
 from features.online import OnlineFeatures, event_of, prepare
 from features.registry import DAY, FEATURES, HOUR, MAX_LOOKBACK, select
-from features.state import MemoryState, SQLiteState, entity_keys
+from features.state import MemoryState, SQLiteState, deferred_commits, entity_keys
 from features.transforms import NS_PER_S
 
 T0 = 1_704_067_200 * NS_PER_S  # 2024-01-01 00:00 UTC
@@ -282,6 +282,35 @@ def test_a_worker_reads_the_log_only_when_another_one_wrote(tmp_path):
     np.testing.assert_array_equal(b.compute(nxt), OnlineFeatures(SQLiteState(path)).compute(nxt))
     one.close()
     two.close()
+
+
+def test_a_batch_is_written_at_its_end_and_counted_as_this_workers_own(tmp_path):
+    path = tmp_path / "state.db"
+    store, other = SQLiteState(path), SQLiteState(path)
+    online = OnlineFeatures(store)
+    payments = stream(12, every=HOUR)
+    reads: list[str] = []
+    store._db.set_trace_callback(
+        lambda sql: reads.append(sql) if sql.startswith("SELECT seq") else None
+    )
+    with deferred_commits(store):
+        for p in payments[:10]:
+            online.update(p)
+        with contextlib.closing(sqlite3.connect(path)) as conn:  # nothing written yet
+            assert conn.execute("SELECT count(*) FROM state_events").fetchone()[0] == 0
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        count, last = conn.execute("SELECT count(*), max(seq) FROM state_events").fetchone()
+    assert count == 10
+    assert store._seq == last  # applied here already: a catch-up does not read them again
+    reads.clear()
+    online.update(payments[10])  # its own batch: nothing to catch up with, no read
+    assert reads == []
+    nxt = payment("next", 13 * HOUR, card="c1")
+    with other.exclusive():  # as the scorer does: caught up with this worker's batch first
+        seen_there = OnlineFeatures(other).compute(nxt)
+    np.testing.assert_array_equal(seen_there, online.compute(nxt))
+    store.close()
+    other.close()
 
 
 # --- labels ----------------------------------------------------------------------------------

@@ -117,3 +117,14 @@ def test_reused_buffers_give_each_row_its_own_margin(tmp_path: Path):
     assert np.max(np.abs(got - want)) <= 1e-9
     for k, c in zip(kept, copies, strict=True):
         np.testing.assert_array_equal(k, c)
+
+
+def test_the_compiled_call_keeps_the_gil(tmp_path: Path):
+    """A few us of C: releasing the GIL would only make the scoring thread wait to win it back
+    from the server's event loop."""
+    import ctypes
+
+    predictor = compiled.CompiledPredictor.load(
+        compiled.compile_booster(_small_booster(2), tmp_path)
+    )
+    assert predictor._lib.predict._flags_ & ctypes._FUNCFLAG_PYTHONAPI  # type: ignore[attr-defined]
