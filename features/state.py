@@ -9,6 +9,7 @@ open, so the state survives a restart. A shared backend (Redis) implements the s
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import sqlite3
 import threading
@@ -265,6 +266,15 @@ CREATE INDEX IF NOT EXISTS state_events_ts ON state_events (ts);
 CREATE TABLE IF NOT EXISTS state_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _INSERT_EVENT = "INSERT INTO state_events (kind, ts, body) VALUES (?, ?, ?)"
+_ROWS_PER_INSERT = 5_000  # at most, and within the connection's variable limit (3 per row)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_rows(n: int) -> str:
+    """One INSERT of n events (a group's: one statement, one call)."""
+    return "INSERT INTO state_events (kind, ts, body) VALUES " + ",".join(["(?,?,?)"] * n)
+
+
 DEPLOYMENT = "deployment"  # state_meta row: the deployment id this log belongs to
 
 
@@ -333,6 +343,8 @@ class SQLiteState(MemoryState):
         self._commit_every = commit_every
         self._pending = 0
         self._rows: list[tuple[str, int, str]] = []  # a batch's events, written at flush
+        limit = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._chunk = max(1, min(_ROWS_PER_INSERT, limit // 3))
         with self.exclusive(catch_up=False):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -409,20 +421,32 @@ class SQLiteState(MemoryState):
             self.flush()
 
     def flush(self) -> None:
-        if self._pending:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(_INSERT_EVENT, self._rows)
-                (last,) = self._db.execute("SELECT last_insert_rowid()").fetchone()
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            finally:
-                self._rows.clear()
-                self._pending = 0
-            self._seq = int(last)  # under the lock: every event before it is applied here
+        """Write the batch's events: one multi-row INSERT in autocommit (one sqlite3 call, one
+        transaction) when they fit in one statement, else chunks inside BEGIN ... COMMIT."""
+        if not self._pending:
+            return
+        rows, chunk = self._rows, self._chunk
+        try:
+            if len(rows) <= chunk:
+                cur = self._db.execute(_insert_rows(len(rows)), [v for r in rows for v in r])
+            else:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for i in range(0, len(rows), chunk):
+                        part = rows[i : i + chunk]
+                        cur = self._db.execute(
+                            _insert_rows(len(part)), [v for r in part for v in r]
+                        )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+        finally:
+            rows.clear()
+            self._pending = 0
+        assert cur.lastrowid is not None  # the last row's: seqs are given in row order
+        self._seq = cur.lastrowid  # under the lock: every event before it is applied here
 
     @contextmanager
     def deferred(self) -> Iterator[None]:

@@ -313,6 +313,28 @@ def test_a_batch_is_written_at_its_end_and_counted_as_this_workers_own(tmp_path)
     other.close()
 
 
+def test_a_batch_larger_than_one_insert_is_written_whole_in_one_transaction(tmp_path):
+    path = tmp_path / "state.db"
+    store = SQLiteState(path)
+    store._chunk = 4  # as if the connection allowed 12 variables per statement
+    online = OnlineFeatures(store)
+    payments = stream(10, every=HOUR)
+    with deferred_commits(store):
+        for p in payments:
+            online.update(p)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute("SELECT seq, body FROM state_events ORDER BY seq").fetchall()
+    assert [json.loads(body)["transaction_id"] for _, body in rows] == [
+        p["transaction_id"] for p in payments
+    ]
+    assert store._seq == rows[-1][0]
+    store.close()
+    again = SQLiteState(path)  # the log replays to the same features
+    nxt = payment("next", 11 * HOUR, card="c1")
+    np.testing.assert_array_equal(OnlineFeatures(again).compute(nxt), online.compute(nxt))
+    again.close()
+
+
 # --- labels ----------------------------------------------------------------------------------
 
 
