@@ -18,7 +18,8 @@
    offered rate (open loop, latency from the scheduled send time) and at saturation (closed
    loop, N clients); riskgate's /score_batch in batches of 500; a cProfile inside riskgate's
    worker; then the variants (`--variants`): riskgate with two workers (shipped: `riskgate serve
-   --workers 2`), or the what-ifs "no_hops" / "tuned" (model inline, gc.freeze()). Errors,
+   --workers 2`), or the what-ifs "no_hops" / "tuned" (model inline, gc.freeze()) /
+   "checkpoint_in_commits" (RISKGATE_WAL_CHECKPOINT_SECONDS=0: SQLite's own checkpoints). Errors,
    503s, server CPU per request, the workers' gen-2 GC pauses and the CPU other processes took
    are reported with every run (the machine is shared: read latencies with that column).
    The floor also runs in two worker processes (`--no-bare-two-workers` skips it): what a
@@ -523,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--variants",
         default="two_workers",
-        help="riskgate runs after the real one: two_workers, one_worker, no_hops, tuned "
+        help="riskgate runs after the real one: two_workers, one_worker, no_hops, tuned, "
+        "checkpoint_in_commits "
         "(comma list, or none)",
     )
     ap.add_argument("--workers", type=int, default=1, help="riskgate serve --workers (real run)")
