@@ -50,6 +50,8 @@ def load_revision(rev: str) -> object:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # registered before it runs: @dataclass looks its module up in sys.modules (it crashed here)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
