@@ -265,7 +265,6 @@ CREATE TABLE IF NOT EXISTS state_events (
 CREATE INDEX IF NOT EXISTS state_events_ts ON state_events (ts);
 CREATE TABLE IF NOT EXISTS state_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_INSERT_EVENT = "INSERT INTO state_events (kind, ts, body) VALUES (?, ?, ?)"
 _ROWS_PER_INSERT = 5_000  # at most, and within the connection's variable limit (3 per row)
 
 
@@ -406,12 +405,12 @@ class SQLiteState(MemoryState):
 
     def _log(self, kind: str, ts: int, body: dict[str, object]) -> None:
         """Append an event. Alone (commit_every 1, no batch open): one INSERT in autocommit,
-        its own transaction. In a batch the rows wait in `_rows` and go in one executemany
-        at `flush`: every sqlite3 call releases the GIL, and in the server the scoring thread
-        must then win it back from the busy event loop, so fewer calls is less waiting."""
+        its own transaction. In a batch the rows wait in `_rows` and go in one multi-row
+        INSERT at `flush`: every sqlite3 call releases the GIL, and in the server the scoring
+        thread must then win it back from the busy event loop, so fewer calls is less waiting."""
         row = (kind, ts, json.dumps(body, separators=(",", ":")))
         if self._pending == 0 and self._commit_every == 1:
-            cur = self._db.execute(_INSERT_EVENT, row)
+            cur = self._db.execute(_insert_rows(1), row)
             assert cur.lastrowid is not None
             self._seq = cur.lastrowid  # under the lock: every event before it is applied here
             return

@@ -35,6 +35,8 @@ from sqlalchemy import (
     text,
 )
 
+from serving.store.checkpoint import sqlite_path
+
 metadata = MetaData()
 
 decisions = Table(
@@ -247,9 +249,9 @@ def make_engine(
     raises it when a thread of its own checkpoints)."""
     kwargs: dict[str, Any] = {"future": True}
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
