@@ -90,6 +90,19 @@ def create(registry: Any = None) -> Any:
             (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25),
             "stage",
         )
+        # The order lock (this process's threads and, through the state log, every worker):
+        # its held seconds summed over a run, over the run's wall time, is how busy the one
+        # serial section is; near 1 a second worker cannot add throughput (README, Performance)
+        order_wait = histogram(
+            "riskgate_order_lock_wait_seconds",
+            "Time a scoring call or group waited for the order lock",
+            (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+        )
+        order_held = histogram(
+            "riskgate_order_lock_held_seconds",
+            "Time a scoring call or group held the order lock (catch-up, score, durable write)",
+            (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+        )
         group_size = histogram(
             "riskgate_score_group_size",
             "/score requests scored together in one group (one commit) under load",

@@ -58,9 +58,11 @@ class Scorer:
         self.holder = holder
         self.clock = clock
         self._lock = threading.RLock()  # score_group falls back to score inside it
+        self._depth = 0  # nesting of _serial (changed only by the thread holding the lock)
         self.replays = Replays(engine, clock)
         self.fresh = FreshScorer(holder, policy, settings, clock)
         self.writer = DecisionWriter(engine, lambda: self.settings.sla_minutes, clock)
+        m()  # the metrics exist before the first payment: their creation is not in its deadline
 
     # settings and policy live with fresh scoring; swapping them here swaps them there
     @property
@@ -83,8 +85,19 @@ class Scorer:
     def _serial(self) -> Iterator[None]:
         """One payment at a time, in one order: this process's threads, and the other worker
         processes when the online state is shared through a local log (SQLiteState)."""
+        asked = time.perf_counter()
         with self._lock, exclusive(self.holder.store):
-            yield
+            self._depth += 1
+            outer = self._depth == 1  # score_group's fallback to score nests: time it once
+            held = time.perf_counter()
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if outer:
+                    metrics = m()
+                    metrics.order_wait.observe(held - asked)
+                    metrics.order_held.observe(time.perf_counter() - held)
 
     # -- one payment ----------------------------------------------------------------------------
     def score(

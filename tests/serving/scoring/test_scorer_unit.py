@@ -320,3 +320,63 @@ def test_holder_refuses_a_mismatched_model_and_keeps_serving_the_old_one(
 
     assert holder.current.model is trained_model
     assert holder.current.version == "v1"
+
+
+# -- the order lock's metrics: how busy the one serial section is -------------------------------
+def order_lock(kind: str) -> tuple[float, float]:
+    """(observations, seconds) of riskgate_order_lock_{kind}_seconds."""
+    name = f"riskgate_order_lock_{kind}_seconds"
+    return (
+        REGISTRY.get_sample_value(f"{name}_count") or 0.0,
+        REGISTRY.get_sample_value(f"{name}_sum") or 0.0,
+    )
+
+
+def test_each_scoring_call_times_the_order_lock_once_and_nesting_is_not_counted_twice(
+    scorer_for,
+) -> None:
+    scorer = scorer_for(FakeModel("ok", 0.01))
+    waits, helds = order_lock("wait"), order_lock("held")
+
+    assert scorer.score(payment(low_risk("lock-1")), WHO)[0] == 200
+    after_one = order_lock("held")
+    assert order_lock("wait")[0] == waits[0] + 1
+    assert after_one[0] == helds[0] + 1
+    assert after_one[1] > helds[1], "a payment is scored inside the lock: its time is held time"
+
+    with scorer._serial():  # score_group's fallback scores one by one inside its own hold
+        assert scorer.score(payment(low_risk("lock-2")), WHO)[0] == 200
+    assert order_lock("held")[0] == after_one[0] + 1, "the outer hold only"
+    assert scorer._depth == 0
+
+
+def test_a_call_that_waits_for_another_holder_counts_the_wait(scorer_for) -> None:
+    scorer = scorer_for(FakeModel("ok", 0.01))
+    inside, go_on = threading.Event(), threading.Event()
+    asked: list[float] = []
+
+    def hold() -> None:
+        with scorer._serial():
+            inside.set()
+            go_on.wait(timeout=10)
+
+    def wait_for_it() -> None:
+        asked.append(time.perf_counter())
+        with scorer._serial():
+            pass
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(timeout=10)
+    waits = order_lock("wait")
+    waiter = threading.Thread(target=wait_for_it)
+    waiter.start()
+    waiter.join(timeout=0.05)  # let it reach the lock; if it is slower, it waits less (below)
+    released = time.perf_counter()
+    go_on.set()
+    holder.join(timeout=10)
+    waiter.join(timeout=10)
+    count, seconds = order_lock("wait")
+    assert count == waits[0] + 2  # the holder's and the waiter's, each observed on leaving
+    # it asked at asked[0] and could not enter before the holder let go, after `released`
+    assert seconds - waits[1] >= (released - asked[0]) - 0.001
