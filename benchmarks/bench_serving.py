@@ -411,6 +411,12 @@ def report(r: dict[str, Any]) -> str:
         hrow("CPU-bound capacity, 1 worker (1000 / CPU ms)", "closed", cap)
         hrow("closed loop: server CPU utilisation (cores)", "closed", "server_cpu_util")
         hrow("closed loop: worker gen-2 GC pauses (n x max ms)", "closed", gc2)
+        for phase in ("open", "closed"):  # the one serial section: near 1, the ceiling
+            hrow(f"{phase} loop: order lock busy (held s / s)", phase, "order_lock_busy",
+                 show_ratio=False)  # fmt: skip
+            hrow(f"{phase} loop: order lock held / wait ms per req", phase,
+                 lambda d: f"{d.get('order_lock_held_ms_per_req')} / "
+                 f"{d.get('order_lock_wait_ms_per_req')}", show_ratio=False)  # fmt: skip
         hrow("load average (1 min) before open loop", "open", "loadavg_1m_before",
              show_ratio=False)  # fmt: skip
         hrow("load average (1 min) before closed loop", "closed", "loadavg_1m_before",
@@ -452,6 +458,9 @@ def report(r: dict[str, Any]) -> str:
             "one_worker": "riskgate serve --workers 1",
             "checkpoint_in_commits": "riskgate with RISKGATE_WAL_CHECKPOINT_SECONDS=0 "
             "(SQLite checkpoints inside the commits, its default)",
+            "inline_scoring": "riskgate with RISKGATE_SCORE_GROUP_MAX=1: each /score scored on "
+            "the event loop (no scoring thread, no group commit)",
+            "inline_two_workers": "inline_scoring in two workers",
             "bare_no_tracing": "the bare service with /predict left out of OpenTelemetry, as "
             "riskgate leaves /score out by default (the floor of BentoML's cost)",
             "bare_no_tracing_two_workers": "the floor in two worker processes (BARE_WORKERS=2): "
@@ -525,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         "--variants",
         default="two_workers",
         help="riskgate runs after the real one: two_workers, one_worker, no_hops, tuned, "
-        "checkpoint_in_commits "
+        "checkpoint_in_commits, inline_scoring, inline_two_workers "
         "(comma list, or none)",
     )
     ap.add_argument("--workers", type=int, default=1, help="riskgate serve --workers (real run)")

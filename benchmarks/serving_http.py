@@ -10,6 +10,7 @@ import pstats
 import signal
 import sqlite3
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +67,12 @@ def load_suite(
     ):
         load_before = os.getloadavg()[0]
         wall0 = time.time()
+        lock0 = order_lock_totals(port)
         cpu0, own0, all0 = server.cpu_seconds(), time.process_time(), machine_busy()
         res = fn()
         cpu1, own1, all1 = server.cpu_seconds(), time.process_time(), machine_busy()
         s = res.summary()
+        order_lock_use(lock0, order_lock_totals(port), s)
         foreign = (all1 - all0) - (cpu1 - cpu0) - (own1 - own0)
         s["other_processes_cpu_cores"] = round(foreign / max(res.elapsed_s, 1e-9), 2)
         s["loadavg_1m_before"] = round(load_before, 2)
@@ -84,6 +87,39 @@ def load_suite(
             f"gen-2 GC {s['gc'].get('gen2_count')} x max {s['gc'].get('gen2_max_ms')} ms"
         )
     return out
+
+
+ORDER_LOCK = ("riskgate_order_lock_held_seconds", "riskgate_order_lock_wait_seconds")
+
+
+def order_lock_totals(port: int) -> dict[str, float]:
+    """The order lock's histograms from /metrics (every worker's, summed): `_sum` and `_count`
+    of held and wait. {} when the server has none (the bare services)."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith(ORDER_LOCK) and name.endswith(("_sum", "_count")):
+            out[name] = float(value)
+    return out
+
+
+def order_lock_use(before: dict[str, float], after: dict[str, float], s: dict[str, Any]) -> None:
+    """How busy the one serial section was over a run: held seconds / wall seconds (near 1: a
+    second worker cannot add throughput), and held and wait ms per request."""
+    if any(f"{n}_sum" not in d for n in ORDER_LOCK for d in (before, after)):
+        return
+    held, wait = (after[f"{n}_sum"] - before[f"{n}_sum"] for n in ORDER_LOCK)
+    done = max(s.get("completed") or s.get("ok") or 0, 1)
+    s["order_lock_busy"] = round(held / max(s.get("elapsed_s") or 0.0, 1e-9), 3)
+    s["order_lock_held_ms_per_req"] = round(held * 1000 / done, 3)
+    s["order_lock_wait_ms_per_req"] = round(wait * 1000 / done, 3)
+    n = after[f"{ORDER_LOCK[0]}_count"] - before[f"{ORDER_LOCK[0]}_count"]
+    s["order_lock_holds_per_req"] = round(n / done, 3)
 
 
 def profile_server(server: Server, port: int, reqs: list[bytes], out: Path) -> dict[str, Any]:
@@ -181,6 +217,8 @@ VARIANT_WORKERS = {
     "no_hops": 1,
     "tuned": 1,
     "checkpoint_in_commits": 1,
+    "inline_scoring": 1,
+    "inline_two_workers": 2,
 }
 
 
@@ -199,7 +237,9 @@ def run_riskgate(
     the event loop with the model called inline: RISKGATE_MODEL_DEADLINE_MS=0 and
     anyio.to_thread.run_sync patched to call inline in the worker (no thread hand-offs); "tuned"
     is no_hops plus gc.collect() + gc.freeze() once the worker is ready (start-up objects and
-    the replayed state leave the collector's gen-2 scans)."""
+    the replayed state leave the collector's gen-2 scans); "inline_scoring" /
+    "inline_two_workers" score each /score on the event loop (RISKGATE_SCORE_GROUP_MAX=1: no
+    scoring thread, no group commit), in one and two workers."""
     name = f"riskgate-{variant}" if variant else "riskgate"
     main = not variant
     d = work / name
@@ -214,6 +254,8 @@ def run_riskgate(
     )
     if variant == "checkpoint_in_commits":  # what-if: SQLite's own checkpoints, in the commits
         env["RISKGATE_WAL_CHECKPOINT_SECONDS"] = "0"
+    if variant in ("inline_scoring", "inline_two_workers"):  # what-if: no scoring thread
+        env["RISKGATE_SCORE_GROUP_MAX"] = "1"
     if variant in ("no_hops", "tuned"):
         env["RISKGATE_MODEL_DEADLINE_MS"] = "0"
         env["BENCH_INLINE_THREADS"] = "1"
