@@ -26,6 +26,7 @@ REVIEW_DECISIONS = ("approve", "decline", "decline_fraud")
 REVIEW_ROLES = ("reviewer", "supervisor")  # who decided, by role: a name is personal data
 RELOAD_OUTCOMES = ("ok", "refused")
 SCORING_ROUTES = ("/score", "/score_batch")
+LOCK_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)  # seconds
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 # metric attribute -> {label: allowed values}; every combination is created at 0
@@ -96,12 +97,12 @@ def create(registry: Any = None) -> Any:
         order_wait = histogram(
             "riskgate_order_lock_wait_seconds",
             "Time a scoring call or group waited for the order lock",
-            (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            LOCK_BUCKETS,
         )
         order_held = histogram(
             "riskgate_order_lock_held_seconds",
             "Time a scoring call or group held the order lock (catch-up, score, durable write)",
-            (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            LOCK_BUCKETS,
         )
         group_size = histogram(
             "riskgate_score_group_size",
