@@ -461,6 +461,9 @@ def report(r: dict[str, Any]) -> str:
             "inline_scoring": "riskgate with RISKGATE_SCORE_GROUP_MAX=1: each /score scored on "
             "the event loop (no scoring thread, no group commit)",
             "inline_two_workers": "inline_scoring in two workers",
+            "thread_groups": "riskgate with RISKGATE_SCORE_GROUPS_ON=thread: /score groups "
+            "scored on one scoring thread (before: the event loop scores them)",
+            "thread_groups_two_workers": "thread_groups in two workers",
             "bare_no_tracing": "the bare service with /predict left out of OpenTelemetry, as "
             "riskgate leaves /score out by default (the floor of BentoML's cost)",
             "bare_no_tracing_two_workers": "the floor in two worker processes (BARE_WORKERS=2): "
@@ -534,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
         "--variants",
         default="two_workers",
         help="riskgate runs after the real one: two_workers, one_worker, no_hops, tuned, "
-        "checkpoint_in_commits, inline_scoring, inline_two_workers "
+        "checkpoint_in_commits, inline_scoring, inline_two_workers, thread_groups, "
+        "thread_groups_two_workers "
         "(comma list, or none)",
     )
     ap.add_argument("--workers", type=int, default=1, help="riskgate serve --workers (real run)")

@@ -219,6 +219,8 @@ VARIANT_WORKERS = {
     "checkpoint_in_commits": 1,
     "inline_scoring": 1,
     "inline_two_workers": 2,
+    "thread_groups": 1,
+    "thread_groups_two_workers": 2,
 }
 
 
@@ -239,7 +241,9 @@ def run_riskgate(
     is no_hops plus gc.collect() + gc.freeze() once the worker is ready (start-up objects and
     the replayed state leave the collector's gen-2 scans); "inline_scoring" /
     "inline_two_workers" score each /score on the event loop (RISKGATE_SCORE_GROUP_MAX=1: no
-    scoring thread, no group commit), in one and two workers."""
+    scoring thread, no group commit), in one and two workers; "thread_groups" /
+    "thread_groups_two_workers" score /score groups on one scoring thread
+    (RISKGATE_SCORE_GROUPS_ON=thread) instead of the event loop."""
     name = f"riskgate-{variant}" if variant else "riskgate"
     main = not variant
     d = work / name
@@ -256,6 +260,8 @@ def run_riskgate(
         env["RISKGATE_WAL_CHECKPOINT_SECONDS"] = "0"
     if variant in ("inline_scoring", "inline_two_workers"):  # what-if: no scoring thread
         env["RISKGATE_SCORE_GROUP_MAX"] = "1"
+    if variant in ("thread_groups", "thread_groups_two_workers"):  # the scoring thread
+        env["RISKGATE_SCORE_GROUPS_ON"] = "thread"
     if variant in ("no_hops", "tuned"):
         env["RISKGATE_MODEL_DEADLINE_MS"] = "0"
         env["BENCH_INLINE_THREADS"] = "1"

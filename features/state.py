@@ -367,6 +367,32 @@ class SQLiteState(MemoryState):
                 if self._depth == 0:
                     fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_UN)
 
+    @contextmanager
+    def try_exclusive(self) -> Iterator[bool]:
+        """`exclusive()` if it is free now, else nothing: yields whether it was taken. For an
+        event loop, which must not wait for another process to finish scoring."""
+        if not self._mutex.acquire(blocking=False):
+            yield False
+            return
+        try:
+            if self._depth == 0:
+                try:
+                    fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+            self._depth += 1
+            try:
+                if self._depth == 1:
+                    self._catch_up()
+                yield True
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
+
     def _apply(self, rows: Iterable[tuple[int, str, str]]) -> None:
         for seq, kind, body in rows:
             data = json.loads(body)
@@ -530,6 +556,13 @@ def exclusive(store: StateStore) -> Any:
     """`with exclusive(store):` orders scoring across processes where the backend supports it."""
     hold = getattr(store, "exclusive", None)
     return hold() if callable(hold) else nullcontext()
+
+
+def try_exclusive(store: StateStore) -> Any:
+    """`with try_exclusive(store) as held:` `exclusive` without waiting; a backend that does
+    not order across processes is always held."""
+    hold = getattr(store, "try_exclusive", None)
+    return hold() if callable(hold) else nullcontext(True)
 
 
 def deferred_commits(store: StateStore) -> Any:

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     score_group_max: int = Field(
         default=64, ge=1, description="/score requests scored together at most (1: one by one)"
     )
+    score_groups_on: Literal["loop", "thread"] = Field(
+        default="loop",
+        description="who scores a /score group: the event loop itself (a thread only while "
+        "another worker holds the order lock) or one scoring thread",
+    )
     gc_threshold: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] = Field(
         default=(20_000, 50, 100), description="gc.set_threshold in each worker, e.g. [700,10,10]"
     )

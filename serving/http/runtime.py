@@ -22,7 +22,7 @@ from serving.core.schemas import now_utc
 from serving.core.settings import Settings
 from serving.http.deployment import DeploymentMismatchError, ensure_one_deployment
 from serving.review.webhooks import Deliverer
-from serving.scoring.groups import GroupScorer
+from serving.scoring.groups import GroupScorer, LoopGroupScorer
 from serving.scoring.holder import ModelHolder, check_artifact
 from serving.scoring.policy import PolicyConfig, parse_config, to_doc
 from serving.scoring.scorer import Scorer
@@ -66,7 +66,8 @@ class Runtime:
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
     deliverer: Deliverer | None = None
     watchers: list[Every] = field(default_factory=list)
-    groups: GroupScorer | None = None  # /score's group commit (None: scored on the caller)
+    # /score's group commit (None: scored on the caller)
+    groups: GroupScorer | LoopGroupScorer | None = None
     checkpointer: WalCheckpointer | None = None  # SQLite WAL checkpoints off the request path
     _policy_at: datetime | None = None  # updated_at of the stored policy in force here
     _model_generation: int = 0  # reloads (through any process) this process has followed
@@ -370,7 +371,12 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
     if settings.capacity_plan == "team":
         runtime.scorer.fresh.capacity_at = team_capacity(settings)
     if settings.score_group_max > 1:
-        runtime.groups = GroupScorer(runtime.scorer.score_group, settings.score_group_max).start()
+        scorer = runtime.scorer
+        runtime.groups = (
+            LoopGroupScorer(scorer.score_group, scorer.try_serial, settings.score_group_max)
+            if settings.score_groups_on == "loop"
+            else GroupScorer(scorer.score_group, settings.score_group_max)
+        ).start()
     runtime.watchers = [
         Every("queue-gauges", 5.0, lambda: refresh_queue_gauges(engine)).start(),
         Every("config-sync", settings.config_poll_seconds, runtime.sync_config).start(),

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from features.state import deferred_commits, exclusive
+from features.state import deferred_commits, exclusive, try_exclusive
 from serving.core.auth import Principal
 from serving.core.metrics import m
 from serving.core.schemas import PaymentIn, now_utc
@@ -98,6 +98,32 @@ class Scorer:
                     metrics = m()
                     metrics.order_wait.observe(held - asked)
                     metrics.order_held.observe(time.perf_counter() - held)
+
+    @contextmanager
+    def try_serial(self) -> Iterator[bool]:
+        """Yields whether the order lock (this process's and the other workers') was free and
+        is now held by the caller, which then scores inside it (`_serial` nests): for the
+        event loop, which must not block while another worker holds it."""
+        asked = time.perf_counter()
+        if not self._lock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            with try_exclusive(self.holder.store) as held:
+                if not held:
+                    yield False
+                    return
+                self._depth += 1  # one hold, timed here with its catch-up; no wait: it was free
+                try:
+                    yield True
+                finally:
+                    self._depth -= 1
+                    if self._depth == 0:
+                        metrics = m()
+                        metrics.order_wait.observe(0.0)
+                        metrics.order_held.observe(time.perf_counter() - asked)
+        finally:
+            self._lock.release()
 
     # -- one payment ----------------------------------------------------------------------------
     def score(

@@ -13,7 +13,7 @@ import numpy as np
 
 from features.online import OnlineFeatures
 from features.registry import FEATURES, select
-from features.state import MemoryState, SQLiteState, exclusive
+from features.state import MemoryState, SQLiteState, exclusive, try_exclusive
 from tests.features.test_online_state import payment, stream
 
 COUNT = select(["card_count_30d"])
@@ -99,3 +99,37 @@ def test_processes_scoring_one_card_at_once_see_one_total_order(tmp_path):
             ] == float(2 * n)
     finally:
         reopened.close()
+
+
+def test_try_exclusive_takes_a_free_log_and_catches_up_but_never_waits(tmp_path):
+    """The event loop's way in: `try_exclusive` yields False at once while another worker holds
+    the log (no wait, nothing applied), and when it is free holds it like `exclusive`: caught up
+    with the other worker's payments, re-entrant, released after."""
+    path = tmp_path / "state.db"
+    a, b = SQLiteState(path), SQLiteState(path)
+    count = select(["card_count_30d"])
+    fa, fb = OnlineFeatures(a, count), OnlineFeatures(b, count)
+    try:
+        with exclusive(a):
+            fa.update(payment("t1", 0, card="c"))
+            with try_exclusive(b) as held:
+                assert held is False  # a holds the log: b does not wait for it
+            assert fb.compute(payment("t2", 60, card="c"))[0] == 0.0  # nothing caught up
+        with try_exclusive(b) as held:
+            assert held is True
+            assert fb.compute(payment("t2", 60, card="c"))[0] == 1.0  # a's payment applied
+            with exclusive(b):  # the scorer nests inside it
+                fb.update(payment("t2", 60, card="c"))
+            with try_exclusive(a) as other:
+                assert other is False
+        with try_exclusive(a) as held:  # released: a gets it, and sees b's payment
+            assert held is True
+            assert fa.compute(payment("t3", 120, card="c"))[0] == 2.0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_try_exclusive_on_a_store_without_a_log_is_always_held():
+    with try_exclusive(MemoryState()) as held:
+        assert held is True

@@ -4,6 +4,7 @@ and a group whose transaction fails leaves nothing behind (database and online s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from features.online import prepare
 from serving.core.schemas import PaymentIn
-from serving.scoring.groups import ClosedError, GroupScorer
+from serving.scoring.groups import ClosedError, GroupScorer, LoopGroupScorer
 from tests.serving.helpers import counts
 from tests.serving.scoring.test_score_many import KEYS, _payments, _runtime
 
@@ -223,3 +224,123 @@ def test_an_error_reaches_every_caller_of_the_group_and_close_refuses_new_ones()
 def test_max_group_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_group must be at least 1"):
         GroupScorer(lambda r, at: [], max_group=0)
+
+
+# --- the event loop scores the groups itself ------------------------------------------------
+
+
+class _OnLoop:
+    """A fake `score_group` recording group sizes and the thread each group ran on."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.threads: list[int] = []
+
+    def __call__(self, requests: list[Any], arrived: float) -> list[tuple[int, dict[str, Any]]]:
+        self.sizes.append(len(requests))
+        self.threads.append(threading.get_ident())
+        return [(200, {"id": p, "key": key}) for p, _, key in requests]
+
+
+def _free(held: bool) -> Any:
+    return lambda: contextlib.nullcontext(held)
+
+
+def test_the_loop_scores_requests_waiting_together_as_groups_in_order_on_its_own_thread() -> None:
+    fake = _OnLoop()
+    groups = LoopGroupScorer(fake, _free(True), max_group=8).start()
+
+    async def main() -> tuple[list[tuple[int, dict[str, Any]]], int]:
+        calls = [groups.score(f"p{i}", None, f"k{i}") for i in range(20)]  # type: ignore[arg-type]
+        return await asyncio.gather(*calls), threading.get_ident()
+
+    try:
+        answers, loop_thread = asyncio.run(main())
+    finally:
+        groups.close()
+    assert [a[1]["id"] for a in answers] == [f"p{i}" for i in range(20)]
+    assert [a[1]["key"] for a in answers] == [f"k{i}" for i in range(20)]
+    assert fake.sizes == [8, 8, 4]  # all 20 arrived before the first group: at most 8 at a time
+    assert set(fake.threads) == {loop_thread}  # no hand-off to a scoring thread
+
+
+def test_while_another_worker_holds_the_order_lock_a_group_waits_on_a_thread() -> None:
+    fake = _OnLoop()
+    groups = LoopGroupScorer(fake, _free(False), max_group=4).start()
+
+    async def main() -> tuple[list[tuple[int, dict[str, Any]]], int]:
+        calls = [groups.score(f"p{i}", None, None) for i in range(6)]  # type: ignore[arg-type]
+        return await asyncio.gather(*calls), threading.get_ident()
+
+    try:
+        answers, loop_thread = asyncio.run(main())
+    finally:
+        groups.close()
+    assert [a[1]["id"] for a in answers] == [f"p{i}" for i in range(6)]
+    assert fake.sizes == [4, 2]
+    assert loop_thread not in fake.threads  # the loop never blocked on the lock
+
+
+def test_on_the_loop_an_error_reaches_every_caller_and_close_refuses_new_ones() -> None:
+    def broken(requests: list[Any], arrived: float) -> list[tuple[int, dict[str, Any]]]:
+        raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    groups = LoopGroupScorer(broken, _free(True), max_group=4).start()
+
+    async def main() -> list[Any]:
+        calls = [groups.score(f"p{i}", None, None) for i in range(6)]  # type: ignore[arg-type]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert len(results) == 6
+    assert all(isinstance(r, OperationalError) for r in results)
+    groups.close()
+    with pytest.raises(ClosedError):
+        asyncio.run(groups.score("late", None, None))  # type: ignore[arg-type]
+
+
+def test_the_loop_group_max_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_group must be at least 1"):
+        LoopGroupScorer(lambda r, at: [], _free(True), max_group=0)
+
+
+def test_try_serial_is_refused_while_another_thread_scores_and_nests_scoring(
+    tmp_path: Path, model_dir: Path, payments
+) -> None:
+    """Scorer.try_serial: False at once while the order lock is held elsewhere; True when free,
+    and the group scored inside it decides exactly as outside (the lock nests)."""
+    rt = _runtime(tmp_path, model_dir)
+    who = _who(rt)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with rt.scorer._serial():
+            inside.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert inside.wait(10)
+        with rt.scorer.try_serial() as held:
+            assert held is False
+    finally:
+        release.set()
+        holder.join(10)
+    with rt.scorer.try_serial() as held:
+        assert held is True
+        answers = rt.scorer.score_group([(p, who, None) for p in payments[:5]])
+    assert [a[0] for a in answers] == [200] * 5
+    assert counts(rt.engine)["decisions"] == 5
+    rt.close()
+
+
+def test_a_group_that_would_wait_on_a_stopped_pool_is_refused_as_closing() -> None:
+    groups = LoopGroupScorer(_OnLoop(), _free(False), max_group=4)
+    groups._pool.shutdown()  # as close() leaves it, with a request already past the door
+
+    async def main() -> Any:
+        return await asyncio.gather(groups.score("p0", None, None), return_exceptions=True)  # type: ignore[arg-type]
+
+    (result,) = asyncio.run(main())
+    assert isinstance(result, ClosedError)
