@@ -28,7 +28,19 @@ import pandas as pd
 from data.schema import COLUMNS
 from features.registry import FEATURES, Feature
 from features.state import EMPTY, History, PaymentEvent, StateStore
-from features.transforms import NS_PER_DAY, NS_PER_S, ROW_SCALARS, haversine_km_one
+from features.transforms import (
+    _DEG,
+    EARTH_RADIUS_KM,
+    NS_PER_DAY,
+    NS_PER_S,
+    ROW_SCALARS,
+    haversine_km_one,
+)
+
+try:  # the plans' walk compiled (features/_windows.c); without it, the same walk in Python
+    import features._windows as _windows
+except ImportError:  # pragma: no cover - a source tree that was not built
+    _windows = None  # type: ignore[assignment]
 
 _NAN = math.nan
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -240,11 +252,32 @@ class OnlineFeatures:
     it back), so neither a later call nor another thread changes a result already returned.
     """
 
-    def __init__(self, store: StateStore, features: Sequence[Feature] = FEATURES) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        features: Sequence[Feature] = FEATURES,
+        *,
+        compiled: bool | None = None,
+    ) -> None:
+        """`compiled`: walk the plans in C (features/_windows.c; None: when it is built),
+        False: in Python. Both give the same bits (tests/features/test_windows_kernel.py)."""
+        if compiled and _windows is None:
+            raise RuntimeError("features._windows is not built: pip install -e . builds it")
         self.store = store
         self.features = tuple(features)
         self.names = [f.name for f in self.features]
         self._rows, self._plans = _plan(self.features)
+        self.compiled = _windows is not None if compiled is None else compiled
+        # the plans as the kernel reads them: (offsets, fraud offsets, sums, ((code, items),))
+        self._kplans = tuple(
+            (
+                plan.offsets,
+                plan.fraud_offsets,
+                plan.sums,
+                tuple((_KERNEL_CODE[agg], items) for agg, items in plan.ops),
+            )
+            for plan in self._plans
+        )
         self._nans = array("d", [_NAN]) * len(self.features)
         self._free: list[_Scratch] = []  # scratch not in use (list.pop/append: thread-safe)
 
@@ -282,7 +315,54 @@ class OnlineFeatures:
             free.append(s)
 
     def _fill(self, p: Mapping[str, Any], s: _Scratch) -> None:
-        """The feature values of prepared payment `p`, into `s.values`."""
+        """The feature values of prepared payment `p`, into `s.values`: the histories looked
+        up here, the plans walked in C when built, else (or for what C refuses: an int past
+        64 bits) in Python."""
+        if not self.compiled or not self._plans:
+            self._fill_py(p, s)
+            return
+        out = s.values
+        out[:] = self._nans
+        for i, fn in self._rows:
+            out[i] = fn(p)
+        hists = self._histories(p, s)
+        try:
+            _windows.fill(
+                out,
+                p["timestamp"],
+                round(float(p["amount"]) * 100.0),
+                p.get("card_id"),
+                p.get("merchant_lat", _NAN),
+                p.get("merchant_lon", _NAN),
+                self._kplans,
+                hists,
+                _zscore,
+                _median_ratio,
+                _DEG,
+                EARTH_RADIUS_KM,
+            )
+        except (OverflowError, TypeError):  # the exact Python walk, from the start
+            self._fill_py(p, s)
+
+    def _histories(self, p: Mapping[str, Any], s: _Scratch) -> list[History | None]:
+        """One history per plan (None: the payment does not name that entity)."""
+        keys = s.keys
+        for j, plan in enumerate(self._plans):
+            keys[j] = self._key(plan, p)
+        many = getattr(self.store, "histories", None)
+        if callable(many):  # a remote store: every history this payment needs in one round trip
+            plans = self._plans
+            wanted = [(plan.entity, key) for plan, key in zip(plans, keys, strict=True) if key]
+            fetched = iter(many(wanted)) if wanted else iter(())
+            return [None if key is None else next(fetched) for key in keys]
+        history = self.store.history
+        return [
+            None if key is None else history(plan.entity, key)
+            for plan, key in zip(self._plans, keys, strict=True)
+        ]
+
+    def _fill_py(self, p: Mapping[str, Any], s: _Scratch) -> None:
+        """`_fill` in Python: the reference the kernel is held to."""
         t: int = p["timestamp"]
         out = s.values
         out[:] = self._nans
@@ -409,6 +489,20 @@ class OnlineFeatures:
         self.update(payment)
         return values
 
+
+# the kernel's names for the plans' aggregations (the enum in features/_windows.c)
+_KERNEL_CODE = {
+    "count": 0,
+    "sum": 1,
+    "mean": 2,
+    "mean_ratio": 3,
+    "labels": 4,
+    "since_first": 5,
+    "pair_new": 6,
+    "distinct_cards": 7,
+    "previous": 8,
+    "amounts": 9,
+}
 
 _ENTITY_FIELD: dict[str, str] = {
     "card": "card_id",

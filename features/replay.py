@@ -57,12 +57,16 @@ def replay(
     features: Sequence[Feature] | None = None,
     store: StateStore | None = None,
     progress: Callable[[int], None] | None = None,
+    compiled: bool | None = None,
 ) -> pd.DataFrame:
-    """Online feature values for every payment of `frame`, in the frame's row order."""
+    """Online feature values for every payment of `frame`, in the frame's row order.
+    `compiled`: as OnlineFeatures takes it (None: the C walk when built)."""
     frame = frame.reset_index(drop=True)
     if features is None:
         features = available(frame.columns).features
-    online = OnlineFeatures(store if store is not None else MemoryState(), features)
+    online = OnlineFeatures(
+        store if store is not None else MemoryState(), features, compiled=compiled
+    )
     records = frame.to_dict("records")
     prepared = [prepare({str(k): v for k, v in r.items()}) for r in records]
     out = np.full((len(frame), len(features)), np.nan)

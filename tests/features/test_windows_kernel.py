@@ -1,0 +1,127 @@
+"""The compiled walk of the online plans (features/_windows.c) gives exactly the Python walk's
+values: same floats, bit for bit (NaN where it gives NaN), on a simulated month, on adversarial
+random histories, and where C must hand over to Python (ints past 64 bits)."""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import features.online as online_mod
+from features.online import OnlineFeatures, prepare
+from features.registry import FEATURES
+from features.replay import replay
+from features.state import MemoryState
+from tests.features.helpers import random_frame, with_demographics
+
+pytest.importorskip("features._windows", reason="the kernel is built by pip install -e .")
+
+
+def assert_same_bits(python: pd.DataFrame, compiled: pd.DataFrame) -> int:
+    """Every value identical: equal floats, NaN exactly where the other has NaN."""
+    assert list(python.columns) == list(compiled.columns)
+    a = python.iloc[:, 1:].to_numpy(dtype=np.float64)
+    b = compiled.iloc[:, 1:].to_numpy(dtype=np.float64)
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    assert (nan_a == nan_b).all(), "NaN in one walk only"
+    differ = np.flatnonzero((a != b) & ~nan_a)
+    if len(differ):
+        row, col = np.unravel_index(differ[0], a.shape)
+        name = python.columns[1 + col]
+        raise AssertionError(
+            f"{len(differ)} values differ; first {name} row {row}: "
+            f"python {a[row, col]!r}, compiled {b[row, col]!r}"
+        )
+    return a.size
+
+
+@pytest.fixture(scope="module")
+def month() -> pd.DataFrame:
+    simulate = pytest.importorskip("data.simulator")
+    cfg = simulate.SimulationConfig(rows=6_000, days=30, seed=5, fraud_rate=0.03)
+    return with_demographics(simulate.simulate(cfg))
+
+
+def test_the_kernel_walks_a_simulated_month_exactly_as_python(month) -> None:
+    python = replay(month, compiled=False)
+    compiled = replay(month, compiled=True)
+    assert assert_same_bits(python, compiled) == len(month) * len(FEATURES)
+    # every kind of aggregation was exercised with real values, not only NaN
+    values = compiled.set_index("transaction_id")
+    for name in (
+        "card_count_24h",
+        "customer_mean_7d",
+        "amount_to_category_mean_30d",
+        "merchant_fraud_rate_30d",
+        "card_fraud_count_30d",
+        "distinct_cards_per_ip_24h",
+        "days_since_merchant_first_seen_30d",
+    ):
+        assert (values[name].fillna(0) > 0).sum() > 50, name
+    for f in FEATURES:  # the previous-payment and amount statistics too
+        if f.aggregation in ("zscore", "median_ratio", "prev_distance", "prev_speed", "pair_new"):
+            assert values[f.name].notna().sum() > 50, f.name
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.one_of(st.sampled_from([1, 2, 3]), st.integers(1, 200)),
+    span_days=st.sampled_from([0.01, 1.0, 8.0, 40.0, 90.0]),
+    tie_share=st.sampled_from([0.0, 0.5, 0.95]),
+    minimal=st.booleans(),
+)
+def test_the_kernel_equals_python_on_random_histories(seed, n, span_days, tie_share, minimal):
+    frame = random_frame(seed, n, span_days=span_days, tie_share=tie_share, minimal=minimal)
+    assert_same_bits(replay(frame, compiled=False), replay(frame, compiled=True))
+
+
+def _payment(i: int, amount: float, at_s: int) -> dict:
+    return prepare(
+        {
+            "transaction_id": f"t{i}",
+            "timestamp": pd.Timestamp("2024-03-01", tz="UTC") + pd.Timedelta(seconds=at_s),
+            "card_id": "c1",
+            "customer_id": "u1",
+            "merchant_id": "m1",
+            "amount": amount,
+            "currency": "EUR",
+            "merchant_lat": 48.85,
+            "merchant_lon": 2.35,
+        }
+    )
+
+
+def test_an_amount_past_64_bit_cents_is_computed_by_python_with_the_same_result() -> None:
+    """1e17 (10^19 cents) does not fit the kernel's ints: it hands the payment to Python, whose
+    ints are exact, and the two executors still agree on it and on the payments after it."""
+    fast = OnlineFeatures(MemoryState(), FEATURES, compiled=True)
+    slow = OnlineFeatures(MemoryState(), FEATURES, compiled=False)
+    for i, amount in enumerate([12.5, 1e17, 40.0, 7.25]):
+        p = _payment(i, amount, 60 * i)
+        a, b = slow.compute(p), fast.compute(p)
+        np.testing.assert_array_equal(a, b, err_msg=f"payment {i}")
+        slow.update(p)
+        fast.update(p)
+    sums = [j for j, f in enumerate(FEATURES) if f.name == "card_sum_24h"]
+    assert sums
+    assert a[sums[0]] == pytest.approx(1e17 + 52.5)  # the big one counted exactly
+
+
+def test_asking_for_the_kernel_where_it_is_not_built_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setattr(online_mod, "_windows", None)
+    with pytest.raises(RuntimeError, match=r"features\._windows is not built"):
+        OnlineFeatures(MemoryState(), FEATURES, compiled=True)
+    assert OnlineFeatures(MemoryState(), FEATURES).compiled is False  # the Python walk
+
+
+def test_the_kernel_refuses_a_buffer_that_is_not_float64() -> None:
+    from features import _windows
+
+    with pytest.raises(TypeError, match="float64"):
+        _windows.fill(array("i", [0] * 4), 0, 0, None, 0.0, 0.0, (), [], abs, abs, 1.0, 1.0)
