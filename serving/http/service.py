@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import bentoml
+import orjson
 from pydantic import TypeAdapter
 from sqlalchemy.exc import OperationalError
 from starlette.responses import JSONResponse
@@ -35,10 +36,23 @@ http_app = create_app()
 _PAYMENTS = TypeAdapter(list[PaymentIn])
 
 
+_ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+class _FastJSON(JSONResponse):
+    """starlette's JSONResponse encoded by orjson (the same JSON, ~10x faster to encode)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content, option=_ORJSON)
+        except TypeError:  # what orjson refuses (an int past 64 bits): the standard library's
+            return super().render(content)
+
+
 def _reply(ctx: bentoml.Context, body: dict[str, Any], status: int) -> JSONResponse:
     """BentoML copies ctx.response.status_code onto the response: set it there."""
     ctx.response.status_code = status
-    return JSONResponse(body, status_code=status)
+    return _FastJSON(body, status_code=status)
 
 
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")

@@ -5,22 +5,27 @@ context and result objects) cost about 20-40 us a statement, several times what 
 takes for a one-row insert. A `DriverInsert` is rendered once for the engine's dialect (the very
 SQL string SQLAlchemy would send, casts included) and run on the connection's own DBAPI cursor,
 so it is part of the caller's transaction (`engine.begin()`: same commit, same rollback). Values
-go through the columns' own bind processors, so the stored bytes are what
-`conn.execute(table.insert(), rows)` stores; driver errors are raised as SQLAlchemy's
-(`IntegrityError`, `OperationalError`: what the callers catch), a dropped connection invalidated.
+go through the columns' own bind processors, so the stored values are what
+`conn.execute(table.insert(), rows)` stores (JSON on SQLite is encoded by orjson instead of the
+standard library's json: the same document, 5-10x faster to write); driver errors are raised as
+SQLAlchemy's (`IntegrityError`, `OperationalError`: what the callers catch), a dropped
+connection invalidated.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Column, Table, bindparam, insert, select
+import orjson
+from sqlalchemy import JSON, Column, Table, bindparam, insert, select
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import Null
 
 
 @contextmanager
@@ -60,6 +65,37 @@ def run(conn: Connection, cur: Any, sql: str, params: Any, *, many: bool) -> Non
 
 Processor = Callable[[Any], Any] | None
 
+_ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def json_text(value: Any) -> str:
+    """A JSON document as text: orjson, or the standard library for what orjson refuses (an
+    int past 64 bits, an unknown type), which then raises as it always did."""
+    try:
+        return orjson.dumps(value, option=_ORJSON).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+def _json_processor(column: Column[Any], dialect: Dialect) -> Processor | None:
+    """SQLAlchemy's JSON bind processor with `json_text` as the serializer, where the column is
+    JSON stored as text (SQLite); None elsewhere (its own processor stays)."""
+    impl = column.type.dialect_impl(dialect)
+    if dialect.name != "sqlite" or not isinstance(impl, JSON):
+        return None
+    if impl._str_impl.bind_processor(dialect) is not None:  # text with a processor of its own
+        return None
+    none_as_null = impl.none_as_null
+
+    def process(value: Any) -> Any:
+        if value is JSON.NULL:
+            value = None
+        elif isinstance(value, Null) or (value is None and none_as_null):
+            return None
+        return json_text(value)
+
+    return process
+
 
 class DriverInsert:
     """INSERT rows of one table on the DBAPI cursor; the SQL rendered once per column set.
@@ -79,8 +115,10 @@ class DriverInsert:
     def processor(self, column: str) -> Processor:
         """The column's bind processor for this dialect (None: the value goes as it is)."""
         if column not in self._procs:
-            impl = self.table.c[column].type.dialect_impl(self.dialect)
-            self._procs[column] = impl.bind_processor(self.dialect)
+            col = self.table.c[column]
+            fast = _json_processor(col, self.dialect)
+            impl = col.type.dialect_impl(self.dialect)
+            self._procs[column] = fast if fast is not None else impl.bind_processor(self.dialect)
         return self._procs[column]
 
     def process(self, column: str, value: Any) -> Any:

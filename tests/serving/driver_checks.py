@@ -1,17 +1,19 @@
 """What `serving/store/driver.py` must keep, as checks both databases run (SQLite here,
-PostgreSQL in tests/scale): the stored values equal SQLAlchemy's own insert's, a duplicate is
+PostgreSQL in tests/scale): the stored values equal SQLAlchemy's own insert's (byte for byte,
+JSON columns as the same document: on SQLite orjson writes them, compact), a duplicate is
 SQLAlchemy's IntegrityError and rolls the whole transaction back, the probe answers exactly;
 values processed ahead (`DriverInsert.process`, passed as `ready`) store the same bytes; the
 IN query (`DriverPresent`) finds exactly the values present, at any list size."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, Table, bindparam, select
+from sqlalchemy import JSON, Engine, Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from serving.store import db
@@ -81,7 +83,11 @@ def _stored(engine: Engine, table: Table, column: str, value: str) -> tuple[Any,
             (value,) if engine.dialect.paramstyle == "qmark" else {"v": value},
         ).one()
         typed = conn.execute(select(table).where(table.c[column] == value)).one()
-    return tuple(raw), tuple(v for k, v in typed._mapping.items() if k not in drop)
+    docs = [
+        json.loads(v) if isinstance(table.c[n].type, JSON) and isinstance(v, str) else v
+        for n, v in zip(names, raw, strict=True)
+    ]
+    return tuple(docs), tuple(v for k, v in typed._mapping.items() if k not in drop)
 
 
 KEYS = {db.decisions: "transaction_id", db.payment_facts: "transaction_id", db.idempotency: "key"}

@@ -3,10 +3,15 @@ tests/scale/test_driver_postgres.py runs the same checks on PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
+
+import orjson
 import pytest
 
 from serving.store import db
+from serving.store.driver import DriverInsert, json_text
 from tests.serving import driver_checks
+from tests.serving.driver_checks import NOW
 
 
 @pytest.fixture
@@ -35,3 +40,28 @@ def test_driver_insert_of_values_processed_ahead_stores_the_same(engine):
 
 def test_driver_present_finds_exactly_the_stored_values(engine):
     driver_checks.check_present(engine, "sqlite")
+
+
+def test_json_on_sqlite_is_written_by_orjson_and_reads_back_as_the_same_document(tmp_path):
+    """The scoring path's JSON columns on SQLite: compact UTF-8 from orjson (not the standard
+    library's spaced, escaped text), the same document read back; SQL NULL stays NULL."""
+    engine = db.make_engine(f"sqlite:///{tmp_path}/j.db")
+    db.create_schema(engine)
+    ins = DriverInsert(db.audit_log, engine.dialect)
+    detail = {"decision": "review", "text": "é 中", "n": 3, "p": 0.1 + 0.2, "none": None}
+    row = {"at": NOW, "actor": "a", "role": "backend", "key_id": "k", "action": "score"}
+    with engine.begin() as conn:
+        ins.execute(conn, [{**row, "target": "t1", "detail": detail}])
+        ins.execute(conn, [{**row, "target": "t2", "detail": None}])
+    with engine.connect() as conn:
+        raw = dict(conn.exec_driver_sql("SELECT target, detail FROM audit_log").all())
+    assert raw["t1"] == orjson.dumps(detail).decode()  # compact, not json.dumps' spaced text
+    assert json.loads(raw["t1"]) == detail
+    assert raw["t2"] in (None, "null")  # as SQLAlchemy's own processor stores a None
+
+
+def test_json_text_falls_back_to_the_standard_library_for_what_orjson_refuses():
+    big = {"n": 2**70}  # past orjson's 64-bit ints
+    assert json.loads(json_text(big)) == big
+    with pytest.raises(TypeError):
+        json_text({"x": object()})  # refused as the standard library refuses it
