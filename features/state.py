@@ -17,10 +17,12 @@ from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Protocol
+
+import orjson
 
 from features.registry import FEATURES, MAX_LOOKBACK
 from features.transforms import NS_PER_S
@@ -395,8 +397,11 @@ class SQLiteState(MemoryState):
 
     def _apply(self, rows: Iterable[tuple[int, str, str]]) -> None:
         for seq, kind, body in rows:
-            data = json.loads(body)
+            data = _decode(body)
             if kind == "payment":
+                for name in _FLOAT_FIELDS:  # orjson writes a NaN as null: NaN again here
+                    if data.get(name, 0.0) is None:
+                        data[name] = _NAN
                 super().record_payment(PaymentEvent(**data))
             else:
                 super().record_label(data["transaction_id"], data["is_fraud"], data["label_time"])
@@ -434,7 +439,7 @@ class SQLiteState(MemoryState):
         its own transaction. In a batch the rows wait in `_rows` and go in one multi-row
         INSERT at `flush`: every sqlite3 call releases the GIL, and in the server the scoring
         thread must then win it back from the busy event loop, so fewer calls is less waiting."""
-        row = (kind, ts, json.dumps(body, separators=(",", ":")))
+        row = (kind, ts, orjson.dumps(body).decode())
         if self._pending == 0 and self._commit_every == 1:
             cur = self._db.execute(_insert_rows(1), row)
             assert cur.lastrowid is not None
@@ -550,6 +555,19 @@ class SQLiteState(MemoryState):
             self.flush()
             self._db.close()
             self._lockfile.close()
+
+
+_NAN = float("nan")
+_FLOAT_FIELDS = tuple(f.name for f in fields(PaymentEvent) if f.type in (float, "float"))
+
+
+def _decode(body: str) -> Any:
+    """A logged event: orjson's (this version on) or json.dumps' (earlier logs, where an
+    unknown location was written as the non-standard `NaN`, which only json reads)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def exclusive(store: StateStore) -> Any:

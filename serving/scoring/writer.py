@@ -13,11 +13,12 @@ from serving.core.auth import Principal
 from serving.core.schemas import rfc3339
 from serving.scoring import facts as payment_facts
 from serving.store import db
-from serving.store.driver import DriverInsert
+from serving.store.driver import DriverInsert, cursor, run
 
 # (contract record, response body, idempotency key, body hash, HTTP status, who asked)
 WriteItem = tuple[dict[str, Any], dict[str, Any], str | None, str, int, Principal]
 
+_INS_CASE = insert(db.cases)
 _UPD_RESPONSE = (
     db.decisions.update()
     .where(db.decisions.c.transaction_id == bindparam("t_id"))
@@ -92,6 +93,13 @@ class DecisionWriter:
         self._ins_key = DriverInsert(db.idempotency, engine.dialect)
         self._ins_audit = DriverInsert(db.audit_log, engine.dialect)
         self._ins_facts = DriverInsert(db.payment_facts, engine.dialect)
+        # a held payment's case and its answer's case id: on the driver where it gives the new
+        # row's id (SQLite), else one prebuilt SQLAlchemy insert (not a new statement per case)
+        self._fast_cases = engine.dialect.name == "sqlite"
+        self._ins_case = DriverInsert(db.cases, engine.dialect)
+        upd = _UPD_RESPONSE.compile(dialect=engine.dialect)
+        self._upd_sql = upd.string
+        self._upd_order = tuple(upd.positiontup or ())
         self._facts = payment_facts.FactsWriter(self._ins_facts)
         # a response stored in decisions and under its key: encoded once when both columns
         # are of one type (the same processor), else once per table
@@ -159,7 +167,7 @@ class DecisionWriter:
             held: set[int] = set()
             for record, body, features, factors in reviewed:
                 body["case_id"] = self._open_case(conn, now, record, body, features, factors)
-                conn.execute(_UPD_RESPONSE, {"t_id": record["transaction_id"], "response": body})
+                self._set_response(conn, record["transaction_id"], body)
                 held.add(id(body))
             keys = [
                 {
@@ -194,23 +202,33 @@ class DecisionWriter:
         """The review case of a held payment, with what the reviewer needs; its id."""
         p = body["probability"]
         risk = p if p is not None else 0.05  # unknown risk (fallback): a modest prior
-        result = conn.execute(
-            insert(db.cases).values(
-                transaction_id=record["transaction_id"],
-                created_at=now,
-                sla_due=now + timedelta(minutes=self.sla_minutes()),
-                status="open",
-                priority=risk * float(record["amount"]),
-                amount=record["amount"],
-                probability=p,
-                score=body["score"],
-                merchant_id=record["merchant_id"],
-                version=0,
-                payment=masked_payment(record),
-                features={k: (None if v != v else v) for k, v in features.items()},
-                factors=factors,
-                reasons=body["reasons"],
-            )
-        )
+        row = {
+            "transaction_id": record["transaction_id"],
+            "created_at": now,
+            "sla_due": now + timedelta(minutes=self.sla_minutes()),
+            "status": "open",
+            "priority": risk * float(record["amount"]),
+            "amount": record["amount"],
+            "probability": p,
+            "score": body["score"],
+            "merchant_id": record["merchant_id"],
+            "version": 0,
+            "payment": masked_payment(record),
+            "features": {k: (None if v != v else v) for k, v in features.items()},
+            "factors": factors,
+            "reasons": body["reasons"],
+        }
+        if self._fast_cases:
+            return self._ins_case.insert_one(conn, row)
+        result = conn.execute(_INS_CASE, row)
         assert result.inserted_primary_key is not None
         return int(result.inserted_primary_key[0])
+
+    def _set_response(self, conn: Any, transaction_id: str, body: dict[str, Any]) -> None:
+        """The stored answer of a held payment, now with its case id."""
+        if not self._fast_cases:
+            conn.execute(_UPD_RESPONSE, {"t_id": transaction_id, "response": body})
+            return
+        values = {"t_id": transaction_id, "response": self._ins_decision.process("response", body)}
+        with cursor(conn) as cur:
+            run(conn, cur, self._upd_sql, tuple(values[k] for k in self._upd_order), many=False)

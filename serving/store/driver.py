@@ -165,6 +165,28 @@ class DriverInsert:
             else:
                 run(conn, cur, sql, params, many=True)
 
+    def insert_one(self, conn: Connection, row: Mapping[str, Any]) -> int:
+        """Insert one row and return its generated integer key (SQLite's rowid: a table with an
+        INTEGER PRIMARY KEY). Only on SQLite: other databases need RETURNING (use SQLAlchemy)."""
+        if self.dialect.name != "sqlite":
+            raise NotImplementedError("insert_one needs SQLite's lastrowid")
+        keys = tuple(row)
+        rendered = self._rendered.get((keys, frozenset()))
+        if rendered is None:
+            rendered = self._rendered[(keys, frozenset())] = self._render(keys, frozenset())
+        sql, procs, positional = rendered
+        params = (
+            _positional(procs, [row])[0]
+            if positional
+            else {k: (row[k] if p is None else p(row[k])) for k, p in procs}
+        )
+        with cursor(conn) as cur:
+            run(conn, cur, sql, params, many=False)
+            rowid = cur.lastrowid
+        if not isinstance(rowid, int):
+            raise RuntimeError(f"{self.table.name}: the insert gave no rowid")
+        return rowid
+
 
 def _positional(
     procs: tuple[tuple[str, Processor], ...], rows: Sequence[Mapping[str, Any]]

@@ -483,3 +483,38 @@ def test_state_log_written_before_categories_still_replays(tmp_path):
     finally:
         reopened.close()
     np.testing.assert_array_equal(got, [1.0, 1.0, 1.0, 0.0])
+
+
+def test_an_unknown_location_survives_the_log_in_either_format(tmp_path):
+    """The log is written by orjson, which writes a NaN location as null: read back, it is NaN
+    again (the previous-payment distance stays NaN, not an error). A log written before, by
+    json.dumps with the non-standard `NaN` token, replays the same."""
+    distance = select(["card_prev_distance_km"])
+    path = tmp_path / "state.db"
+    store = SQLiteState(path)
+    OnlineFeatures(store, distance).update(
+        payment("a", 0, merchant_lat=float("nan"), merchant_lon=float("nan"))
+    )
+    store.close()
+    db = sqlite3.connect(path)
+    (body,) = db.execute("SELECT body FROM state_events WHERE kind = 'payment'").fetchone()
+    assert '"merchant_lat":null' in body  # orjson's compact form
+    db.close()
+    for form in ("orjson", "json.dumps"):
+        if form == "json.dumps":  # rewrite the row as the earlier code wrote it
+            db = sqlite3.connect(path)
+            data = json.loads(body)
+            data["merchant_lat"] = data["merchant_lon"] = float("nan")
+            db.execute("UPDATE state_events SET body = ?", (json.dumps(data),))
+            db.commit()
+            assert "NaN" in db.execute("SELECT body FROM state_events").fetchone()[0]
+            db.close()
+        reopened = SQLiteState(path)
+        try:
+            h = reopened.history("card", "c1")
+            assert math.isnan(h.lat[0])
+            assert math.isnan(h.lon[0])
+            got = OnlineFeatures(reopened, distance).compute(payment("b", 60))
+        finally:
+            reopened.close()
+        assert math.isnan(got[0]), form

@@ -42,6 +42,22 @@ def _rows(tag: str) -> dict[Table, dict[str, Any]]:
             "card_id": "411111******1111",
             "response": body,
         },
+        db.cases: {
+            "transaction_id": f"t-{tag}",
+            "created_at": NOW,
+            "sla_due": NOW + timedelta(minutes=30),
+            "status": "open",
+            "priority": 3.125,
+            "amount": 12.5,
+            "probability": 0.25,
+            "score": 25,
+            "merchant_id": "m1",
+            "version": 0,
+            "payment": {"amount": 12.5, "card_id": "411111******1111", "city": "Zürich"},
+            "features": {"card_count_24h": 3.0, "card_mean_7d": None},
+            "factors": [{"feature": "card_count_24h", "value": 3.0, "contribution": 0.4}],
+            "reasons": [{"feature": "card_count_24h", "text": "3 payments in 24 h"}],
+        },
         db.payment_facts: {
             "transaction_id": f"t-{tag}",
             "payment_time": NOW,
@@ -90,7 +106,12 @@ def _stored(engine: Engine, table: Table, column: str, value: str) -> tuple[Any,
     return tuple(docs), tuple(v for k, v in typed._mapping.items() if k not in drop)
 
 
-KEYS = {db.decisions: "transaction_id", db.payment_facts: "transaction_id", db.idempotency: "key"}
+KEYS = {
+    db.decisions: "transaction_id",
+    db.cases: "transaction_id",
+    db.payment_facts: "transaction_id",
+    db.idempotency: "key",
+}
 
 
 def check_same_storage(engine: Engine, tag: str) -> None:

@@ -65,3 +65,33 @@ def test_json_text_falls_back_to_the_standard_library_for_what_orjson_refuses():
     assert json.loads(json_text(big)) == big
     with pytest.raises(TypeError):
         json_text({"x": object()})  # refused as the standard library refuses it
+
+
+def test_insert_one_gives_the_new_rows_id_and_stores_what_sqlalchemy_stores(engine):
+    """A held payment's case goes in on the driver (SQLite) and its id comes back: the next id,
+    and the same row a SQLAlchemy insert of the same values would store."""
+    rows = driver_checks._rows("one")
+    sa_rows = driver_checks._rows("sa")
+    with engine.begin() as conn:
+        for rs in (rows, sa_rows):
+            DriverInsert(db.decisions, engine.dialect).execute(conn, [rs[db.decisions]])
+        first = conn.execute(db.cases.insert(), sa_rows[db.cases]).inserted_primary_key[0]
+        got = DriverInsert(db.cases, engine.dialect).insert_one(conn, rows[db.cases])
+    assert got == first + 1
+    a = driver_checks._stored(engine, db.cases, "transaction_id", "t-one")
+    b = driver_checks._stored(engine, db.cases, "transaction_id", "t-sa")
+    strip = lambda t: tuple(v for v in t if v not in ("t-one", "t-sa"))  # noqa: E731
+    assert strip(a[0]) == strip(b[0])
+    with engine.connect() as conn:
+        stored_id = conn.execute(
+            db.cases.select().where(db.cases.c.transaction_id == "t-one")
+        ).one()
+    assert stored_id.id == got
+
+
+def test_insert_one_is_only_for_sqlite():
+    from sqlalchemy.dialects import postgresql
+
+    ins = DriverInsert(db.cases, postgresql.psycopg.dialect())
+    with pytest.raises(NotImplementedError, match="lastrowid"):
+        ins.insert_one(None, {"transaction_id": "t"})  # type: ignore[arg-type]
