@@ -75,7 +75,7 @@ def _wrap_stages(rt: Any, times: dict[str, list[float]]) -> None:
         setattr(obj, name, timed)
 
     online = rt.holder.current.online
-    wrap(scorer_mod, "body_hash", "body hash")
+    wrap(scorer_mod, "payment_digest", "body hash")
     wrap(rt.scorer.replays, "known", "replays.known")
     wrap(fresh_mod, "prepare", "prepare")
     wrap(online, "compute", "online compute")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
@@ -35,8 +36,25 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str
 
 
 def body_hash(payload: Mapping[str, Any]) -> str:
+    """The hash keys stored before `payment_digest`: sha256 of json.dumps(sorted keys) of the
+    payment's JSON-mode dump. Still how such a key's body is recognised."""
     text = _CANONICAL.encode(payload)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def payment_digest(record: Mapping[str, Any]) -> str:
+    """The hash an idempotency key stores of its body: sha256 of the payment's contract record
+    (Python values, as validated) as orjson's sorted-key JSON; equal bodies, equal records.
+    A few times cheaper than `body_hash` (no JSON-mode dump, no json.dumps). A key stored
+    with the earlier hash is matched through `replay`'s `legacy`."""
+    try:
+        text = orjson.dumps(record, option=_SORTED)
+    except TypeError:  # what orjson refuses (an int past 64 bits): the standard library's
+        text = _CANONICAL.encode(record).encode()
+    return hashlib.sha256(text).hexdigest()
 
 
 class Replays:
@@ -52,10 +70,16 @@ class Replays:
         self._keys_used = DriverPresent(db.idempotency.c.key, engine.dialect)
 
     def replay(
-        self, transaction_id: str, key: str | None, digest: str
+        self,
+        transaction_id: str,
+        key: str | None,
+        digest: str,
+        legacy: Callable[[], str] | None = None,
     ) -> tuple[int, dict[str, Any]] | None:
         """(status, body) of the earlier answer, None for a payment not seen before. A key
-        reused with another body gets 422; a known payment under a new key records the key."""
+        reused with another body gets 422; a known payment under a new key records the key.
+        `legacy()`: the body's hash as earlier versions stored it (`body_hash`), asked only
+        when the stored hash is not `digest`."""
         with self.engine.connect() as conn:
             if not self._decided.exists(conn, transaction_id) and (
                 key is None or not self._key_used.exists(conn, key)
@@ -64,7 +88,7 @@ class Replays:
             if key is not None:
                 row = conn.execute(_SEL_IDEMPOTENCY, {"k": key}).first()
                 if row is not None:
-                    if row.body_hash != digest:
+                    if row.body_hash != digest and (legacy is None or row.body_hash != legacy()):
                         return 422, {
                             "error": "Idempotency-Key was already used with a different body",
                             "detail": [{"loc": ["header", "Idempotency-Key"], "msg": "reused"}],

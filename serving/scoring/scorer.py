@@ -29,7 +29,7 @@ from serving.core.settings import Settings
 from serving.scoring.fresh import FreshScorer
 from serving.scoring.holder import ModelHolder
 from serving.scoring.policy import PolicyConfig
-from serving.scoring.replay import Replays, body_hash
+from serving.scoring.replay import Replays, body_hash, payment_digest
 from serving.scoring.writer import DecisionWriter
 
 
@@ -41,6 +41,11 @@ class _Todo(NamedTuple):
     key: str | None
     digest: str
     principal: Principal
+
+
+def _legacy(payment: PaymentIn) -> Callable[[], str]:
+    """The body's hash as keys stored it before payment_digest (asked only on a mismatch)."""
+    return lambda: body_hash(payment.model_dump(mode="json"))
 
 
 class Scorer:
@@ -138,9 +143,10 @@ class Scorer:
         model deadline counts from it (a payment that waited its deadline out falls back)."""
         started = time.perf_counter() if arrived is None else arrived
         record = payment.contract()
-        digest = body_hash(payment.model_dump(mode="json"))
+        digest = payment_digest(record)
+        legacy = _legacy(payment)
         with self._serial():
-            replay = self.replays.replay(payment.transaction_id, idempotency_key, digest)
+            replay = self.replays.replay(payment.transaction_id, idempotency_key, digest, legacy)
             if replay is not None:
                 return replay
             body, prepared, online = self.fresh.one(record, started)
@@ -148,7 +154,9 @@ class Scorer:
                 self.writer.write([(record, body, idempotency_key, digest, 200, principal)])
             except IntegrityError:
                 # Another replica decided this payment (or used this key) first: answer with it.
-                replay = self.replays.replay(payment.transaction_id, idempotency_key, digest)
+                replay = self.replays.replay(
+                    payment.transaction_id, idempotency_key, digest, legacy
+                )
                 if replay is not None:
                     return replay
                 raise
@@ -176,10 +184,13 @@ class Scorer:
             known = self.replays.known([p.transaction_id for p in payments], keys)
             for i, payment in enumerate(payments):
                 key = keys[i]
-                digest = body_hash(payment.model_dump(mode="json"))
+                record = payment.contract()
+                digest = payment_digest(record)
                 replay = None
                 if payment.transaction_id in known or (key is not None and key in known):
-                    replay = self.replays.replay(payment.transaction_id, key, digest)
+                    replay = self.replays.replay(
+                        payment.transaction_id, key, digest, _legacy(payment)
+                    )
                 if replay is not None:
                     status, body = replay
                     if status != 200:
@@ -187,7 +198,7 @@ class Scorer:
                     results[i] = body
                 elif payment.transaction_id not in seen:
                     seen.add(payment.transaction_id)
-                    todo.append(_Todo(i, payment.contract(), key, digest, principal))
+                    todo.append(_Todo(i, record, key, digest, principal))
             if todo:
                 bodies = self._score_fresh(todo, started)
                 for item, body in zip(todo, bodies, strict=True):
@@ -210,7 +221,8 @@ class Scorer:
             return [self.score(p, who, key, arrived) for p, who, key in requests]
         started = time.perf_counter() if arrived is None else arrived
         out: list[tuple[int, dict[str, Any]] | None] = [None] * len(requests)
-        digests = [body_hash(p.model_dump(mode="json")) for p, _, _ in requests]
+        records = [p.contract() for p, _, _ in requests]
+        digests = [payment_digest(r) for r in records]
         with self._serial():
             ids = [p.transaction_id for p, _, _ in requests]
             known = self.replays.known(ids, [key for _, _, key in requests])
@@ -222,14 +234,16 @@ class Scorer:
                     later.append(i)
                     continue
                 if payment.transaction_id in known or (key is not None and key in known):
-                    replay = self.replays.replay(payment.transaction_id, key, digests[i])
+                    replay = self.replays.replay(
+                        payment.transaction_id, key, digests[i], _legacy(payment)
+                    )
                     if replay is not None:
                         out[i] = replay
                         continue
                 taken.add(payment.transaction_id)
                 if key is not None:
                     taken.add(key)
-                todo.append(_Todo(i, payment.contract(), key, digests[i], who))
+                todo.append(_Todo(i, records[i], key, digests[i], who))
             if todo:
                 try:
                     bodies = self._score_fresh(todo, started)
@@ -244,9 +258,9 @@ class Scorer:
                         out[item.place] = (200, body)
             for i in later:
                 p, who, key = requests[i]
-                out[i] = self.replays.replay(p.transaction_id, key, digests[i]) or self.score(
-                    p, who, key, arrived
-                )
+                out[i] = self.replays.replay(
+                    p.transaction_id, key, digests[i], _legacy(p)
+                ) or self.score(p, who, key, arrived)
         if todo:
             m().latency.observe((time.perf_counter() - started) / len(todo))
         return [r for r in out if r is not None]

@@ -190,3 +190,54 @@ def test_batch_stores_and_replays_exactly_what_one_by_one_does(
     finally:
         one.close()
         many.close()
+
+
+def test_a_key_stored_with_the_earlier_body_hash_still_replays_and_still_refuses_another_body(
+    tmp_path: Path, model_dir: Path, payments
+) -> None:
+    """Keys store `payment_digest` now; one stored by an earlier version (json.dumps of the
+    JSON-mode dump: `body_hash`) must still replay for the same body (single, batch and group)
+    and still answer 422 for a different one."""
+    from sqlalchemy import update
+
+    from serving.scoring.replay import body_hash, payment_digest
+    from serving.store import db
+
+    rt = _runtime(tmp_path, model_dir)
+    try:
+        who = rt.keys.authenticate(f"Bearer {KEYS.split(':')[1]}")
+        p, q = payments[0], payments[1]
+        status, first = rt.scorer.score(p, who, "old-key")
+        assert status == 200
+        status, _ = rt.scorer.score_many([q], who, "old-batch")
+        assert status == 200
+        new, old = payment_digest(p.contract()), body_hash(p.model_dump(mode="json"))
+        assert new != old
+        with rt.engine.begin() as conn:  # as the earlier version stored them
+            stored = conn.execute(
+                db.idempotency.select().where(db.idempotency.c.key == "old-key")
+            ).one()
+            assert stored.body_hash == new
+            old_key = db.idempotency.c.key == "old-key"
+            conn.execute(update(db.idempotency).where(old_key).values(body_hash=old))
+            conn.execute(
+                update(db.idempotency)
+                .where(db.idempotency.c.key == "old-batch#0")
+                .values(body_hash=body_hash(q.model_dump(mode="json")))
+            )
+        before = counts(rt.engine)
+        status, again = rt.scorer.score(p, who, "old-key")
+        assert (status, again["replayed"], again["decision"]) == (200, True, first["decision"])
+        status, batch = rt.scorer.score_many([q], who, "old-batch")
+        assert status == 200
+        assert isinstance(batch, list)
+        assert batch[0]["replayed"] is True
+        (group,) = rt.scorer.score_group([(p, who, "old-key")])
+        assert group[0] == 200
+        assert group[1]["replayed"] is True
+        status, refused = rt.scorer.score(q, who, "old-key")  # another body under that key
+        assert status == 422
+        assert "Idempotency-Key" in refused["error"]
+        assert counts(rt.engine) == before  # replays and the refusal wrote nothing
+    finally:
+        rt.close()
