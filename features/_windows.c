@@ -42,6 +42,15 @@ static int as_ll(PyObject *o, long long *v) {
     return 0;
 }
 
+/* a - b, or OverflowError (the caller then walks the payment in Python, whose ints are exact) */
+static int sub_ll(long long a, long long b, long long *out) {
+    if (__builtin_sub_overflow(a, b, out)) {
+        PyErr_SetString(PyExc_OverflowError, "a time difference past 64 bits");
+        return -1;
+    }
+    return 0;
+}
+
 /* bisect.bisect_right on a list of ints (time-ordered) */
 static int bisect_right(PyObject *list, long long x, Py_ssize_t *pos) {
     Py_ssize_t lo = 0, hi = PyList_GET_SIZE(list);
@@ -75,12 +84,17 @@ static int true_div(long long a, long long b, double *out) {
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
+/* libm's pow, called as Python's `x ** 2.0` calls it: GCC would otherwise fold pow(x, 2.0)
+   into x * x, which differs from glibc's pow in the last bit for about 1 value in 1,000 */
+static double (*volatile libm_pow)(double, double) = pow;
+
 /* features.transforms.haversine_km_one, operation for operation */
 static double haversine(double lat1, double lon1, double lat2, double lon2, double deg,
                         double radius) {
     double p1 = lat1 * deg, p2 = lat2 * deg;
     double dl = lon2 * deg - lon1 * deg;
-    double a = pow(sin((p2 - p1) / 2.0), 2.0) + cos(p1) * cos(p2) * pow(sin(dl / 2.0), 2.0);
+    double a = libm_pow(sin((p2 - p1) / 2.0), 2.0) +
+               cos(p1) * cos(p2) * libm_pow(sin(dl / 2.0), 2.0);
     if (a > 1.0) a = 1.0;
     if (!(a >= 0.0)) return NAN;
     return 2.0 * radius * asin(sqrt(a));
@@ -146,9 +160,10 @@ static int fill_entity(const Payment *p, PyObject *plan, PyObject *h) {
     if (!(ts = list_attr(h, s_ts))) goto fail;
     Py_ssize_t n_all = PyList_GET_SIZE(ts);
     for (Py_ssize_t w = 0; w < n_off; w++) {
-        long long off;
+        long long off, bound;
         if (as_ll(PyTuple_GET_ITEM(offsets, w), &off) < 0) goto fail;
-        if (bisect_right(ts, p->t - off, &starts[w]) < 0) goto fail;
+        if (sub_ll(p->t, off, &bound) < 0) goto fail;
+        if (bisect_right(ts, bound, &starts[w]) < 0) goto fail;
     }
     if (want_sums) {
         long long origin = 0, last = 0;
@@ -223,9 +238,10 @@ static int fill_entity(const Payment *p, PyObject *plan, PyObject *h) {
             }
             case SINCE_FIRST:
                 if (starts[k] < n_all) {
-                    long long first;
+                    long long first, age;
                     if (as_ll(PyList_GET_ITEM(ts, starts[k]), &first) < 0) goto fail;
-                    if (true_div(p->t - first, NS_PER_DAY, &v) < 0) goto fail;
+                    if (sub_ll(p->t, first, &age) < 0) goto fail;
+                    if (true_div(age, NS_PER_DAY, &v) < 0) goto fail;
                     SET(i, v);
                 } else {
                     SET(i, NAN);
@@ -252,7 +268,7 @@ static int fill_entity(const Payment *p, PyObject *plan, PyObject *h) {
                 break;
             }
             case PREVIOUS: {
-                long long last_ts, what;
+                long long last_ts, gap, what;
                 double dt_s, dist, speed;
                 if (!n_all) break;
                 if (starts[k] >= n_all) break;
@@ -263,10 +279,16 @@ static int fill_entity(const Payment *p, PyObject *plan, PyObject *h) {
                     goto fail;
                 }
                 if (as_ll(PyList_GET_ITEM(ts, n_all - 1), &last_ts) < 0) goto fail;
-                if (true_div(p->t - last_ts, NS_PER_S, &dt_s) < 0) goto fail;
+                if (sub_ll(p->t, last_ts, &gap) < 0) goto fail;
+                if (true_div(gap, NS_PER_S, &dt_s) < 0) goto fail;
                 double plat = PyFloat_AsDouble(PyList_GET_ITEM(lat, n_all - 1));
                 double plon = PyFloat_AsDouble(PyList_GET_ITEM(lon, n_all - 1));
                 if (PyErr_Occurred()) goto fail;
+                if (isinf(plat) || isinf(plon) || isinf(p->mlat) || isinf(p->mlon)) {
+                    /* Python's math.sin refuses an infinity (ValueError): let it say so */
+                    PyErr_SetString(PyExc_OverflowError, "an infinite coordinate");
+                    goto fail;
+                }
                 dist = haversine(plat, plon, p->mlat, p->mlon, p->deg, p->radius);
                 speed = dist / ((60.0 > dt_s ? 60.0 : dt_s) / 3600.0);
                 if (as_ll(PyTuple_GET_ITEM(PyTuple_GET_ITEM(items, r), 2), &what) < 0) goto fail;
@@ -300,11 +322,12 @@ static int fill_entity(const Payment *p, PyObject *plan, PyObject *h) {
         if (code == LABELS) {
             if (!fraud_ts && !(fraud_ts = list_attr(h, s_fraud_ts))) goto fail;
             for (Py_ssize_t w = 0; w < n_foff; w++) {
-                long long off;
+                long long off, bound;
                 fraud[w] = 0;
                 if (!PyList_GET_SIZE(fraud_ts)) continue;
                 if (as_ll(PyTuple_GET_ITEM(fraud_offsets, w), &off) < 0) goto fail;
-                if (bisect_right(fraud_ts, p->t - off, &fraud[w]) < 0) goto fail;
+                if (sub_ll(p->t, off, &bound) < 0) goto fail;
+                if (bisect_right(fraud_ts, bound, &fraud[w]) < 0) goto fail;
             }
             for (Py_ssize_t r = 0; r < n_items; r++) {
                 Py_ssize_t i, hi, lo, fhi, flo;

@@ -352,7 +352,9 @@ class OnlineFeatures:
         many = getattr(self.store, "histories", None)
         if callable(many):  # a remote store: every history this payment needs in one round trip
             plans = self._plans
-            wanted = [(plan.entity, key) for plan, key in zip(plans, keys, strict=True) if key]
+            wanted = [
+                (plan.entity, key) for plan, key in zip(plans, keys, strict=True) if key is not None
+            ]
             fetched = iter(many(wanted)) if wanted else iter(())
             return [None if key is None else next(fetched) for key in keys]
         history = self.store.history
@@ -376,7 +378,9 @@ class OnlineFeatures:
             keys[j] = self._key(plan, p)
         many = getattr(self.store, "histories", None)
         if callable(many):  # a remote store: every history this payment needs in one round trip
-            wanted = [(plan.entity, key) for plan, key in zip(plans, keys, strict=True) if key]
+            wanted = [
+                (plan.entity, key) for plan, key in zip(plans, keys, strict=True) if key is not None
+            ]
             fetched = iter(many(wanted)) if wanted else iter(())
             for j, key in enumerate(keys):
                 hists[j] = EMPTY if key is None else next(fetched)

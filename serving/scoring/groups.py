@@ -156,7 +156,8 @@ class LoopGroupScorer:
         self._waiting.setdefault(loop, deque()).append(
             ((payment, who, key), future, time.perf_counter())
         )
-        if loop not in self._drainers:
+        drainer = self._drainers.get(loop)
+        if drainer is None or drainer.done():  # done: cancelled before it ever ran
             self._drainers[loop] = loop.create_task(self._drain(loop))
         return await future
 
@@ -170,6 +171,10 @@ class LoopGroupScorer:
                 requests = [request for request, _, _ in group]
                 earliest = min(at for _, _, at in group)
                 outcome: list[Answer] | BaseException
+                if self._closed:  # the state may be closed already: retry elsewhere (503)
+                    _settle([(f, ClosedError("the scorer is stopping")) for _, f, _ in group])
+                    group = []
+                    continue
                 try:
                     results: list[Answer] | None = None
                     with self._try_serial() as held:
@@ -197,7 +202,8 @@ class LoopGroupScorer:
             if not isinstance(exc, Exception):
                 raise
         finally:
-            del self._drainers[loop]
+            if self._drainers.get(loop) is asyncio.current_task():
+                del self._drainers[loop]
             if not waiting:
                 self._waiting.pop(loop, None)
 
@@ -211,7 +217,8 @@ class LoopGroupScorer:
         return await job
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Refuse new payments; what already waits is scored by its loop's drainer (on the
-        loop, or refused with ClosedError if it would need the waiting thread)."""
+        """Refuse new payments, and those still waiting for their group (ClosedError: 503,
+        retry with the same key), since the state closes next; a group on the waiting thread
+        is finished first. (The HTTP drain has let the requests in flight finish before.)"""
         self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=False)

@@ -344,3 +344,42 @@ def test_a_group_that_would_wait_on_a_stopped_pool_is_refused_as_closing() -> No
 
     (result,) = asyncio.run(main())
     assert isinstance(result, ClosedError)
+
+
+def test_closing_refuses_what_waits_for_its_group_rather_than_score_on_a_closed_state() -> None:
+    fake = _OnLoop()
+    groups = LoopGroupScorer(fake, _free(True), max_group=8).start()
+
+    async def main() -> list[Any]:
+        calls = [
+            asyncio.ensure_future(groups.score(f"p{i}", None, None))  # type: ignore[arg-type]
+            for i in range(3)
+        ]
+        await asyncio.sleep(0)  # all three wait for their group; the drainer has not run
+        groups.close()  # the runtime closes the state right after this
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, ClosedError) for r in results)  # 503: retry with the same key
+    assert fake.sizes == []  # nothing scored against the closing state
+
+
+def test_a_drainer_cancelled_before_it_ran_does_not_strand_the_loop() -> None:
+    fake = _OnLoop()
+    groups = LoopGroupScorer(fake, _free(True), max_group=8).start()
+
+    async def main() -> tuple[Any, Any]:
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(groups.score("p0", None, None))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # p0 waits; its drainer is created but has not run
+        groups._drainers[loop].cancel()
+        await asyncio.sleep(0)  # cancelled before its first step: its finally never ran
+        second = await groups.score("p1", None, None)  # type: ignore[arg-type]
+        return await first, second
+
+    try:
+        first, second = asyncio.run(main())
+    finally:
+        groups.close()
+    assert (first[1]["id"], second[1]["id"]) == ("p0", "p1")
+    assert fake.sizes == [2]  # a new drainer took both
