@@ -41,6 +41,10 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> None:
 def test_a_group_decides_like_one_by_one(tmp_path: Path, model_dir: Path, payments) -> None:
     one = _runtime(tmp_path / "one", model_dir)
     grouped = _runtime(tmp_path / "group", model_dir)
+    for watcher in (*one.watchers, *grouped.watchers):
+        # their first round has run when stop() returns: no delay notice lands in one of the
+        # two stores mid-way (the counts below compare what scoring wrote, outbox included)
+        watcher.stop()
     try:
         who = _who(one)
         singles = [one.scorer.score(p, who, f"k-{p.transaction_id}") for p in payments]
