@@ -27,7 +27,7 @@ import pandas as pd
 
 from data.schema import COLUMNS
 from features.registry import FEATURES, Feature
-from features.state import EMPTY, History, PaymentEvent, StateStore
+from features.state import History, PaymentEvent, StateStore
 from features.transforms import (
     _DEG,
     EARTH_RADIUS_KM,
@@ -230,13 +230,12 @@ class _Scratch:
     result is copied from) and the per-entity look-ups, sized once from the plan and reused
     call after call, so a payment allocates its result and little else."""
 
-    __slots__ = ("fraud", "hists", "keys", "seen", "starts", "sums", "values", "view")
+    __slots__ = ("fraud", "keys", "seen", "starts", "sums", "values", "view")
 
     def __init__(self, n_features: int, plans: Sequence[_EntityPlan]) -> None:
         self.values = array("d", bytes(8 * n_features))
         self.view = np.frombuffer(self.values, dtype=np.float64)  # shares `values`' memory
         self.keys: list[str | None] = [None] * len(plans)
-        self.hists: list[History] = [EMPTY] * len(plans)
         self.starts = [[0] * len(plan.offsets) for plan in plans]
         self.sums = [[0] * len(plan.offsets) for plan in plans]
         self.fraud = [[0] * len(plan.fraud_offsets) for plan in plans]
@@ -321,10 +320,7 @@ class OnlineFeatures:
         if not self.compiled or not self._plans:
             self._fill_py(p, s)
             return
-        out = s.values
-        out[:] = self._nans
-        for i, fn in self._rows:
-            out[i] = fn(p)
+        out = self._row_values(p, s)
         hists = self._histories(p, s)
         try:
             _windows.fill(
@@ -343,6 +339,14 @@ class OnlineFeatures:
             )
         except (OverflowError, TypeError):  # the exact Python walk, from the start
             self._fill_py(p, s)
+
+    def _row_values(self, p: Mapping[str, Any], s: _Scratch) -> array[float]:
+        """`s.values` reset to NaN with the row features filled in (both walks start so)."""
+        out = s.values
+        out[:] = self._nans
+        for i, fn in self._rows:
+            out[i] = fn(p)
+        return out
 
     def _histories(self, p: Mapping[str, Any], s: _Scratch) -> list[History | None]:
         """One history per plan (None: the payment does not name that entity)."""
@@ -366,35 +370,17 @@ class OnlineFeatures:
     def _fill_py(self, p: Mapping[str, Any], s: _Scratch) -> None:
         """`_fill` in Python: the reference the kernel is held to."""
         t: int = p["timestamp"]
-        out = s.values
-        out[:] = self._nans
-        for i, fn in self._rows:
-            out[i] = fn(p)
+        out = self._row_values(p, s)
         plans = self._plans
         if not plans:
             return
-        keys, hists = s.keys, s.hists
-        for j, plan in enumerate(plans):
-            keys[j] = self._key(plan, p)
-        many = getattr(self.store, "histories", None)
-        if callable(many):  # a remote store: every history this payment needs in one round trip
-            wanted = [
-                (plan.entity, key) for plan, key in zip(plans, keys, strict=True) if key is not None
-            ]
-            fetched = iter(many(wanted)) if wanted else iter(())
-            for j, key in enumerate(keys):
-                hists[j] = EMPTY if key is None else next(fetched)
-        else:
-            history = self.store.history
-            for j, plan in enumerate(plans):
-                key = keys[j]
-                hists[j] = EMPTY if key is None else history(plan.entity, key)
+        hists = self._histories(p, s)
         cents = round(float(p["amount"]) * 100.0)
         card = p.get("card_id")
         for j, plan in enumerate(plans):
-            if keys[j] is None:
-                continue  # the entity is unknown for this payment: its features stay NaN
             h = hists[j]
+            if h is None:
+                continue  # the entity is unknown for this payment: its features stay NaN
             ts = h.ts
             n_all = len(ts)
             starts = s.starts[j]
