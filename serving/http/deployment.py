@@ -23,6 +23,7 @@ from sqlalchemy import Engine, exists, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from data import pan
 from serving.core.schemas import now_utc
 from serving.core.settings import Settings
 from serving.store import db
@@ -135,7 +136,7 @@ def ensure_one_deployment(settings: Settings, engine: Engine, store: Any) -> str
             state_label(settings),
             "RISKGATE_STATE_URL" if settings.state_url else "RISKGATE_STATE_PATH",
         )
-    chosen = decisions.stamp or state.stamp or uuid.uuid4().hex
+    chosen = decisions.stamp or state.stamp or pan.id_without_pan(lambda _: uuid.uuid4().hex)
     stamp = db_claim(engine, chosen)
     if store.claim_deployment(stamp) != stamp:  # another process stamped the state first
         raise DeploymentMismatchError(

@@ -39,7 +39,7 @@ class AppealError(Exception):
 
 
 def _event(conn: Connection, kind: str, txn: str, payload: dict[str, Any], now: datetime) -> str:
-    event_id = str(uuid.uuid4())
+    event_id = pan.id_without_pan(lambda _: str(uuid.uuid4()))
     conn.execute(
         insert(db.outbox).values(
             event_id=event_id,

@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from data import pan
 from serving.review.forecast import Calendar, Event, Hour
 from serving.store import db
 
@@ -84,7 +85,8 @@ def forecast_inputs(engine: Engine, now: datetime) -> tuple[np.ndarray, list[flo
 
 
 def _event_id(kind: str, subject: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"{kind}:{subject}"))
+    name = f"{kind}:{subject}"
+    return pan.id_without_pan(lambda n: str(uuid.uuid5(NAMESPACE, f"{name}#{n}" if n else name)))
 
 
 def _emit(engine: Engine, kind: str, subject: str, txn: str, payload: dict[str, Any]) -> bool:

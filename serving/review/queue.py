@@ -559,7 +559,7 @@ def _settle(
             )
         )
     reasons = conn.execute(select(c.reasons).where(c.id == case_id)).scalar_one()
-    event_id = str(uuid.uuid4())
+    event_id = pan.id_without_pan(lambda _: str(uuid.uuid4()))
     conn.execute(
         insert(db.outbox).values(
             event_id=event_id,
