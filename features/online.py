@@ -17,7 +17,7 @@ import math
 import operator
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -265,6 +265,7 @@ class OnlineFeatures:
         self.store = store
         self.features = tuple(features)
         self.names = [f.name for f in self.features]
+        self.name_tuple = tuple(self.names)  # shared by every FeatureRow of this executor
         self._rows, self._plans = _plan(self.features)
         self.compiled = _windows is not None if compiled is None else compiled
         # the plans as the kernel reads them: (offsets, fraud offsets, sums, ((code, items),))
@@ -478,6 +479,49 @@ class OnlineFeatures:
         values = self.compute(payment)
         self.update(payment)
         return values
+
+
+class FeatureRow(Mapping[str, float]):
+    """One payment's feature values by name, over its computed vector (float64, registry
+    order). Scoring reads features by name only when a rule or a review case asks, and the
+    durable write stores the vector as bytes: building the name -> value dict for every
+    payment (60 names) cost more than the policy itself, so it is built on first read."""
+
+    __slots__ = ("_dict", "names", "vector")
+
+    def __init__(self, names: tuple[str, ...], vector: np.ndarray) -> None:
+        if vector.shape != (len(names),):
+            raise ValueError(f"{len(names)} names for a vector of shape {vector.shape}")
+        self.names = names
+        self.vector = vector
+        self._dict: dict[str, float] | None = None
+
+    def as_dict(self) -> dict[str, float]:
+        """name -> Python float (the vector's values, bit for bit)."""
+        if self._dict is None:
+            self._dict = dict(zip(self.names, self.vector.tolist(), strict=True))
+        return self._dict
+
+    def __getitem__(self, name: str) -> float:
+        return self.as_dict()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def keys(self) -> KeysView[str]:
+        return self.as_dict().keys()
+
+    def items(self) -> ItemsView[str, float]:
+        return self.as_dict().items()
+
+    def values(self) -> ValuesView[float]:
+        return self.as_dict().values()
+
+    def __repr__(self) -> str:
+        return f"FeatureRow({self.as_dict()!r})"
 
 
 # the kernel's names for the plans' aggregations (the enum in features/_windows.c)

@@ -22,6 +22,7 @@ import pandas as pd
 from sqlalchemy import Engine, Text, and_, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
+from features.online import FeatureRow
 from serving.store import db
 from serving.store.driver import DriverInsert
 from training.model import Thresholds
@@ -54,23 +55,27 @@ class FactsWriter:
         """Pops the body's private `_thresholds` and `_shadow` keys."""
         thresholds = body.pop("_thresholds", None)
         shadow = body.pop("_shadow", None)
-        names = tuple(features)
+        if isinstance(features, FeatureRow):  # the scored vector as it is (no dict built)
+            names = features.names
+            vector = np.ascontiguousarray(features.vector, np.float64).tobytes()
+        else:
+            names = tuple(features)
+            vector = np.fromiter(features.values(), np.float64, len(names)).tobytes()
         digest = self._digests.get(names)
         if digest is None:
             digest = self._digests.setdefault(names, names_digest(names))
-        payment = {
-            k: (v.isoformat() if isinstance(v, datetime) else v)
-            for k, v in record.items()
-            if k != "card_id"  # decisions.card_id holds it already
-        }
+        payment = dict(record)
+        payment.pop("card_id", None)  # decisions.card_id holds it already
+        for k in DATE_FIELDS:
+            v = payment.get(k)
+            if isinstance(v, datetime):
+                payment[k] = v.isoformat()
         return {
             "transaction_id": record["transaction_id"],
             "payment_time": record["timestamp"],
             "payment": payment,
             "feature_set": digest if names else None,
-            "features": np.fromiter(features.values(), np.float64, len(names)).tobytes()
-            if names
-            else None,
+            "features": vector if names else None,
             "thresholds": thresholds,
             "shadow_decision": None if shadow is None else shadow[1],
             "shadow_id": None if shadow is None else shadow[0],
