@@ -6,12 +6,12 @@
    the same integer sums and the same floating-point operations in the same order (the parity
    tests hold it equal to the Python walk and to the batch pipeline, bit for bit). What it
    cannot do exactly it refuses with OverflowError (an int past 64 bits, a plan wider than its
-   scratch), and the caller runs the Python walk for that payment instead. The statistics
-   that need the window's amounts themselves (z-score, median ratio) call back into Python:
-   they are rare and their cost is the window, not the dispatch.
+   scratch, an amount statistic past 64 bits), and the caller runs the Python walk for that
+   payment instead. The statistics over the window's amounts themselves (z-score, median
+   ratio) are exact integer sums and one sort, then Python's float conversions.
 
-   fill(out, t, cents, card, merchant_lat, merchant_lon, plans, hists, zscore, median_ratio,
-        deg, earth_radius_km) -> None
+   fill(out, t, cents, card, merchant_lat, merchant_lon, plans, hists, deg,
+        earth_radius_km) -> None
      out      writable buffer of float64, one per feature (only the plans' slots are written)
      plans    tuple of (offsets, fraud_offsets, sums, ops); ops: tuple of (code, items)
      hists    list, one per plan: a History, or None (the entity is unknown: left NaN)
@@ -84,6 +84,86 @@ static int true_div(long long a, long long b, double *out) {
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
+/* a value known to fit 64 bits, as Python's float(int) rounds it; past 64 bits: OverflowError
+   (the caller runs the Python walk, whose ints are exact) */
+static int i128_double(__int128 v, double *out) {
+    if (v > (__int128)INT64_MAX || v < (__int128)INT64_MIN) {
+        PyErr_SetString(PyExc_OverflowError, "an amount statistic past 64 bits");
+        return -1;
+    }
+    *out = (double)(long long)v; /* one correctly rounded conversion, as PyLong_AsDouble */
+    return 0;
+}
+
+static int cmp_ll(const void *a, const void *b) {
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+/* features.online._zscore / _median_ratio over cents[first:first + n], operation for
+   operation: exact integer sums (128 bits), then the same float conversions and divisions */
+static int amounts(PyObject *cents, Py_ssize_t first, Py_ssize_t n, long long mine, int z,
+                   double *out) {
+    if (first < 0 || n < 0 || first + n > PyList_GET_SIZE(cents)) {
+        PyErr_SetString(PyExc_ValueError, "History lists differ in length");
+        return -1;
+    }
+    if (z) {
+        __int128 s = 0, sq = 0, nsq, ss, var, num;
+        double dvar, dnum;
+        if (n < 2) {
+            *out = NAN;
+            return 0;
+        }
+        for (Py_ssize_t c = 0; c < n; c++) {
+            long long w;
+            if (as_ll(PyList_GET_ITEM(cents, first + c), &w) < 0) return -1;
+            s += w; /* n < 2^62 values of < 2^63 each: no overflow in 128 bits */
+            if (__builtin_add_overflow(sq, (__int128)w * w, &sq)) goto overflow;
+        }
+        if (__builtin_mul_overflow((__int128)n, sq, &nsq) || __builtin_mul_overflow(s, s, &ss) ||
+            __builtin_sub_overflow(nsq, ss, &var))
+            goto overflow;
+        if (var <= 0) {
+            *out = NAN;
+            return 0;
+        }
+        if (__builtin_mul_overflow((__int128)n, (__int128)mine, &num) ||
+            __builtin_sub_overflow(num, s, &num))
+            goto overflow;
+        if (i128_double(var, &dvar) < 0 || i128_double(num, &dnum) < 0) return -1;
+        *out = dnum / sqrt(dvar);
+        return 0;
+    } else {
+        long long small[256], *buf = small;
+        double med;
+        if (n == 0) {
+            *out = NAN;
+            return 0;
+        }
+        if (n > 256 && !(buf = PyMem_Malloc((size_t)n * sizeof(long long)))) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t c = 0; c < n; c++) {
+            if (as_ll(PyList_GET_ITEM(cents, first + c), &buf[c]) < 0) {
+                if (buf != small) PyMem_Free(buf);
+                return -1;
+            }
+        }
+        qsort(buf, (size_t)n, sizeof(long long), cmp_ll);
+        __int128 mid = (__int128)buf[(n - 1) / 2] + buf[n / 2];
+        if (buf != small) PyMem_Free(buf);
+        if (i128_double(mid, &med) < 0) return -1;
+        med /= 2.0; /* exact: (a + b) / 2 as Python's int true division rounds it */
+        *out = med > 0 ? (double)mine / med : NAN;
+        return 0;
+    }
+overflow:
+    PyErr_SetString(PyExc_OverflowError, "an amount statistic past 128 bits");
+    return -1;
+}
+
 /* libm's pow, called as Python's `x ** 2.0` calls it: GCC would otherwise fold pow(x, 2.0)
    into x * x, which differs from glibc's pow in the last bit for about 1 value in 1,000 */
 static double (*volatile libm_pow)(double, double) = pow;
@@ -130,7 +210,6 @@ typedef struct {
     long long t, cents;
     PyObject *card;
     double mlat, mlon, deg, radius;
-    PyObject *zscore, *median_ratio;
 } Payment;
 
 #define SET(i, v)                                                                 \
@@ -299,19 +378,7 @@ static int fill_entity(const Payment *p, PyObject *plan, PyObject *h) {
                 if (!cents && !(cents = list_attr(h, s_cents))) goto fail;
                 int z = PyObject_IsTrue(PyTuple_GET_ITEM(PyTuple_GET_ITEM(items, r), 2));
                 if (z < 0) goto fail;
-                PyObject *window = PyList_GetSlice(cents, starts[k], n_all);
-                PyObject *count = PyLong_FromSsize_t(n), *mine = PyLong_FromLongLong(p->cents);
-                PyObject *res = NULL;
-                if (window && count && mine)
-                    res = PyObject_CallFunctionObjArgs(z ? p->zscore : p->median_ratio, window,
-                                                       count, mine, NULL);
-                Py_XDECREF(window);
-                Py_XDECREF(count);
-                Py_XDECREF(mine);
-                if (!res) goto fail;
-                v = PyFloat_AsDouble(res);
-                Py_DECREF(res);
-                if (v == -1.0 && PyErr_Occurred()) goto fail;
+                if (amounts(cents, starts[k], n, p->cents, z, &v) < 0) goto fail;
                 SET(i, v);
                 break;
             }
@@ -376,9 +443,9 @@ static PyObject *fill(PyObject *self, PyObject *args) {
     Py_buffer buf;
     PyObject *t_obj, *cents_obj, *plans, *hists;
     Payment p;
-    if (!PyArg_ParseTuple(args, "w*OOOddO!O!OOdd", &buf, &t_obj, &cents_obj, &p.card, &p.mlat,
-                          &p.mlon, &PyTuple_Type, &plans, &PyList_Type, &hists, &p.zscore,
-                          &p.median_ratio, &p.deg, &p.radius))
+    if (!PyArg_ParseTuple(args, "w*OOOddO!O!dd", &buf, &t_obj, &cents_obj, &p.card, &p.mlat,
+                          &p.mlon, &PyTuple_Type, &plans, &PyList_Type, &hists, &p.deg,
+                          &p.radius))
         return NULL;
     PyObject *result = NULL;
     if (buf.itemsize != sizeof(double) || buf.len % (Py_ssize_t)sizeof(double)) {
@@ -408,8 +475,89 @@ end:
     return result;
 }
 
+/* History.forget_before(bound, lazy=True) then History.append(event), for every history a
+   payment is recorded in (features/state.py MemoryState.record_payment): the appends in C,
+   the same objects appended (ints and floats as the event holds them, the running total by
+   Python's own int addition); a prefix due to be dropped is dropped by the Python method. */
+static PyObject *s_forget_before, *s_lazy, *s_zero;
+
+static int append_one(PyObject *h, PyObject *name, PyObject *value) {
+    PyObject *list = list_attr(h, name);
+    if (!list) return -1;
+    int rc = PyList_Append(list, value);
+    Py_DECREF(list);
+    return rc;
+}
+
+static int forget_due(PyObject *h, PyObject *bound, int *due) {
+    PyObject *ts = list_attr(h, s_ts), *fraud_ts = NULL;
+    int rc = -1;
+    *due = 0;
+    if (!ts) return -1;
+    Py_ssize_t n = PyList_GET_SIZE(ts);
+    if (n) { /* ts[len(ts) >> 4] <= bound: the lazy drop is due */
+        int le = PyObject_RichCompareBool(PyList_GET_ITEM(ts, n >> 4), bound, Py_LE);
+        if (le < 0) goto done;
+        *due = le;
+    }
+    if (!*due) { /* fraud_ts[0] <= bound */
+        if (!(fraud_ts = list_attr(h, s_fraud_ts))) goto done;
+        if (PyList_GET_SIZE(fraud_ts)) {
+            int le = PyObject_RichCompareBool(PyList_GET_ITEM(fraud_ts, 0), bound, Py_LE);
+            if (le < 0) goto done;
+            *due = le;
+        }
+    }
+    rc = 0;
+done:
+    Py_DECREF(ts);
+    Py_XDECREF(fraud_ts);
+    return rc;
+}
+
+static PyObject *record(PyObject *self, PyObject *args) {
+    PyObject *hists, *ts, *cents, *card, *lat, *lon, *bound;
+    if (!PyArg_ParseTuple(args, "O!OOOOOO", &PyList_Type, &hists, &ts, &cents, &card, &lat, &lon,
+                          &bound))
+        return NULL;
+    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(hists); j++) {
+        PyObject *h = PyList_GET_ITEM(hists, j), *csum, *total;
+        int due;
+        if (forget_due(h, bound, &due) < 0) return NULL;
+        if (due) {
+            PyObject *method = PyObject_GetAttr(h, s_forget_before), *kw, *res = NULL;
+            if (!method) return NULL;
+            PyObject *pos = PyTuple_Pack(1, bound);
+            kw = Py_BuildValue("{OO}", s_lazy, Py_True);
+            if (pos && kw) res = PyObject_Call(method, pos, kw);
+            Py_DECREF(method);
+            Py_XDECREF(pos);
+            Py_XDECREF(kw);
+            if (!res) return NULL;
+            Py_DECREF(res);
+        }
+        if (append_one(h, s_ts, ts) < 0 || append_one(h, s_cents, cents) < 0) return NULL;
+        if (!(csum = list_attr(h, s_csum))) return NULL;
+        Py_ssize_t n = PyList_GET_SIZE(csum);
+        /* (csum[-1] if csum else 0) + cents */
+        total = PyNumber_Add(n ? PyList_GET_ITEM(csum, n - 1) : s_zero, cents);
+        if (!total || PyList_Append(csum, total) < 0) {
+            Py_XDECREF(total);
+            Py_DECREF(csum);
+            return NULL;
+        }
+        Py_DECREF(total);
+        Py_DECREF(csum);
+        if (append_one(h, s_cards, card) < 0 || append_one(h, s_lat, lat) < 0 ||
+            append_one(h, s_lon, lon) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"fill", fill, METH_VARARGS, "The windowed features of one payment (see the module)."},
+    {"record", record, METH_VARARGS, "Append one payment to its histories (see record)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -425,7 +573,9 @@ PyMODINIT_FUNC PyInit__windows(void) {
         !(s_cards = PyUnicode_InternFromString("cards")) ||
         !(s_lat = PyUnicode_InternFromString("lat")) ||
         !(s_lon = PyUnicode_InternFromString("lon")) ||
-        !(s_fraud_ts = PyUnicode_InternFromString("fraud_ts")))
+        !(s_fraud_ts = PyUnicode_InternFromString("fraud_ts")) ||
+        !(s_forget_before = PyUnicode_InternFromString("forget_before")) ||
+        !(s_lazy = PyUnicode_InternFromString("lazy")) || !(s_zero = PyLong_FromLong(0)))
         return NULL;
     return PyModule_Create(&module);
 }

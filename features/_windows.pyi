@@ -1,6 +1,6 @@
 """Types of features/_windows.c (the compiled walk of the online plans)."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from features.state import History
@@ -14,8 +14,15 @@ def fill(
     merchant_lon: float,
     plans: tuple[Any, ...],
     hists: Sequence[History | None],
-    zscore: Callable[[list[int], int, int], float],
-    median_ratio: Callable[[list[int], int, int], float],
     deg: float,
     earth_radius_km: float,
+) -> None: ...
+def record(
+    hists: list[History],
+    ts: int,
+    cents: int,
+    card: str | None,
+    lat: float,
+    lon: float,
+    bound: int,
 ) -> None: ...

@@ -333,8 +333,6 @@ class OnlineFeatures:
                 p.get("merchant_lon", _NAN),
                 self._kplans,
                 hists,
-                _zscore,
-                _median_ratio,
                 _DEG,
                 EARTH_RADIUS_KM,
             )

@@ -27,6 +27,11 @@ import orjson
 from features.registry import FEATURES, MAX_LOOKBACK
 from features.transforms import NS_PER_S
 
+try:
+    from features import _windows as _kernel
+except ImportError:  # not built (pip install -e . builds it): the Python appends
+    _kernel = None  # type: ignore[assignment]
+
 LOOKBACK_NS = MAX_LOOKBACK * NS_PER_S
 
 
@@ -158,6 +163,10 @@ class StateStore(Protocol):
 class MemoryState:
     """In-process state, bounded by the look-back window."""
 
+    # a payment's appends to its histories in C (features/_windows.c `record`) when it is
+    # built; the Python appends are the reference (tests/features/test_windows_kernel.py)
+    compiled_appends: bool = _kernel is not None
+
     def __init__(self) -> None:
         self._hist: dict[str, dict[str, History]] = {}
         # txn -> (the entity keys its label counts for, ts)
@@ -187,16 +196,22 @@ class MemoryState:
         if event.transaction_id in self._payments:
             return
         bound = event.ts - LOOKBACK_NS
+        touched = []
         for entity, col in _ENTITY_COLUMNS:  # entity_keys(event), without building its dict
             key = getattr(event, col)
             if key is not None:
-                h = self._touch(entity, key)
+                touched.append(self._touch(entity, key))
+        if event.customer_id is not None and event.device_id is not None:
+            touched.append(
+                self._touch("customer_device", f"{event.customer_id}\x1f{event.device_id}")
+            )
+        if self.compiled_appends:  # the same forget_before + append, in C
+            e = event
+            _kernel.record(touched, e.ts, e.cents, e.card_id, e.merchant_lat, e.merchant_lon, bound)
+        else:
+            for h in touched:
                 h.forget_before(bound, lazy=True)
                 h.append(event)
-        if event.customer_id is not None and event.device_id is not None:
-            h = self._touch("customer_device", f"{event.customer_id}\x1f{event.device_id}")
-            h.forget_before(bound, lazy=True)
-            h.append(event)
         self._payments[event.transaction_id] = (labelled_keys(event), event.ts)
         self._expiry.append((event.ts, event.transaction_id))
         self._now = max(self._now, event.ts)
@@ -508,11 +523,18 @@ class SQLiteState(MemoryState):
         self._replay()
 
     def record_payment(self, event: PaymentEvent) -> None:
-        with self.exclusive():  # caught up with the other processes: their payments count
-            if self.knows(event.transaction_id):
-                return  # already applied (here or by another worker): not logged again
-            self._log("payment", event.ts, event.__dict__)
-            super().record_payment(event)
+        with self._mutex:
+            if self._depth == 0:  # caught up with the other processes: their payments count
+                with self.exclusive():
+                    self._record_held(event)
+            else:  # this thread holds the log already (a group, a batch): no second hold
+                self._record_held(event)
+
+    def _record_held(self, event: PaymentEvent) -> None:
+        if self.knows(event.transaction_id):
+            return  # already applied (here or by another worker): not logged again
+        self._log("payment", event.ts, event.__dict__)
+        super().record_payment(event)
 
     def record_label(self, transaction_id: str, is_fraud: bool, label_time: int) -> bool:
         with self.exclusive():

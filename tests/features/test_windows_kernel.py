@@ -124,7 +124,7 @@ def test_the_kernel_refuses_a_buffer_that_is_not_float64() -> None:
     from features import _windows
 
     with pytest.raises(TypeError, match="float64"):
-        _windows.fill(array("i", [0] * 4), 0, 0, None, 0.0, 0.0, (), [], abs, abs, 1.0, 1.0)
+        _windows.fill(array("i", [0] * 4), 0, 0, None, 0.0, 0.0, (), [], 1.0, 1.0)
 
 
 def _located(i: int, at_s: int, lat: float, lon: float, ts: int | None = None) -> dict:
@@ -176,3 +176,60 @@ def test_times_past_64_bits_apart_and_infinite_places_go_to_python() -> None:
     fast.update(_located(0, 0, 1.0, 1.0))
     with pytest.raises(ValueError, match="math domain"):
         fast.compute(_located(1, 60, float("inf"), 1.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    amounts=st.lists(
+        st.one_of(
+            st.sampled_from([0.01, 1.0, 9.99, 10.0, 250.0]),  # ties, even and odd medians
+            st.floats(0.01, 5_000.0).map(lambda v: round(v, 2)),
+            st.floats(1e9, 1e15).map(lambda v: round(v, 2)),  # sums of squares past 64 bits
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_the_amount_statistics_are_pythons_to_the_last_bit(amounts) -> None:
+    """The z-score and median ratio over a card's amounts (exact integer sums and a sort in
+    C) equal Python's `_zscore` / `_median_ratio`, bit for bit; where a sum of squares goes
+    past 64 bits the payment is walked by Python and still agrees."""
+    names = ["amount_zscore_card_30d", "amount_to_card_median_30d"]
+    idx = [j for j, f in enumerate(FEATURES) if f.name in names]
+    assert len(idx) == 2, [f.name for f in FEATURES if f.aggregation in ("zscore", "median_ratio")]
+    payments = [_payment(i, amount, 600 * i) for i, amount in enumerate(amounts)]
+    for i, (a, b) in enumerate(_both(payments)):
+        np.testing.assert_array_equal(a[idx], b[idx], err_msg=f"payment {i}")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 300),
+    span_days=st.sampled_from([0.01, 8.0, 40.0, 90.0]),  # 40 and 90: old payments dropped
+    label_every=st.sampled_from([0, 3, 7]),
+)
+def test_the_compiled_appends_leave_the_state_as_python_does(seed, n, span_days, label_every):
+    """MemoryState.record_payment's appends in C (`_windows.record`) leave every history
+    exactly as the Python appends do: the same lists, the dropped prefixes, the fraud times
+    (labels interleaved) and the payments the state still knows."""
+    from features.online import event_of
+
+    frame = random_frame(seed, n, span_days=span_days, tie_share=0.3, minimal=False)
+    fast, slow = MemoryState(), MemoryState()
+    slow.compiled_appends = False
+    assert fast.compiled_appends
+    rows = frame.sort_values("timestamp", kind="stable").to_dict("records")
+    for i, row in enumerate(rows):
+        event = event_of(prepare(row))
+        for state in (fast, slow):
+            state.record_payment(event)
+            if label_every and i % label_every == 0:
+                state.record_label(event.transaction_id, True, event.ts + 1)
+    assert fast._hist.keys() == slow._hist.keys()
+    for entity, table in slow._hist.items():
+        assert table.keys() == fast._hist[entity].keys(), entity
+        for key, h in table.items():
+            assert fast._hist[entity][key] == h, (entity, key)
+    assert fast._payments == slow._payments
+    assert fast._fraud == slow._fraud
