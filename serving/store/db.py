@@ -202,7 +202,13 @@ payment_facts = Table(
     Column("shadow_decision", String(16)),  # approve | review | decline; never acted on
     Column("shadow_id", String(64)),  # which shadow policy decided it
     Index("payment_facts_time", "payment_time"),
-    Index("payment_facts_shadow", "shadow_id"),
+    # only the shadowed payments (migration 0007): `shadow_id = ?` still uses it
+    Index(
+        "payment_facts_shadow",
+        "shadow_id",
+        sqlite_where=text("shadow_id IS NOT NULL"),
+        postgresql_where=text("shadow_id IS NOT NULL"),
+    ),
 )
 
 policy_backtests = Table(
