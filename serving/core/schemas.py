@@ -109,8 +109,11 @@ class PaymentIn(BaseModel):
         return v
 
     def contract(self) -> dict[str, Any]:
-        """The payment as a contract record (what features and storage read)."""
-        return self.model_dump()
+        """The payment as a contract record (what features and storage read): a copy of the
+        validated fields, which is what `model_dump()` gives for this flat model (no nested
+        models, serializers, computed fields or extras; tests/serving/core/test_schemas.py
+        holds the two equal), at a tenth of its cost on the scoring path."""
+        return dict(self.__dict__)
 
 
 class Reason(BaseModel):
