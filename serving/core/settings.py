@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: str | None = None
     sqlite_synchronous: str = "NORMAL"
+    sqlite_cache_mib: int = Field(
+        default=64, ge=1, le=4096, description="SQLite's page cache per connection (MiB)"
+    )
     explain_top: int = 5
     max_batch: int = 1_000
     max_body_bytes: int = Field(

@@ -313,6 +313,7 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
         settings.db_url,
         synchronous=settings.sqlite_synchronous,
         wal_autocheckpoint=_autocheckpoint(settings),
+        cache_mib=settings.sqlite_cache_mib,
     )
     db.create_schema(engine)
     store = state if state is not None else open_state(settings)
