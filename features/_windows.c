@@ -577,5 +577,12 @@ PyMODINIT_FUNC PyInit__windows(void) {
         !(s_forget_before = PyUnicode_InternFromString("forget_before")) ||
         !(s_lazy = PyUnicode_InternFromString("lazy")) || !(s_zero = PyLong_FromLong(0)))
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *mod = PyModule_Create(&module);
+    /* the interface's version: a build of an older _windows.c (fill's arguments, no record)
+       is refused by features/online.py and features/state.py instead of misread */
+    if (mod && PyModule_AddIntConstant(mod, "ABI", 2) < 0) {
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
 }

@@ -5,6 +5,8 @@ from typing import Any
 
 from features.state import History
 
+ABI: int
+
 def fill(
     out: Any,
     t: int,

@@ -27,7 +27,7 @@ import pandas as pd
 
 from data.schema import COLUMNS
 from features.registry import FEATURES, Feature
-from features.state import History, PaymentEvent, StateStore
+from features.state import History, PaymentEvent, StateStore, usable_kernel
 from features.transforms import (
     _DEG,
     EARTH_RADIUS_KM,
@@ -41,6 +41,7 @@ try:  # the plans' walk compiled (features/_windows.c); without it, the same wal
     import features._windows as _windows
 except ImportError:  # pragma: no cover - a source tree that was not built
     _windows = None  # type: ignore[assignment]
+_windows = usable_kernel(_windows)
 
 _NAN = math.nan
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -261,7 +262,9 @@ class OnlineFeatures:
         """`compiled`: walk the plans in C (features/_windows.c; None: when it is built),
         False: in Python. Both give the same bits (tests/features/test_windows_kernel.py)."""
         if compiled and _windows is None:
-            raise RuntimeError("features._windows is not built: pip install -e . builds it")
+            raise RuntimeError(
+                "features._windows is not built (or is a stale build): pip install -e . builds it"
+            )
         self.store = store
         self.features = tuple(features)
         self.names = [f.name for f in self.features]

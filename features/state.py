@@ -27,10 +27,21 @@ import orjson
 from features.registry import FEATURES, MAX_LOOKBACK
 from features.transforms import NS_PER_S
 
+KERNEL_ABI = 2  # the features/_windows.c interface this code calls (its module's ABI)
+
+
+def usable_kernel(module: Any) -> Any:
+    """The compiled module if it is a build of this _windows.c, else None: a build of an
+    older one (other arguments for fill, no record) is set aside, so the Python code runs
+    instead of every payment failing or quietly taking another path."""
+    return module if getattr(module, "ABI", None) == KERNEL_ABI else None
+
+
 try:
     from features import _windows as _kernel
 except ImportError:  # not built (pip install -e . builds it): the Python appends
     _kernel = None  # type: ignore[assignment]
+_kernel = usable_kernel(_kernel)
 
 LOOKBACK_NS = MAX_LOOKBACK * NS_PER_S
 

@@ -233,3 +233,23 @@ def test_the_compiled_appends_leave_the_state_as_python_does(seed, n, span_days,
             assert fast._hist[entity][key] == h, (entity, key)
     assert fast._payments == slow._payments
     assert fast._fraud == slow._fraud
+
+
+def test_a_stale_build_of_the_kernel_is_set_aside() -> None:
+    """A _windows built from an older _windows.c (no ABI, or another: other arguments for
+    fill, no record) is not used; this build is."""
+    import types
+
+    from features import _windows
+    from features.state import KERNEL_ABI, usable_kernel
+
+    old = types.ModuleType("features._windows")
+    old.fill = lambda *a: None  # type: ignore[attr-defined]
+    assert usable_kernel(old) is None
+    old.ABI = KERNEL_ABI - 1  # type: ignore[attr-defined]
+    assert usable_kernel(old) is None
+    assert usable_kernel(None) is None
+    assert usable_kernel(_windows) is _windows
+    assert _windows.ABI == KERNEL_ABI
+    assert online_mod._windows is _windows  # what the executor and the state use
+    assert MemoryState.compiled_appends is True
