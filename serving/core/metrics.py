@@ -121,6 +121,11 @@ def create(registry: Any = None) -> Any:
             "riskgate_review_threshold",
             "Review threshold in force (raised above the model's during a surge)",
         )
+        online_compiled = gauge(
+            "riskgate_online_features_compiled",
+            "1 when the online features walk their windows in C (features/_windows.c built "
+            "for this Python), 0 when they run the same walk in Python (about 2x slower)",
+        )
         score_psi = gauge(
             "riskgate_score_psi",
             "PSI of the recent scores against the training profile (>0.25: shift)",

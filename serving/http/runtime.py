@@ -340,6 +340,7 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
             "slow model delays every payment (a benchmark setting, not for production)"
         )
     holder = ModelHolder(store, model, version)
+    _report_walk(holder)
     if model is not None:  # warm the booster so the first payment is not the slow one
         import numpy as np
 
@@ -394,6 +395,20 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
         runtime.deliverer = Deliverer(engine, settings.webhook_url, settings.webhook_secret)
         runtime.deliverer.start()
     return runtime
+
+
+def _report_walk(holder: ModelHolder) -> None:
+    """Operators see whether the online features run compiled (a gauge, and a warning when
+    not): a Bento or image without the built features/_windows.c is correct but slower."""
+    from serving.core.metrics import m
+
+    compiled = bool(holder.current.online.compiled)
+    m().online_compiled.set(1 if compiled else 0)
+    if not compiled:
+        log.warning(
+            "the online features run in Python: features/_windows.c is not built for this "
+            "Python (`pip install -e .` builds it); scoring is correct but about 2x slower"
+        )
 
 
 def team_capacity(settings: Settings) -> Callable[[float], float]:

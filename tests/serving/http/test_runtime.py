@@ -194,3 +194,30 @@ def test_wal_checkpoints_off_leaves_them_to_sqlite(tmp_path: Path, model_dir: Pa
 def test_a_negative_checkpoint_interval_is_refused() -> None:
     with pytest.raises(ValueError, match="wal_checkpoint_seconds"):
         Settings(wal_checkpoint_seconds=-1)
+
+
+def test_operators_see_whether_the_online_features_run_compiled(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    """The gauge says 1 with the built walk and 0 (with a warning at start) without it: a
+    Bento or image that lost features/_windows.c scores correctly but slower, visibly."""
+    import logging
+
+    import features.online as online
+    from serving.core.metrics import m
+
+    rt = build(local(tmp_path, model_dir), KeyRing.parse(KEYS))
+    try:
+        assert rt.holder.current.online.compiled is (online._windows is not None)
+        assert m().online_compiled._value.get() == (1.0 if online._windows is not None else 0.0)
+    finally:
+        rt.close()
+    monkeypatch.setattr(online, "_windows", None)  # as where the extension is not built
+    with caplog.at_level(logging.WARNING, logger="riskgate"):
+        rt = build(local(tmp_path / "py", model_dir), KeyRing.parse(KEYS))
+    try:
+        assert rt.holder.current.online.compiled is False
+        assert m().online_compiled._value.get() == 0.0
+        assert any("online features run in Python" in r.getMessage() for r in caplog.records)
+    finally:
+        rt.close()
