@@ -454,10 +454,7 @@ def report(r: dict[str, Any]) -> str:
             "anyio.to_thread.run_sync patched inline in the worker: scoring on the event loop, "
             "no thread hand-off",
             "tuned": "no_hops + gc.collect() + gc.freeze() in the worker once ready",
-            "two_workers": "riskgate serve --workers 2 (shared SQLite database and state log; "
-            "one worker scores every /score, the other forwards to it)",
-            "two_workers_taking_turns": "two workers with RISKGATE_SCORE_OWNER=false: each "
-            "scores its own payments, taking turns at the order lock (before the owner)",
+            "two_workers": "riskgate serve --workers 2 (shared SQLite database and state log)",
             "one_worker": "riskgate serve --workers 1",
             "checkpoint_in_commits": "riskgate with RISKGATE_WAL_CHECKPOINT_SECONDS=0 "
             "(SQLite checkpoints inside the commits, its default)",
@@ -541,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         default="two_workers",
         help="riskgate runs after the real one: two_workers, one_worker, no_hops, tuned, "
         "checkpoint_in_commits, inline_scoring, inline_two_workers, thread_groups, "
-        "thread_groups_two_workers, two_workers_taking_turns "
+        "thread_groups_two_workers "
         "(comma list, or none)",
     )
     ap.add_argument("--workers", type=int, default=1, help="riskgate serve --workers (real run)")

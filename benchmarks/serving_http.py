@@ -213,7 +213,6 @@ def run_bare(
 # what-if runs after the real one, and their worker processes
 VARIANT_WORKERS = {
     "two_workers": 2,
-    "two_workers_taking_turns": 2,
     "one_worker": 1,
     "no_hops": 1,
     "tuned": 1,
@@ -244,9 +243,7 @@ def run_riskgate(
     "inline_two_workers" score each /score on the event loop (RISKGATE_SCORE_GROUP_MAX=1: no
     scoring thread, no group commit), in one and two workers; "thread_groups" /
     "thread_groups_two_workers" score /score groups on one scoring thread
-    (RISKGATE_SCORE_GROUPS_ON=thread) instead of the event loop; "two_workers_taking_turns" is
-    two workers without the scoring owner (RISKGATE_SCORE_OWNER=false: each scores its own
-    payments, taking turns at the order lock, as before serving/http/owner.py)."""
+    (RISKGATE_SCORE_GROUPS_ON=thread) instead of the event loop."""
     name = f"riskgate-{variant}" if variant else "riskgate"
     main = not variant
     d = work / name
@@ -259,8 +256,6 @@ def run_riskgate(
         RISKGATE_DB_URL=f"sqlite:///{d / 'riskgate.db'}",
         RISKGATE_STATE_PATH=str(d / "state.db"),
     )
-    if variant == "two_workers_taking_turns":  # before the scoring owner: the order lock in turn
-        env["RISKGATE_SCORE_OWNER"] = "false"
     if variant == "checkpoint_in_commits":  # what-if: SQLite's own checkpoints, in the commits
         env["RISKGATE_WAL_CHECKPOINT_SECONDS"] = "0"
     if variant in ("inline_scoring", "inline_two_workers"):  # what-if: no scoring thread

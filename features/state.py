@@ -460,15 +460,6 @@ class SQLiteState(MemoryState):
             )
         )
 
-    def follow(self) -> None:
-        """Apply what other processes logged since this one last looked, without the order
-        lock (reading the log never blocks its writer, and every row it holds committed in
-        order): for a worker that forwards its payments to the scoring owner
-        (serving/http/owner.py), so that its copy is current when it must score itself."""
-        with self._mutex:
-            if self._depth == 0:
-                self._catch_up()
-
     def _log(self, kind: str, ts: int, body: dict[str, object]) -> None:
         """Append an event. Alone (commit_every 1, no batch open): one INSERT in autocommit,
         its own transaction. In a batch the rows wait in `_rows` and go in one multi-row

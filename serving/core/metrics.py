@@ -121,12 +121,6 @@ def create(registry: Any = None) -> Any:
             "riskgate_review_threshold",
             "Review threshold in force (raised above the model's during a surge)",
         )
-        forwarded = counter(
-            "riskgate_forwarded_total",
-            "/score payments between workers: 'sent' to the scoring owner, 'served' by it for "
-            "another worker, 'local' scored by a forwarding worker itself (owner unreachable)",
-            "way",
-        )
         online_compiled = gauge(
             "riskgate_online_features_compiled",
             "1 when the online features walk their windows in C (features/_windows.c built "

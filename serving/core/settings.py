@@ -64,11 +64,6 @@ class Settings(BaseSettings):
         description="who scores a /score group: the event loop itself (a thread only while "
         "another worker holds the order lock) or one scoring thread",
     )
-    score_owner: bool = Field(
-        default=True,
-        description="with several workers on one SQLite state log: one worker (the owner) "
-        "scores every /score, the others forward theirs to it over a Unix socket",
-    )
     gc_threshold: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] = Field(
         default=(20_000, 50, 100), description="gc.set_threshold in each worker, e.g. [700,10,10]"
     )

@@ -21,7 +21,6 @@ from serving.core.auth import KeyRing
 from serving.core.schemas import now_utc
 from serving.core.settings import Settings
 from serving.http.deployment import DeploymentMismatchError, ensure_one_deployment
-from serving.http.owner import Forwarder, OwnerLock, OwnerServer, owner_paths
 from serving.review.webhooks import Deliverer
 from serving.scoring.groups import GroupScorer, LoopGroupScorer
 from serving.scoring.holder import ModelHolder, check_artifact
@@ -55,9 +54,6 @@ def load_model(settings: Settings) -> tuple[RiskModel | None, str | None]:
     return model, version
 
 
-FOLLOW_SECONDS = 0.25  # how often a forwarding worker applies the owner's payments to its copy
-
-
 @dataclass
 class Runtime:
     settings: Settings
@@ -71,10 +67,7 @@ class Runtime:
     deliverer: Deliverer | None = None
     watchers: list[Every] = field(default_factory=list)
     # /score's group commit (None: scored on the caller)
-    groups: GroupScorer | LoopGroupScorer | Forwarder | None = None
-    # several workers on one SQLite state log: who scores /score (serving/http/owner.py)
-    owner_lock: OwnerLock | None = None
-    owner_server: OwnerServer | None = None
+    groups: GroupScorer | LoopGroupScorer | None = None
     checkpointer: WalCheckpointer | None = None  # SQLite WAL checkpoints off the request path
     _policy_at: datetime | None = None  # updated_at of the stored policy in force here
     _model_generation: int = 0  # reloads (through any process) this process has followed
@@ -188,51 +181,7 @@ class Runtime:
                         return
                     self._model_generation = generation
 
-    async def start_owner(self) -> None:
-        """In the worker's event loop at start: the first worker to take the owner lock
-        scores every /score and serves the others' (OwnerServer); another forwards its
-        own to it (Forwarder) and keeps its copy of the state current on a thread."""
-        if self.owner_lock is None or self.groups is None or isinstance(self.groups, Forwarder):
-            return
-        if await self._become_owner():
-            return
-        local = self.groups
-        _, sock = owner_paths(self.settings.state_path)
-        forwarder = self.groups = Forwarder(sock, local, self._become_owner)
-        await forwarder.connect()
-        follow = getattr(self.state, "follow", None)
-        if callable(follow):
-            self.watchers.append(Every("state-follow", FOLLOW_SECONDS, follow).start())
-
-    async def _become_owner(self) -> bool:
-        assert self.owner_lock is not None
-        if self.owner_server is not None:
-            return True
-        if not self.owner_lock.try_take():
-            return False
-        local = self.groups.local if isinstance(self.groups, Forwarder) else self.groups
-        assert local is not None
-        _, sock = owner_paths(self.settings.state_path)
-        server = OwnerServer(sock, local.score)
-        try:
-            await server.start()
-        except OSError as exc:  # still the owner (the others score locally, in turn)
-            log.warning(
-                "the scoring owner cannot listen on %s (%s): workers score in turn", sock, exc
-            )
-            return True
-        self.owner_server = server
-        return True
-
-    def forwarded(self) -> tuple[int, int]:
-        """(payments this worker scored for the others, payments it forwarded to the owner)."""
-        sent = self.groups.forwarded if isinstance(self.groups, Forwarder) else 0
-        served = self.owner_server.forwarded if self.owner_server is not None else 0
-        return served, sent
-
     def close(self) -> None:
-        if self.owner_server is not None:
-            self.owner_server.close_now()
         for watcher in self.watchers:
             watcher.stop()
         if self.checkpointer is not None:
@@ -430,13 +379,6 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
             if settings.score_groups_on == "loop"
             else GroupScorer(scorer.score_group, settings.score_group_max)
         ).start()
-    if (
-        runtime.groups is not None
-        and settings.workers > 1
-        and settings.score_owner
-        and isinstance(store, SQLiteState)
-    ):
-        runtime.owner_lock = OwnerLock(owner_paths(settings.state_path)[0])
     runtime.watchers = [
         Every("queue-gauges", 5.0, lambda: refresh_queue_gauges(engine)).start(),
         Every("config-sync", settings.config_poll_seconds, runtime.sync_config).start(),

@@ -290,11 +290,6 @@ class Riskgate:
     def __is_ready__(self) -> bool:
         return bool(self.rt.ready())
 
-    @bentoml.on_startup
-    async def _owner(self) -> None:
-        """Several workers: one scores every /score (serving/http/owner.py)."""
-        await self.rt.start_owner()
-
     @bentoml.on_shutdown
     def _close(self) -> None:
         self.rt.close()
