@@ -464,6 +464,9 @@ def report(r: dict[str, Any]) -> str:
             "thread_groups": "riskgate with RISKGATE_SCORE_GROUPS_ON=thread: /score groups "
             "scored on one scoring thread (before: the event loop scores them)",
             "thread_groups_two_workers": "thread_groups in two workers",
+            "no_mmap": "riskgate with RISKGATE_SQLITE_MMAP_MIB=0: the database read without "
+            "SQLite's memory map (before the sixth round)",
+            "two_workers_no_mmap": "no_mmap in two workers",
             "bare_no_tracing": "the bare service with /predict left out of OpenTelemetry, as "
             "riskgate leaves /score out by default (the floor of BentoML's cost)",
             "bare_no_tracing_two_workers": "the floor in two worker processes (BARE_WORKERS=2): "
@@ -538,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         default="two_workers",
         help="riskgate runs after the real one: two_workers, one_worker, no_hops, tuned, "
         "checkpoint_in_commits, inline_scoring, inline_two_workers, thread_groups, "
-        "thread_groups_two_workers "
+        "thread_groups_two_workers, no_mmap, two_workers_no_mmap "
         "(comma list, or none)",
     )
     ap.add_argument("--workers", type=int, default=1, help="riskgate serve --workers (real run)")

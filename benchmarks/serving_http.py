@@ -213,6 +213,8 @@ def run_bare(
 # what-if runs after the real one, and their worker processes
 VARIANT_WORKERS = {
     "two_workers": 2,
+    "two_workers_no_mmap": 2,
+    "no_mmap": 1,
     "one_worker": 1,
     "no_hops": 1,
     "tuned": 1,
@@ -243,7 +245,9 @@ def run_riskgate(
     "inline_two_workers" score each /score on the event loop (RISKGATE_SCORE_GROUP_MAX=1: no
     scoring thread, no group commit), in one and two workers; "thread_groups" /
     "thread_groups_two_workers" score /score groups on one scoring thread
-    (RISKGATE_SCORE_GROUPS_ON=thread) instead of the event loop."""
+    (RISKGATE_SCORE_GROUPS_ON=thread) instead of the event loop; "no_mmap" /
+    "two_workers_no_mmap" read the database without SQLite's memory map
+    (RISKGATE_SQLITE_MMAP_MIB=0, as before the sixth round)."""
     name = f"riskgate-{variant}" if variant else "riskgate"
     main = not variant
     d = work / name
@@ -256,6 +260,8 @@ def run_riskgate(
         RISKGATE_DB_URL=f"sqlite:///{d / 'riskgate.db'}",
         RISKGATE_STATE_PATH=str(d / "state.db"),
     )
+    if variant in ("no_mmap", "two_workers_no_mmap"):  # what-if: no memory map (as before)
+        env["RISKGATE_SQLITE_MMAP_MIB"] = "0"
     if variant == "checkpoint_in_commits":  # what-if: SQLite's own checkpoints, in the commits
         env["RISKGATE_WAL_CHECKPOINT_SECONDS"] = "0"
     if variant in ("inline_scoring", "inline_two_workers"):  # what-if: no scoring thread

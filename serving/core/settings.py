@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     sqlite_cache_mib: int = Field(
         default=64, ge=1, le=4096, description="SQLite's page cache per connection (MiB)"
     )
+    sqlite_mmap_mib: int = Field(
+        default=2048,
+        ge=0,
+        le=65536,
+        description="SQLite reads the database through a memory map up to this size (MiB; 0: "
+        "off; SQLite caps it, at 2 GiB in Python's build)",
+    )
     explain_top: int = 5
     max_batch: int = 1_000
     max_body_bytes: int = Field(

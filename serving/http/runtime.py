@@ -314,6 +314,7 @@ def build(settings: Settings, keys: KeyRing, *, state: StateStore | None = None)
         synchronous=settings.sqlite_synchronous,
         wal_autocheckpoint=_autocheckpoint(settings),
         cache_mib=settings.sqlite_cache_mib,
+        mmap_mib=settings.sqlite_mmap_mib,
     )
     db.create_schema(engine)
     store = state if state is not None else open_state(settings)

@@ -39,6 +39,8 @@ from serving.store.checkpoint import sqlite_path
 
 metadata = MetaData()
 SQLITE_CACHE_MIB = 64  # RISKGATE_SQLITE_CACHE_MIB: SQLite's page cache per connection
+# RISKGATE_SQLITE_MMAP_MIB: the database file read through a memory map (SQLite caps it: 2 GiB)
+SQLITE_MMAP_MIB = 2048
 
 decisions = Table(
     "decisions",
@@ -254,6 +256,7 @@ def make_engine(
     synchronous: str = "NORMAL",
     wal_autocheckpoint: int = 1_000,
     cache_mib: int = SQLITE_CACHE_MIB,
+    mmap_mib: int = SQLITE_MMAP_MIB,
 ) -> Engine:
     """Engine with SQLite in WAL mode (readers never block the writer) and foreign keys on.
     `wal_autocheckpoint`: log pages past which a commit checkpoints (serving/store/checkpoint.py
@@ -286,6 +289,10 @@ def make_engine(
             # key rows land on random pages of their text-keyed indexes, which SQLite's 2 MiB
             # default re-reads from the file as the database grows
             cur.execute(f"PRAGMA cache_size={-1024 * int(cache_mib)}")
+            # pages read through a memory map, not copied in by a read() each: the page cache
+            # above is emptied whenever another connection (another worker) has committed,
+            # and every page a group then touches is read again (0: off)
+            cur.execute(f"PRAGMA mmap_size={1024 * 1024 * int(mmap_mib)}")
             cur.close()
 
     return engine
