@@ -351,12 +351,18 @@ class SQLiteState(MemoryState):
     transactional = True  # `deferred()` rolls a failed batch back (see Scorer.score_group)
 
     def __init__(
-        self, path: str | Path, *, commit_every: int = 1, wal_autocheckpoint: int = 1_000
+        self,
+        path: str | Path,
+        *,
+        commit_every: int = 1,
+        wal_autocheckpoint: int = 1_000,
+        mmap_mib: int = 0,
     ) -> None:
         """`commit_every > 1` keeps a write transaction open between calls: for one writer
         replaying history in bulk, not for a log shared by running workers.
         `wal_autocheckpoint`: log pages past which a commit checkpoints (the service raises it
-        and checkpoints on a thread of its own: serving/store/checkpoint.py)."""
+        and checkpoints on a thread of its own: serving/store/checkpoint.py). `mmap_mib`: the
+        log read through a memory map (another worker's commit empties the page cache)."""
         super().__init__()
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -376,6 +382,7 @@ class SQLiteState(MemoryState):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
+            self._db.execute(f"PRAGMA mmap_size={1024 * 1024 * int(mmap_mib)}")
             self._db.executescript(_SCHEMA)
             self._replay()
 

@@ -285,7 +285,11 @@ def open_state(settings: Settings) -> StateStore:
         from features.redis_state import RedisState
 
         return RedisState.from_url(settings.state_url, prefix=settings.state_prefix)
-    return SQLiteState(settings.state_path, wal_autocheckpoint=_autocheckpoint(settings))
+    return SQLiteState(
+        settings.state_path,
+        wal_autocheckpoint=_autocheckpoint(settings),
+        mmap_mib=settings.sqlite_mmap_mib,
+    )
 
 
 def _autocheckpoint(settings: Settings) -> int:

@@ -59,5 +59,7 @@ def test_the_service_engine_takes_the_memory_map_setting(tmp_path, model_dir):
     try:
         with rt.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA mmap_size").scalar_one() == 32 * 1024 * 1024
+        # and the online state's log
+        assert rt.state._db.execute("PRAGMA mmap_size").fetchone()[0] == 32 * 1024 * 1024
     finally:
         rt.close()
